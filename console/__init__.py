@@ -1,0 +1,1 @@
+"""The operator console: server-rendered HTML with htmx, assets vendored under static/."""

@@ -1,0 +1,32 @@
+"""Unauthenticated endpoints: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from controlplane.api.problems import problem
+from controlplane.store.db import ping
+
+router = APIRouter()
+
+
+@router.get("/healthz", summary="Liveness: the process is serving")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: the store answers", response_model=None)
+async def readyz(request: Request) -> dict[str, str] | Response:
+    try:
+        await asyncio.wait_for(asyncio.to_thread(ping, request.app.state.engine), timeout=5)
+    except Exception as exc:
+        return problem(503, "Not ready", f"the store does not answer: {type(exc).__name__}: {exc}")
+    return {"status": "ready", "store": request.app.state.engine.dialect.name}
+
+
+@router.get("/metrics", summary="Prometheus metrics of this process")
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

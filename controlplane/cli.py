@@ -1,0 +1,164 @@
+"""The `coreplane` command. Heavy imports happen inside each command, so `coreplane
+agent` runs on the small agent install."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controlplane.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="coreplane: an observability-first control plane for an application's core services.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        typer.echo(f"coreplane: {exc}", err=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(help="Listen address [default: COREPLANE_SERVER__HOST or 127.0.0.1]."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Listen port [default: COREPLANE_SERVER__PORT or 8000].")
+    ] = None,
+) -> None:
+    """Serve the API, the console and /metrics (the store must be migrated first)."""
+    import uvicorn
+
+    from controlplane.app import create_app
+    from controlplane.store.migrate import current_revision, head_revision
+
+    settings = _settings()
+    if host is not None:
+        settings.server.host = host
+    if port is not None:
+        settings.server.port = port
+    current, head = current_revision(settings.database_url), head_revision()
+    if current != head:
+        typer.echo(
+            f"coreplane: the store is at revision {current or 'none'}, the code needs {head}: "
+            "run `coreplane migrate` first",
+            err=True,
+        )
+        raise typer.Exit(2)
+    application = create_app(settings)
+    url = settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}/"
+    typer.echo(f"coreplane: console at {url}", err=True)
+    uvicorn.run(
+        application,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.log_level,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target Alembic revision.")] = "head",
+) -> None:
+    """Apply the store's schema migrations (SQLite or PostgreSQL)."""
+    from controlplane.store.migrate import current_revision, upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"coreplane: store at revision {current_revision(settings.database_url)}")
+
+
+@app.command()
+def agent(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML file with agent settings (keys of COREPLANE_AGENT__*).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Send one heartbeat and exit.")] = False,
+) -> None:
+    """Run an agent that reports to the control plane (a heartbeat for now)."""
+    import socket
+
+    import yaml
+
+    from agents.client import ControlPlaneClient
+    from agents.runtime import HeartbeatLoop
+
+    overrides: dict[str, object] = {}
+    if config is not None:
+        loaded = yaml.safe_load(config.read_text()) or {}
+        if not isinstance(loaded, dict):
+            typer.echo(f"coreplane: {config} must hold a mapping of agent settings", err=True)
+            raise typer.Exit(2)
+        overrides["agent"] = loaded
+    settings = _settings(**overrides)
+    if not settings.admin_token:
+        typer.echo("coreplane: set COREPLANE_ADMIN_TOKEN so the agent can authenticate", err=True)
+        raise typer.Exit(2)
+    name = settings.agent.name or socket.gethostname()
+    client = ControlPlaneClient(
+        settings.agent.control_plane_url, settings.admin_token, settings.agent.request_timeout_s
+    )
+    loop = HeartbeatLoop(client, agent=name, interval_s=settings.agent.heartbeat_interval_s)
+    if once:
+        ok = loop.run_once()
+        client.close()
+        raise typer.Exit(0 if ok else 1)
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    typer.echo(f"coreplane: agent {name} reporting to {settings.agent.control_plane_url}", err=True)
+    try:
+        loop.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
+
+
+@app.command()
+def services(
+    command: Annotated[str, typer.Argument(help="up | down | status")],
+    names: Annotated[list[str] | None, typer.Argument(help="Services (default: all).")] = None,
+) -> None:
+    """Install, start, stop or inspect the local real services (scripts/services.sh)."""
+    script = SCRIPTS / "services.sh"
+    if not script.exists():
+        typer.echo(
+            f"coreplane: {script} not found: `services` runs from a source checkout", err=True
+        )
+        raise typer.Exit(2)
+    if command not in {"up", "down", "status"}:
+        typer.echo("coreplane: services takes up, down or status", err=True)
+        raise typer.Exit(2)
+    result = subprocess.run(["bash", str(script), command, *(names or [])], check=False)
+    raise typer.Exit(result.returncode)
+
+
+@app.command()
+def version() -> None:
+    """Print coreplane's version."""
+    from controlplane import __version__
+
+    typer.echo(__version__)

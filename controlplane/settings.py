@@ -1,0 +1,174 @@
+"""One settings tree for every coreplane process (DESIGN.md §4).
+
+Environment variables use the prefix ``COREPLANE_`` and ``__`` between nested
+levels, e.g. ``COREPLANE_REDIS__URL``. ``COREPLANE_DATABASE_URL`` and
+``COREPLANE_ADMIN_TOKEN`` are top-level names other tools rely on. A backend
+whose address is unset is "not configured", which is never an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VAR_DIR = Path("var")
+
+
+class ServerSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address `coreplane serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `coreplane serve` listens on.")
+    public_url: str | None = Field(
+        None, description="URL operators use to reach the console; derived from host/port if unset."
+    )
+    session_secret: str | None = Field(
+        None,
+        description="Key signing console cookies; generated and kept in the store if unset.",
+        repr=False,
+    )
+    secure_cookies: bool = Field(
+        False, description="Mark console cookies Secure (set when the console is served over TLS)."
+    )
+    probe_timeout_s: float = Field(
+        2.0, gt=0, le=30, description="Timeout of each backend reachability probe on the console."
+    )
+
+
+class PostgresSettings(BaseModel):
+    url: str | None = Field(
+        None,
+        description="A PostgreSQL the agents watch (the store is COREPLANE_DATABASE_URL).",
+        repr=False,
+    )
+
+
+class RedisSettings(BaseModel):
+    url: str | None = Field(None, description="Primary Redis, e.g. redis://127.0.0.1:6379/0.")
+    replica_urls: list[str] = Field(default_factory=list, description="Redis replicas.")
+    sentinel_addrs: list[str] = Field(
+        default_factory=list, description="Redis Sentinel host:port list (failover yardstick)."
+    )
+    sentinel_master: str = Field("coreplane", description="Name Sentinel monitors the primary as.")
+
+
+class MemcachedSettings(BaseModel):
+    servers: list[str] = Field(
+        default_factory=list, description="Memcached nodes as host:port, e.g. 127.0.0.1:11211."
+    )
+
+
+class RabbitMQSettings(BaseModel):
+    url: str | None = Field(
+        None, description="AMQP URL, e.g. amqp://user:pass@127.0.0.1:5672/%2F.", repr=False
+    )
+    management_url: str | None = Field(
+        None,
+        description="Management API base URL, e.g. http://user:pass@127.0.0.1:15672.",
+        repr=False,
+    )
+    prometheus_url: str | None = Field(None, description="RabbitMQ's Prometheus endpoint.")
+
+
+class ElasticsearchSettings(BaseModel):
+    url: str | None = Field(None, description="Elasticsearch base URL, e.g. http://127.0.0.1:9200.")
+    username: str | None = Field(None, description="Basic-auth user, e.g. elastic.")
+    password: str | None = Field(None, description="Basic-auth password.", repr=False)
+
+
+class S3Settings(BaseModel):
+    endpoint: str | None = Field(None, description="S3 API endpoint as host:port.")
+    access_key: str | None = Field(None, description="S3 access key.")
+    secret_key: str | None = Field(None, description="S3 secret key.", repr=False)
+    secure: bool = Field(False, description="Use HTTPS to reach the S3 endpoint.")
+
+
+class HAProxySettings(BaseModel):
+    socket: str | None = Field(None, description="Path of HAProxy's admin runtime socket.")
+    metrics_url: str | None = Field(None, description="HAProxy Prometheus exporter URL.")
+
+
+class PrometheusSettings(BaseModel):
+    url: str | None = Field(None, description="Prometheus base URL, e.g. http://127.0.0.1:9090.")
+
+
+class AlertmanagerSettings(BaseModel):
+    url: str | None = Field(None, description="Alertmanager base URL, e.g. http://127.0.0.1:9093.")
+
+
+class AgentSettings(BaseModel):
+    control_plane_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL of the control plane the agent reports to."
+    )
+    name: str | None = Field(None, description="Agent name; the host name when unset.")
+    heartbeat_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="Seconds between two heartbeats."
+    )
+    request_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="Timeout of one request to the control plane."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything a coreplane process reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COREPLANE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    database_url: str = Field(
+        f"sqlite:///{VAR_DIR}/coreplane.db",
+        description="SQLAlchemy URL of the store: sqlite:///path or postgresql+psycopg://...",
+    )
+    admin_token: str | None = Field(
+        None,
+        description="Bootstrap admin credential; generated and printed once when unset.",
+        repr=False,
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level of every coreplane process."
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    memcached: MemcachedSettings = Field(default_factory=MemcachedSettings)
+    rabbitmq: RabbitMQSettings = Field(default_factory=RabbitMQSettings)
+    elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    haproxy: HAProxySettings = Field(default_factory=HAProxySettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_dialect(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError(
+                "must start with sqlite:/// or postgresql+psycopg://, "
+                f"got {value.split(':', 1)[0]!r}"
+            )
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")
+
+
+class SettingsError(Exception):
+    """Settings failed validation; the message says which variable to fix."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings tree, turning a validation error into one readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            path = "__".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"  COREPLANE_{path}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
