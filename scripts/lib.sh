@@ -9,9 +9,9 @@ OPT="${COREPLANE_OPT:-/opt/coreplane}"
 ENV_DIR="$VAR/services.d"
 HEALTH_TIMEOUT="${COREPLANE_HEALTH_TIMEOUT:-120}"
 
-say()  { printf '\033[1m[services]\033[0m %s\n' "$*" >&2; }
-warn() { printf '\033[33m[services]\033[0m %s\n' "$*" >&2; }
-die()  { printf '\033[31m[services] error:\033[0m %s\n' "$*" >&2; exit 1; }
+say()  { printf '\033[1m[%s]\033[0m %s\n' "${LOG_TAG:-services}" "$*" >&2; }
+warn() { printf '\033[33m[%s]\033[0m %s\n' "${LOG_TAG:-services}" "$*" >&2; }
+die()  { printf '\033[31m[%s] error:\033[0m %s\n' "${LOG_TAG:-services}" "$*" >&2; exit 1; }
 
 # A random secret for a local service; kept under var/ so restarts reuse it.
 secret_file() {  # secret_file PATH [BYTES] -> prints the secret (hex), creating it once
