@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -39,12 +40,14 @@ class Backend:
 
 
 def _redact(url: str | None) -> str | None:
-    if url is None:
-        return None
-    parsed = httpx.URL(url) if "://" in url else None
-    if parsed is not None and parsed.password:
-        return str(parsed.copy_with(password="***"))  # noqa: S106 - redaction
-    return url
+    """The address without its password, fit to show on a page."""
+    if url is None or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _probe_redis(s: Settings, timeout: float) -> str:

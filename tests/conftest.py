@@ -51,3 +51,75 @@ def reach(service: str, address: object, call, *args, **kwargs):  # type: ignore
             f"{service} at {address} did not answer: {type(exc).__name__}: {exc}\n"
             f"  start it with: scripts/services.sh up {service}"
         ) from exc
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ControlPlane:
+    """A real `coreplane serve` process on a free port with its own SQLite store."""
+
+    def __init__(self, url: str, token: str, env: dict[str, str], log: Path) -> None:
+        self.url, self.token, self.env, self.log = url, token, env, log
+
+    def coreplane(self, *args: str, timeout: float = 30):  # type: ignore[no-untyped-def]
+        import subprocess
+
+        return subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "coreplane"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory, services) -> ControlPlane:
+    """`coreplane migrate` then `coreplane serve`, configured with every real service."""
+    import secrets
+    import subprocess
+    import time
+
+    import httpx
+    from dotenv import dotenv_values
+
+    tmp = tmp_path_factory.mktemp("cp")
+    port = free_port()
+    token = secrets.token_urlsafe(32)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")},
+        **{k: v for k, v in dotenv_values(SERVICES_ENV).items() if v is not None},
+        "COREPLANE_DATABASE_URL": f"sqlite:///{tmp}/store.db",
+        "COREPLANE_ADMIN_TOKEN": token,
+        "COREPLANE_SERVER__PORT": str(port),
+        "COREPLANE_AGENT__CONTROL_PLANE_URL": f"http://127.0.0.1:{port}",
+        "COREPLANE_AGENT__NAME": "e2e-agent",
+    }
+    log = tmp / "serve.log"
+    cp = ControlPlane(f"http://127.0.0.1:{port}", token, env, log)
+    migrated = cp.coreplane("migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "coreplane"), "serve"], env=env, stdout=out, stderr=out
+        )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{cp.url}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"coreplane serve did not become ready:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield cp
+    proc.terminate()
+    proc.wait(timeout=15)

@@ -18,10 +18,8 @@ def test_prometheus_scrapes_its_targets(services):
         ).json()
         jobs = {r["metric"]["job"]: r["value"][1] for r in body["data"]["result"]}
         if (
-            (jobs.get("haproxy") == "1"
-            and jobs.get("prometheus") == "1")
-            or time.monotonic() > deadline
-        ):
+            jobs.get("haproxy") == "1" and jobs.get("prometheus") == "1"
+        ) or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert jobs.get("prometheus") == "1"
