@@ -156,6 +156,55 @@ def services(
     raise typer.Exit(result.returncode)
 
 
+def _celery_or_exit(settings: Settings):  # type: ignore[no-untyped-def]
+    from controlplane.tasks import make_celery
+
+    try:
+        return make_celery(settings)
+    except ValueError as exc:
+        typer.echo(f"coreplane: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "celery",
+    ping: Annotated[
+        bool, typer.Option("--ping", help="Exit 0 if a worker answers a ping (health check).")
+    ] = False,
+) -> None:
+    """Run a Celery worker for the application's background tasks."""
+    celery = _celery_or_exit(_settings())
+    if ping:
+        answers = celery.control.ping(timeout=3.0)
+        typer.echo(f"{len(answers)} worker(s) answered")
+        raise typer.Exit(0 if answers else 1)
+    celery.worker_main(
+        ["worker", f"--concurrency={concurrency}", f"--queues={queues}", "--loglevel=INFO", "-E"]
+    )
+
+
+@app.command()
+def flower(
+    port: Annotated[int, typer.Option(help="Port Flower listens on.")] = 5555,
+    address: Annotated[str, typer.Option(help="Address Flower listens on.")] = "127.0.0.1",
+) -> None:
+    """Run Flower, the Celery monitoring UI, against the configured broker."""
+    settings = _settings()
+    celery = _celery_or_exit(settings)
+    argv = ["flower", f"--port={port}", f"--address={address}"]
+    if settings.tasks.flower_basic_auth:
+        argv.append(f"--basic-auth={settings.tasks.flower_basic_auth}")
+    elif address not in {"127.0.0.1", "localhost", "::1"}:
+        typer.echo(
+            "coreplane: set COREPLANE_TASKS__FLOWER_BASIC_AUTH to serve Flower beyond loopback",
+            err=True,
+        )
+        raise typer.Exit(2)
+    celery.start(argv)
+
+
 @app.command()
 def version() -> None:
     """Print coreplane's version."""

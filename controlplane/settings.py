@@ -97,6 +97,18 @@ class AlertmanagerSettings(BaseModel):
     url: str | None = Field(None, description="Alertmanager base URL, e.g. http://127.0.0.1:9093.")
 
 
+class TasksSettings(BaseModel):
+    broker_url: str | None = Field(
+        None, description="Celery broker; the RabbitMQ URL when unset.", repr=False
+    )
+    result_backend: str | None = Field(
+        None, description="Celery result backend; the Redis URL when unset."
+    )
+    flower_basic_auth: str | None = Field(
+        None, description="user:password that Flower requires (HTTP basic auth).", repr=False
+    )
+
+
 class AgentSettings(BaseModel):
     control_plane_url: str = Field(
         "http://127.0.0.1:8000", description="Base URL of the control plane the agent reports to."
@@ -133,6 +145,7 @@ class Settings(BaseSettings):
     )
     server: ServerSettings = Field(default_factory=ServerSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    tasks: TasksSettings = Field(default_factory=TasksSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     memcached: MemcachedSettings = Field(default_factory=MemcachedSettings)

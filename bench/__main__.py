@@ -1,0 +1,37 @@
+"""`python -m bench [NAME...]`: run benchmarks, write bench/results/latest.{json,md}."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from bench import select1
+from bench.results import save, table
+from controlplane.settings import load_settings
+
+# Every benchmark, by the names its results carry. Add new ones here.
+BENCHMARKS = {
+    "select1_sqlalchemy_vs_psycopg": select1.run,
+}
+
+
+def main(argv: list[str]) -> int:
+    unknown = [n for n in argv if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        return 2
+    settings = load_settings(_env_file="var/services.env")
+    results = []
+    for name in argv or list(BENCHMARKS):
+        print(f"bench: {name} ...", flush=True)
+        started = time.perf_counter()
+        results.extend(BENCHMARKS[name](settings))
+        print(f"bench: {name} done in {time.perf_counter() - started:.1f}s", flush=True)
+    path = save(results)
+    print(table([r.__dict__ for r in results]))
+    print(f"bench: results in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

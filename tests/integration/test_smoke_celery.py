@@ -1,0 +1,67 @@
+"""`coreplane worker` and `coreplane flower` as real processes on RabbitMQ and Redis."""
+
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from controlplane.tasks import make_celery
+from tests.conftest import ROOT, free_port, require
+
+COREPLANE = str(ROOT / ".venv" / "bin" / "coreplane")
+
+
+@pytest.fixture
+def worker(control_plane):
+    proc = subprocess.Popen(
+        [COREPLANE, "worker", "--concurrency=1"],
+        env=control_plane.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_worker_runs_a_task_and_answers_its_health_check(services, control_plane, worker):
+    require(services.rabbitmq.url, "rabbitmq")
+    celery = make_celery(services)
+    result = celery.send_task("coreplane.ping")
+    assert result.get(timeout=60) == "pong"
+    ping = control_plane.coreplane("worker", "--ping")
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+def test_flower_serves_with_basic_auth(services, control_plane):
+    require(services.rabbitmq.url, "rabbitmq")
+    port = free_port()
+    env = {**control_plane.env, "COREPLANE_TASKS__FLOWER_BASIC_AUTH": "ops:flower-test"}
+    proc = subprocess.Popen(
+        [COREPLANE, "flower", f"--port={port}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"{url}/healthcheck", timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        assert health.text == "OK"
+        assert httpx.get(f"{url}/workers").status_code == 401
+        assert httpx.get(f"{url}/workers", auth=("ops", "flower-test")).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
