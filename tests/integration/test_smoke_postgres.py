@@ -13,7 +13,8 @@ def test_postgres_answers_and_round_trips_a_row(services):
     require(services.postgres.url, "postgres")
     engine = make_engine(services.postgres.url)
     try:
-        with reach("postgres", engine.url.render_as_string(), engine.begin) as conn:
+        conn = reach("postgres", engine.url, engine.connect)
+        with conn, conn.begin():
             version = conn.execute(sa.text("SHOW server_version")).scalar_one()
             table = f"smoke_{uuid.uuid4().hex[:8]}"
             conn.execute(sa.text(f"CREATE TEMP TABLE {table} (v jsonb)"))
@@ -28,7 +29,8 @@ def test_store_migrates_on_postgres(services):
     require(services.postgres.url, "postgres")
     schema = f"mig_{uuid.uuid4().hex[:8]}"
     admin = make_engine(services.postgres.url)
-    with reach("postgres", "postgres", admin.begin) as conn:
+    conn = reach("postgres", admin.url, admin.connect)
+    with conn, conn.begin():
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     url = f"{services.postgres.url}?options=-csearch_path%3D{schema}"
     try:

@@ -13,7 +13,7 @@ def test_publish_and_consume_a_message(services):
     name = f"smoke-{uuid.uuid4().hex[:8]}"
     queue = Queue(name, Exchange(name, type="direct"), routing_key=name, auto_delete=True)
     with Connection(services.rabbitmq.url, connect_timeout=3) as conn:
-        reach("rabbitmq", "amqp", conn.ensure_connection, max_retries=1)
+        reach("rabbitmq", conn.as_uri(), conn.ensure_connection, max_retries=1)
         with conn.Producer() as producer:
             producer.publish({"n": 1}, exchange=queue.exchange, routing_key=name, declare=[queue])
         with conn.SimpleQueue(queue) as simple:
