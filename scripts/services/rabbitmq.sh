@@ -67,7 +67,7 @@ rabbitmq_down() {
     _rabbitmqctl "$dir" shutdown >/dev/null 2>&1 || true
     stop_pidfile rabbitmq "$dir/launcher.pid" 10
     # epmd is started on demand by the node and outlives it.
-    pkill -u rabbitmq -f "epmd.*-port $RABBIT_EPMD_PORT" 2>/dev/null || true
+    pkill -u rabbitmq -x epmd 2>/dev/null || true
 }
 
 rabbitmq_status() {

@@ -26,13 +26,16 @@ def test_prometheus_scrapes_its_targets(services):
     assert jobs.get("haproxy") == "1", f"HAProxy is not scraped: {jobs}"
 
 
-def test_promtool_checks_a_rule_file(tmp_path):
-    rules = tmp_path / "rules.yml"
-    rules.write_text(
-        "groups:\n- name: smoke\n  rules:\n  - alert: Down\n    expr: up == 0\n    for: 1m\n"
+def test_promtool_checks_and_tests_the_shipped_rules():
+    rule_files = sorted(
+        str(p) for p in (ROOT / "alerts").glob("*.yml") if not p.name.endswith(".test.yml")
     )
-    result = subprocess.run(
-        ["promtool", "check", "rules", rules], capture_output=True, text=True, cwd=ROOT
+    assert rule_files, "alerts/ holds no rule file"
+    check = subprocess.run(
+        ["promtool", "check", "rules", *rule_files], capture_output=True, text=True
     )
-    assert result.returncode == 0, result.stderr
-    assert "SUCCESS: 1 rules found" in result.stdout
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = sorted(str(p) for p in (ROOT / "alerts").glob("*.test.yml"))
+    run = subprocess.run(["promtool", "test", "rules", *tests], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS" in run.stdout
