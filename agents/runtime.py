@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import threading
 import time
@@ -43,10 +44,12 @@ class HeartbeatLoop:
         return True
 
     def delay(self) -> float:
-        """Interval when healthy; capped exponential backoff while the control plane fails."""
-        if not self.failures:
-            return self.interval_s
-        return min(self.interval_s * 2 ** min(self.failures, 6), 300.0)
+        """Interval when healthy; capped exponential backoff while the control plane fails.
+        Jitter of ±10 % keeps a fleet of agents from beating in step."""
+        base = self.interval_s
+        if self.failures:
+            base = min(self.interval_s * 2 ** min(self.failures, 6), 300.0)
+        return base * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not cryptography
 
     def start(self, loops: int | None = None) -> None:
         """Run until stop() (or for ``loops`` iterations)."""

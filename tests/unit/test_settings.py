@@ -1,10 +1,12 @@
+import os
+
 import pytest
 
 from controlplane.settings import SettingsError, load_settings
 
 
 def test_defaults_are_embedded(monkeypatch):
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("COREPLANE_"):
             monkeypatch.delenv(name)
     settings = load_settings()
