@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import IntegrityError
@@ -16,8 +17,10 @@ import console
 from console.pages import LoginRequired
 from console.pages import router as console_router
 from controlplane import __version__, auth
-from controlplane.api import agents, health, problems
-from controlplane.api.deps import require_admin
+from controlplane.api import agents, events, health, ingest, metrics, problems, settings_routes
+from controlplane.api.deps import VIEWER, authenticate
+from controlplane.loops.store_maintenance import StoreMaintenance
+from controlplane.schemas.ingest import IngestBatchIn
 from controlplane.settings import Settings
 from controlplane.store.db import make_engine, make_sessionmaker
 
@@ -26,14 +29,15 @@ log = logging.getLogger("coreplane.serve")
 
 def _bootstrap_credentials(app: FastAPI, settings: Settings) -> tuple[str, str]:
     """Load (or on first start create) the admin token digest and the session secret."""
-    for _attempt in range(2):
-        try:
-            with app.state.sessionmaker.begin() as session:
-                token_digest, new_token = auth.admin_token_digest(session, settings.admin_token)
-                secret = auth.session_secret(session, settings.server.session_secret)
-            break
-        except IntegrityError:  # another replica created them at the same moment
-            continue
+    try:
+        with app.state.sessionmaker.begin() as session:
+            token_digest, new_token = auth.admin_token_digest(session, settings.admin_token)
+            secret = auth.session_secret(session, settings.server.session_secret)
+    except IntegrityError:
+        # Another replica created them at the same moment: read what it stored.
+        with app.state.sessionmaker.begin() as session:
+            token_digest, new_token = auth.admin_token_digest(session, settings.admin_token)
+            secret = auth.session_secret(session, settings.server.session_secret)
     if new_token:
         # Printed once: only its digest is stored.
         print(
@@ -46,9 +50,15 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the app. The store must already be migrated (`coreplane migrate`)."""
     engine = make_engine(settings.database_url)
 
+    maintenance = StoreMaintenance(engine, settings.retention)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        # Today's partitions must exist before the first write.
+        await asyncio.to_thread(maintenance.run_once)
+        loop = asyncio.create_task(maintenance.run_forever(settings.retention.interval_s))
         yield
+        loop.cancel()
         engine.dispose()
 
     app = FastAPI(
@@ -56,6 +66,11 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="Observability-first control plane for an application's core services.",
         lifespan=lifespan,
+        # The schema needs a credential like every other API route; the interactive docs
+        # would load their JavaScript from a CDN, so they are off.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -77,10 +92,42 @@ def create_app(settings: Settings) -> FastAPI:
         # HX-Redirect makes htmx load the login page instead of swapping it into a block.
         return RedirectResponse("/login", status_code=303, headers={"HX-Redirect": "/login"})
 
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(VIEWER)])
+    def openapi() -> dict:
+        return app.openapi()
+
     app.include_router(health.router)
-    app.include_router(agents.router, prefix="/api/v1", dependencies=[Depends(require_admin)])
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(authenticate)])
+    for router in (
+        ingest.router,
+        metrics.router,
+        events.router,
+        settings_routes.router,
+        agents.router,
+    ):
+        api.include_router(router)
+    app.include_router(api)
+    _add_component_schemas(app)
     app.include_router(console_router)
     app.mount(
         "/static", StaticFiles(directory=Path(console.__file__).parent / "static"), name="static"
     )
     return app
+
+
+def _add_component_schemas(app: FastAPI) -> None:
+    """Routes that parse their own body (ingest: gzip, atomic errors) declare it by $ref;
+    put the referenced models into the schema's components."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = default_openapi()
+        body = IngestBatchIn.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(body.pop("$defs", {}))
+        components["IngestBatchIn"] = body
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

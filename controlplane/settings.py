@@ -97,6 +97,36 @@ class AlertmanagerSettings(BaseModel):
     url: str | None = Field(None, description="Alertmanager base URL, e.g. http://127.0.0.1:9093.")
 
 
+class IngestSettings(BaseModel):
+    max_items: int = Field(10_000, ge=1, description="Metric points plus events in one batch.")
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest request body, before and after gunzip."
+    )
+    max_tags: int = Field(32, ge=0, description="Tags on one metric point.")
+    max_tag_key_length: int = Field(64, ge=1, description="Characters in a tag key.")
+    max_tag_value_length: int = Field(256, ge=1, description="Characters in a tag value.")
+    max_details_bytes: int = Field(32 * 1024, ge=64, description="JSON size of an event's details.")
+    max_future_skew_s: float = Field(
+        300, ge=0, description="How far past the server's clock a timestamp may be."
+    )
+
+
+class RetentionSettings(BaseModel):
+    raw_days: int = Field(30, ge=1, description="Days raw metric points and events are kept.")
+    metric_type_days: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per metric_type retention in days, overriding raw_days (JSON object).",
+    )
+    rollup_1m_days: int = Field(90, ge=1, description="Days 1-minute roll-ups are kept.")
+    rollup_1h_days: int = Field(730, ge=1, description="Days 1-hour roll-ups are kept.")
+    partitions_ahead_days: int = Field(
+        3, ge=1, le=60, description="Daily partitions created ahead of time (PostgreSQL)."
+    )
+    interval_s: float = Field(
+        600, gt=0, description="Seconds between two runs of the partition/retention loop."
+    )
+
+
 class TasksSettings(BaseModel):
     broker_url: str | None = Field(
         None, description="Celery broker; the RabbitMQ URL when unset.", repr=False
@@ -146,6 +176,8 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     tasks: TasksSettings = Field(default_factory=TasksSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     memcached: MemcachedSettings = Field(default_factory=MemcachedSettings)

@@ -1,37 +1,86 @@
-"""Agent endpoints. A heartbeat is stored as an uptime sample per agent."""
+"""Agent endpoints: registration (admin) and heartbeats (agents)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import db_session
-from controlplane.store.models import InfrastructureMetric
+from controlplane.api.deps import ADMIN, AGENT_OR_ADMIN, Principal, db_session
+from controlplane.auth import digest, new_token
+from controlplane.errors import Conflict
+from controlplane.store.models import Agent, InfrastructureMetric
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
 HEARTBEAT_METRIC = "coreplane_agent_uptime_seconds"
 
 
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class AgentRegisterIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._\-]+$")
+
+
+class AgentRegistered(BaseModel):
+    id: uuid.UUID
+    name: str
+    token: str = Field(description="Shown once; only its digest is stored.")
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=AgentRegistered,
+    summary="Issue an agent id and token",
+)
+def register(
+    agent_in: AgentRegisterIn,
+    _admin: Principal = Depends(ADMIN),
+    session: Session = Depends(db_session),
+) -> AgentRegistered:
+    if session.scalars(select(Agent).where(Agent.name == agent_in.name)).first() is not None:
+        raise Conflict(f"an agent named {agent_in.name!r} is registered already: pick another name")
+    token = new_token()
+    agent = Agent(name=agent_in.name, token_digest=digest(token), registered_at=_now())
+    session.add(agent)
+    session.flush()
+    return AgentRegistered(id=agent.id, name=agent.name, token=token)
+
+
 class HeartbeatIn(BaseModel):
     agent: str = Field(min_length=1, max_length=50, description="Agent name, unique per host.")
     version: str = Field(max_length=40)
     hostname: str = Field(max_length=255)
-    uptime_s: float = Field(ge=0)
+    uptime_s: float = Field(ge=0, allow_inf_nan=False)
 
 
 @router.post("/heartbeat", status_code=202, summary="Record that an agent is alive")
-def heartbeat(heartbeat_in: HeartbeatIn, session: Session = Depends(db_session)) -> dict:
+def heartbeat(
+    heartbeat_in: HeartbeatIn,
+    principal: Principal = Depends(AGENT_OR_ADMIN),
+    session: Session = Depends(db_session),
+) -> dict:
+    now = _now()
     session.add(
         InfrastructureMetric(
             metric_type=HEARTBEAT_METRIC,
-            timestamp=datetime.now(UTC).replace(tzinfo=None),
+            timestamp=now,
             service_name=heartbeat_in.agent,
             value=heartbeat_in.uptime_s,
             tags={"version": heartbeat_in.version, "hostname": heartbeat_in.hostname},
         )
     )
+    if principal.agent_id is not None:
+        session.execute(
+            update(Agent)
+            .where(Agent.id == principal.agent_id)
+            .values(last_seen_at=now, version=heartbeat_in.version, hostname=heartbeat_in.hostname)
+        )
     return {"accepted": True}

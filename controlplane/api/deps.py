@@ -1,16 +1,34 @@
-"""Request dependencies: the store session and credentials."""
+"""Request dependencies: the store session and who is calling.
+
+Authentication is attached once, on the /api/v1 router, so a new route is protected
+by default; a route narrows who may call it with ``allow(...)``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.auth import matches
+from controlplane.auth import digest
+from controlplane.store.models import Agent, ApiToken
 
-_bearer = HTTPBearer(auto_error=False)
+_bearer = HTTPBearer(auto_error=False, description="Admin, agent or API token.")
+
+RANK = {"viewer": 1, "operator": 2, "admin": 3}
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # admin | agent | token
+    name: str
+    role: str  # viewer | operator | admin | agent
+    agent_id: uuid.UUID | None = None
 
 
 def db_session(request: Request) -> Iterator[Session]:
@@ -19,16 +37,61 @@ def db_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def require_admin(
+def authenticate(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
-) -> None:
+) -> Principal:
     if credentials is None:
         raise HTTPException(
             401,
             "missing credential: send 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not matches(credentials.credentials, request.app.state.admin_token_digest):
+    token_digest = digest(credentials.credentials)
+    principal = None
+    if token_digest == request.app.state.admin_token_digest:
+        principal = Principal("admin", "admin", "admin")
+    else:
+        with request.app.state.sessionmaker() as session:
+            agent = session.scalars(
+                select(Agent).where(Agent.token_digest == token_digest, Agent.revoked.is_(False))
+            ).first()
+            if agent is not None:
+                principal = Principal("agent", agent.name, "agent", agent.id)
+            else:
+                token = session.scalars(
+                    select(ApiToken).where(
+                        ApiToken.token_digest == token_digest, ApiToken.revoked_at.is_(None)
+                    )
+                ).first()
+                if token is not None:
+                    principal = Principal("token", token.name, token.role)
+    if principal is None:
         raise HTTPException(
-            401, "the bearer token is not valid", headers={"WWW-Authenticate": "Bearer"}
+            401,
+            "the bearer token is not valid (unknown or revoked)",
+            headers={"WWW-Authenticate": "Bearer"},
         )
+    request.state.principal = principal
+    return principal
+
+
+def allow(*, min_role: str | None = None, agents: bool = False) -> Callable[..., Principal]:
+    """A dependency admitting people at ``min_role`` or above, and agents if ``agents``."""
+
+    def check(principal: Principal = Depends(authenticate)) -> Principal:
+        if principal.kind == "agent":
+            if agents:
+                return principal
+            raise HTTPException(403, "agent tokens may only send data and poll for actions")
+        if min_role is None or RANK[principal.role] < RANK[min_role]:
+            need = min_role or "an agent token"
+            raise HTTPException(403, f"this needs the {need} role; you are {principal.role}")
+        return principal
+
+    return check
+
+
+VIEWER = allow(min_role="viewer")
+OPERATOR = allow(min_role="operator")
+ADMIN = allow(min_role="admin")
+AGENT_OR_ADMIN = allow(min_role="admin", agents=True)

@@ -7,6 +7,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from controlplane.errors import Conflict, NotFound, Rejected
+
 PROBLEM = "application/problem+json"
 
 
@@ -16,6 +18,20 @@ def problem(status: int, title: str, detail: str, **extra: object) -> JSONRespon
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(Rejected)
+    async def _rejected(request: Request, exc: Rejected) -> JSONResponse:
+        from http import HTTPStatus
+
+        return problem(exc.status, HTTPStatus(exc.status).phrase, str(exc), errors=exc.errors)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return problem(404, "Not Found", str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
+        return problem(409, "Conflict", str(exc))
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         from http import HTTPStatus

@@ -1,5 +1,10 @@
 """Tables. The three ``infrastructure_*`` tables are a public contract (DESIGN.md §3):
-Grafana's Postgres data source queries them directly, so names and columns stay put."""
+Grafana's Postgres data source queries them directly, so names and columns stay put.
+
+On PostgreSQL, metrics and events are range-partitioned by day (migration 0002), so
+their primary key also carries ``timestamp`` (PostgreSQL requires the partition key in
+every unique constraint); ``id`` stays a random UUID per row.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,50 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, String, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-# JSONB on Postgres (GIN-indexable), plain JSON text on SQLite.
+# JSONB on Postgres (GIN-indexable), JSON text on SQLite.
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
 
 
 class Base(DeclarativeBase):
-    pass
+    # Deterministic constraint names, identical on both dialects, so migrations can name them.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+# --- the seed's public tables -------------------------------------------------------
 
 
 class InfrastructureEvent(Base):
     __tablename__ = "infrastructure_events"
+    __table_args__ = (Index("ix_events_service_time", "service_name", "timestamp"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     event_type: Mapped[str] = mapped_column(String(50))
-    timestamp: Mapped[datetime] = mapped_column(DateTime)
+    timestamp: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
     service_name: Mapped[str] = mapped_column(String(50))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     status: Mapped[str | None] = mapped_column(String(20))
@@ -32,10 +63,13 @@ class InfrastructureEvent(Base):
 
 class InfrastructureMetric(Base):
     __tablename__ = "infrastructure_metrics"
+    __table_args__ = (
+        Index("ix_metrics_type_service_time", "metric_type", "service_name", "timestamp"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     metric_type: Mapped[str] = mapped_column(String(50))
-    timestamp: Mapped[datetime] = mapped_column(DateTime)
+    timestamp: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
     service_name: Mapped[str] = mapped_column(String(50))
     value: Mapped[float] = mapped_column(Float)
     tags: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
@@ -45,6 +79,169 @@ class InfrastructureSetting(Base):
     __tablename__ = "infrastructure_settings"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    setting_type: Mapped[str] = mapped_column(String(50))
+    setting_type: Mapped[str] = mapped_column(String(50), unique=True)
     value: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+
+
+# --- roll-ups -----------------------------------------------------------------------
+
+
+class _Rollup:
+    """count/sum/min/max per series and bucket; avg is sum/count."""
+
+    metric_type: Mapped[str] = mapped_column(String(50), primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    series_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    tags: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    count: Mapped[int] = mapped_column(BigInteger)
+    sum: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+
+
+class MetricRollup1m(_Rollup, Base):
+    __tablename__ = "metric_rollups_1m"
+    __table_args__ = (Index("ix_rollups_1m_bucket", "bucket"),)
+
+
+class MetricRollup1h(_Rollup, Base):
+    __tablename__ = "metric_rollups_1h"
+    __table_args__ = (Index("ix_rollups_1h_bucket", "bucket"),)
+
+
+# --- ingest bookkeeping ---------------------------------------------------------------
+
+
+class IngestBatch(Base):
+    """One row per accepted batch: the idempotency record."""
+
+    __tablename__ = "ingest_batches"
+
+    batch_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    agent: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    metrics: Mapped[int] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer)
+
+
+# --- credentials ----------------------------------------------------------------------
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    registered_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
+    version: Mapped[str | None] = mapped_column(String(40))
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))  # viewer | operator | admin
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+# --- settings history -----------------------------------------------------------------
+
+
+class SettingHistory(Base):
+    __tablename__ = "settings_history"
+    __table_args__ = (UniqueConstraint("setting_type", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    setting_type: Mapped[str] = mapped_column(String(50))
+    version: Mapped[int] = mapped_column(Integer)
+    value: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+
+
+# --- catalog --------------------------------------------------------------------------
+
+
+class CatalogService(Base):
+    __tablename__ = "catalog_services"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    kind: Mapped[str] = mapped_column(String(30))  # redis, postgres, rabbitmq, ...
+    tags: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CatalogInstance(Base):
+    __tablename__ = "catalog_instances"
+    __table_args__ = (UniqueConstraint("service_id", "address"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    service_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("catalog_services.id", ondelete="CASCADE")
+    )
+    address: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str | None] = mapped_column(String(30))  # primary, replica, ...
+    health: Mapped[str] = mapped_column(String(20), default="unknown")
+    tags: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+# --- actions and alerts ---------------------------------------------------------------
+
+
+class Action(Base):
+    __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_state", "state"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(50))
+    target: Mapped[str] = mapped_column(String(100))
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    state: Mapped[str] = mapped_column(String(20))  # pending..succeeded|failed|cancelled
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    requested_by: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+
+
+class AlertRecord(Base):
+    """Alerts received from Alertmanager or Grafana, deduplicated by fingerprint."""
+
+    __tablename__ = "alerts"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alertname: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))  # firing | resolved
+    labels: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    annotations: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)

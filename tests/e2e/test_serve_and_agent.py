@@ -9,13 +9,19 @@ from controlplane.backends import BACKENDS
 from tests.conftest import ROOT
 
 
-def test_health_readiness_metrics_and_openapi_need_no_credential(control_plane):
+def test_health_readiness_and_metrics_need_no_credential(control_plane):
     assert httpx.get(f"{control_plane.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{control_plane.url}/readyz").json() == {"status": "ready", "store": "sqlite"}
     metrics = httpx.get(f"{control_plane.url}/metrics").text
     assert "process_resident_memory_bytes" in metrics
-    spec = httpx.get(f"{control_plane.url}/openapi.json").json()
+
+
+def test_openapi_needs_a_credential(control_plane):
+    url = f"{control_plane.url}/openapi.json"
+    assert httpx.get(url).status_code == 401
+    spec = httpx.get(url, headers={"Authorization": f"Bearer {control_plane.token}"}).json()
     assert "/api/v1/agents/heartbeat" in spec["paths"]
+    assert "/healthz" in spec["paths"]
 
 
 def test_api_refuses_a_missing_or_wrong_token_with_problem_json(control_plane):

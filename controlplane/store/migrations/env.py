@@ -3,6 +3,7 @@
 from alembic import context
 
 from controlplane.store.db import make_engine
+from controlplane.store.migrations.env_filters import include_object
 from controlplane.store.models import Base
 
 config = context.config
@@ -15,7 +16,9 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
+            include_object=include_object,
             render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
         )
         with context.begin_transaction():
             context.run_migrations()

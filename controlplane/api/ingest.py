@@ -1,0 +1,140 @@
+"""POST /api/v1/ingest: an agent's batch of metric points and events."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from controlplane import telemetry
+from controlplane.api.deps import AGENT_OR_ADMIN, Principal
+from controlplane.errors import Rejected
+from controlplane.ops.ingest import ingest_batch, prepare_partitions
+from controlplane.schemas.ingest import IngestBatchIn, IngestResult
+
+router = APIRouter(tags=["ingest"])
+
+_BATCH_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestBatchIn"}}},
+    }
+}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, gunzipped when sent so; 413 past ``limit`` bytes either way."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Rejected(f"the body is {declared} bytes, over the {limit}-byte limit", status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(f"the body is over the {limit}-byte limit", status=413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    telemetry.INGEST_BYTES.inc(len(body))
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise Rejected(f"the body is not valid gzip: {exc}", status=400) from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise Rejected(f"the body inflates past the {limit}-byte limit", status=413)
+        if not inflater.eof:
+            raise Rejected("the gzip body is truncated", status=400)
+    elif encoding != "identity":
+        raise Rejected(
+            f"Content-Encoding {encoding!r} is not supported: send gzip or none", status=415
+        )
+    return body
+
+
+def _item_errors(exc: ValidationError) -> list[dict]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        if len(loc) >= 2 and loc[0] in ("metrics", "events") and isinstance(loc[1], int):
+            kind, index, field = loc[0], loc[1], ".".join(str(p) for p in loc[2:]) or None
+        else:
+            kind, index, field = "batch", None, ".".join(str(p) for p in loc) or None
+        errors.append({"kind": kind, "index": index, "field": field, "reason": err["msg"]})
+    return errors
+
+
+@router.post(
+    "/ingest",
+    status_code=202,
+    response_model=IngestResult,
+    summary="Store an agent's batch of metric points and events",
+    description="Atomic: one bad item refuses the whole batch (422, with a list of items "
+    "and reasons) and nothing is stored. The same batch_id twice stores nothing new. "
+    "The body may be gzip-compressed (Content-Encoding: gzip).",
+    openapi_extra=_BATCH_SCHEMA,
+    responses={
+        400: {"description": "Body is not valid gzip"},
+        413: {"description": "Body over the size limit"},
+        422: {"description": "Some items are invalid; none was stored"},
+    },
+)
+async def ingest(request: Request, principal: Principal = Depends(AGENT_OR_ADMIN)) -> IngestResult:
+    started = time.perf_counter()
+    settings = request.app.state.settings
+    try:
+        body = await _read_body(request, settings.ingest.max_body_bytes)
+        try:
+            batch = IngestBatchIn.model_validate_json(body)
+        except ValidationError as exc:
+            errors = _item_errors(exc)
+            raise Rejected(
+                f"the batch was refused: {len(errors)} problem(s), nothing stored", errors
+            ) from None
+        if principal.kind == "agent" and batch.agent != principal.name:
+            raise Rejected(
+                f"this token belongs to agent {principal.name!r}, the batch says {batch.agent!r}",
+                status=403,
+            )
+        result = await run_in_threadpool(_store, request, batch)
+    except Rejected as exc:
+        telemetry.INGEST_BATCHES.labels("rejected").inc()
+        telemetry.INGEST_REJECTS.labels(_reason(exc)).inc()
+        raise
+    telemetry.INGEST_BATCHES.labels("duplicate" if result.duplicate else "accepted").inc()
+    if result.duplicate:
+        telemetry.INGEST_DUPLICATES.inc()
+    telemetry.INGEST_POINTS.labels("metric").inc(result.metrics)
+    telemetry.INGEST_POINTS.labels("event").inc(result.events)
+    telemetry.INGEST_SECONDS.observe(time.perf_counter() - started)
+    return result
+
+
+def _store(request: Request, batch: IngestBatchIn) -> IngestResult:
+    settings = request.app.state.settings
+    now = datetime.now(UTC).replace(tzinfo=None)
+    prepare_partitions(request.app.state.engine, batch)
+    with request.app.state.sessionmaker.begin() as session:
+        return ingest_batch(
+            session, batch, limits=settings.ingest, retention=settings.retention, now=now
+        )
+
+
+def _reason(exc: Rejected) -> str:
+    if exc.status != 422:
+        return {400: "bad_encoding", 403: "wrong_agent", 413: "too_large", 415: "bad_encoding"}.get(
+            exc.status, "other"
+        )
+    fields = {e.get("field") or e["kind"] for e in exc.errors}
+    if "timestamp" in fields:
+        return "timestamp"
+    if any(f.startswith("tags") for f in fields):
+        return "tags"
+    if "batch" in fields:
+        return "batch"
+    return "invalid"

@@ -1,0 +1,86 @@
+"""GET/PUT /api/v1/settings/{setting_type}: versioned documents with history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from controlplane.api.deps import ADMIN, VIEWER, Principal, db_session
+from controlplane.errors import Conflict
+from controlplane.store.settings_store import get_setting, put_setting, setting_history
+
+router = APIRouter(prefix="/settings", tags=["settings"])
+
+# Credentials kept in the same table; never served or replaced over the API.
+RESERVED_PREFIXES = ("auth.", "console.")
+SettingType = Path(min_length=1, max_length=50, pattern=r"^[a-z0-9_.\-]+$")
+
+
+class SettingOut(BaseModel):
+    setting_type: str
+    version: int
+    value: dict[str, Any] | None
+    updated_at: datetime
+    updated_by: str | None
+
+
+class SettingPut(BaseModel):
+    value: dict[str, Any]
+    version: int = Field(ge=0, description="The version you read (0 to create); 409 if stale")
+
+
+def _guard(setting_type: str) -> None:
+    if setting_type.startswith(RESERVED_PREFIXES):
+        raise HTTPException(403, f"{setting_type!r} is reserved for credentials")
+
+
+@router.get("/{setting_type}", response_model=SettingOut, dependencies=[Depends(VIEWER)])
+def read_setting(
+    setting_type: str = SettingType, session: Session = Depends(db_session)
+) -> SettingOut:
+    _guard(setting_type)
+    return SettingOut.model_validate(
+        get_setting(session, setting_type=setting_type), from_attributes=True
+    )
+
+
+@router.put("/{setting_type}", response_model=SettingOut)
+def replace_setting(
+    setting_in: SettingPut,
+    setting_type: str = SettingType,
+    principal: Principal = Depends(ADMIN),
+    session: Session = Depends(db_session),
+) -> SettingOut:
+    _guard(setting_type)
+    try:
+        row = put_setting(
+            session,
+            setting_type=setting_type,
+            value=setting_in.value,
+            expected_version=setting_in.version,
+            updated_by=principal.name,
+            now=datetime.now(UTC).replace(tzinfo=None),
+        )
+    except IntegrityError:
+        raise Conflict(f"{setting_type!r} was written concurrently: GET it and retry") from None
+    return SettingOut.model_validate(row, from_attributes=True)
+
+
+@router.get(
+    "/{setting_type}/history",
+    response_model=list[SettingOut],
+    dependencies=[Depends(VIEWER)],
+)
+def read_history(
+    setting_type: str = SettingType, session: Session = Depends(db_session)
+) -> list[SettingOut]:
+    _guard(setting_type)
+    return [
+        SettingOut.model_validate(h, from_attributes=True)
+        for h in setting_history(session, setting_type=setting_type)
+    ]

@@ -1,0 +1,20 @@
+"""Domain errors, raised below the HTTP layer and translated once at the edge."""
+
+from __future__ import annotations
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+class Rejected(Exception):
+    """Input refused as a whole; ``errors`` says which items and why."""
+
+    def __init__(self, message: str, errors: list[dict] | None = None, status: int = 422) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+        self.status = status

@@ -1,0 +1,1 @@
+"""Background loops. Each has run_once() (a test runs one iteration) and a runner."""

@@ -1,0 +1,102 @@
+"""Partitions ahead of time, retention by whole partitions, roll-up and dedupe expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, delete
+
+from controlplane.settings import RetentionSettings
+from controlplane.store import partitions
+from controlplane.store.models import (
+    InfrastructureEvent,
+    InfrastructureMetric,
+    IngestBatch,
+    MetricRollup1h,
+    MetricRollup1m,
+)
+
+log = logging.getLogger("coreplane.store")
+
+# How long a batch_id is remembered: an agent retries far sooner than this.
+DEDUPE_DAYS = 7
+
+
+@dataclass
+class MaintenanceReport:
+    created: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    deleted_rows: int = 0
+
+
+class StoreMaintenance:
+    def __init__(self, engine: Engine, retention: RetentionSettings) -> None:
+        self.engine = engine
+        self.retention = retention
+
+    def run_once(self, now: datetime | None = None) -> MaintenanceReport:
+        now = now or datetime.now(UTC).replace(tzinfo=None)
+        today = now.date()
+        report = MaintenanceReport()
+        keep_days = max([self.retention.raw_days, *self.retention.metric_type_days.values()])
+        days = [
+            today + timedelta(days=d) for d in range(-1, self.retention.partitions_ahead_days + 1)
+        ]
+        with self.engine.begin() as conn:
+            for table in partitions.PARTITIONED_TABLES:
+                report.created += partitions.ensure_partitions(conn, table=table, days=days)
+            # Whole partitions go once every metric type may lose them.
+            report.dropped += partitions.drop_partitions_before(
+                conn, table="infrastructure_metrics", day=today - timedelta(days=keep_days)
+            )
+            report.dropped += partitions.drop_partitions_before(
+                conn,
+                table="infrastructure_events",
+                day=today - timedelta(days=self.retention.raw_days),
+            )
+        with self.engine.begin() as conn:
+            cutoff = now - timedelta(days=self.retention.raw_days)
+            longer = [
+                t for t, d in self.retention.metric_type_days.items() if d > self.retention.raw_days
+            ]
+            shorter = {t: d for t, d in self.retention.metric_type_days.items() if d < keep_days}
+            # Rows inside kept partitions that a shorter retention covers.
+            m = InfrastructureMetric
+            stmts = [
+                delete(m).where(m.timestamp < cutoff, m.metric_type.not_in(longer)),
+                delete(InfrastructureEvent).where(InfrastructureEvent.timestamp < cutoff),
+                delete(MetricRollup1m).where(
+                    MetricRollup1m.bucket < now - timedelta(days=self.retention.rollup_1m_days)
+                ),
+                delete(MetricRollup1h).where(
+                    MetricRollup1h.bucket < now - timedelta(days=self.retention.rollup_1h_days)
+                ),
+                delete(IngestBatch).where(
+                    IngestBatch.received_at < now - timedelta(days=DEDUPE_DAYS)
+                ),
+            ]
+            stmts += [
+                delete(m).where(m.metric_type == t, m.timestamp < now - timedelta(days=d))
+                for t, d in shorter.items()
+            ]
+            for stmt in stmts:
+                report.deleted_rows += conn.execute(stmt).rowcount or 0
+        if report.created or report.dropped or report.deleted_rows:
+            log.info(
+                "store maintenance: created %s, dropped %s, deleted %d row(s)",
+                report.created or "none",
+                report.dropped or "none",
+                report.deleted_rows,
+            )
+        return report
+
+    async def run_forever(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await asyncio.to_thread(self.run_once)
+            except Exception:
+                log.exception("store maintenance failed; retrying in %.0f s", interval_s)

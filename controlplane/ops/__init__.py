@@ -1,0 +1,1 @@
+"""Use cases: what the API and the console do, over the store. Callers own transactions."""

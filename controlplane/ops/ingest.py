@@ -1,0 +1,181 @@
+"""Ingest one agent batch: validate limits, deduplicate by batch_id, store atomically."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from controlplane.errors import Rejected
+from controlplane.schemas.ingest import IngestBatchIn, IngestResult
+from controlplane.settings import IngestSettings, RetentionSettings
+from controlplane.store import partitions
+from controlplane.store.models import IngestBatch
+from controlplane.store.writes import EventRow, PointRow, upsert_rollups, write_events, write_points
+
+
+def _err(kind: str, index: int | None, field: str | None, reason: str) -> dict:
+    return {"kind": kind, "index": index, "field": field, "reason": reason}
+
+
+def check_limits(
+    batch: IngestBatchIn, *, limits: IngestSettings, retention: RetentionSettings, now: datetime
+) -> list[dict]:
+    """Every limit the schema cannot know (they are settings); one entry per offence."""
+    errors: list[dict] = []
+    total = len(batch.metrics) + len(batch.events)
+    if total > limits.max_items:
+        errors.append(
+            _err(
+                "batch",
+                None,
+                None,
+                f"{total} items, more than the limit of {limits.max_items}: split the batch",
+            )
+        )
+        return errors
+    latest = now + timedelta(seconds=limits.max_future_skew_s)
+
+    def check_time(kind: str, index: int, ts: datetime, keep_days: int) -> None:
+        if ts > latest:
+            errors.append(
+                _err(
+                    kind,
+                    index,
+                    "timestamp",
+                    f"{ts.isoformat()}Z is more than {limits.max_future_skew_s:g} s in the "
+                    "future: check the agent's clock",
+                )
+            )
+        elif ts < now - timedelta(days=keep_days):
+            errors.append(
+                _err(
+                    kind,
+                    index,
+                    "timestamp",
+                    f"{ts.isoformat()}Z is older than the {keep_days}-day retention",
+                )
+            )
+
+    for i, point in enumerate(batch.metrics):
+        keep = retention.metric_type_days.get(point.metric_type, retention.raw_days)
+        check_time("metrics", i, point.timestamp, keep)
+        if len(point.tags) > limits.max_tags:
+            errors.append(
+                _err(
+                    "metrics",
+                    i,
+                    "tags",
+                    f"{len(point.tags)} tags, more than the limit of {limits.max_tags}",
+                )
+            )
+        for key, value in point.tags.items():
+            if not key or len(key) > limits.max_tag_key_length:
+                errors.append(
+                    _err(
+                        "metrics",
+                        i,
+                        f"tags.{key[:40]}",
+                        f"tag keys need 1 to {limits.max_tag_key_length} characters",
+                    )
+                )
+            if len(value) > limits.max_tag_value_length:
+                errors.append(
+                    _err(
+                        "metrics",
+                        i,
+                        f"tags.{key[:40]}",
+                        f"tag value longer than {limits.max_tag_value_length} characters",
+                    )
+                )
+    for i, event in enumerate(batch.events):
+        check_time("events", i, event.timestamp, retention.raw_days)
+        try:
+            size = len(json.dumps(event.details, allow_nan=False))
+        except ValueError:
+            errors.append(
+                _err(
+                    "events", i, "details", "details hold NaN or Infinity, which JSON cannot carry"
+                )
+            )
+            continue
+        if size > limits.max_details_bytes:
+            errors.append(
+                _err(
+                    "events",
+                    i,
+                    "details",
+                    f"details are {size} bytes of JSON, over {limits.max_details_bytes}",
+                )
+            )
+    return errors
+
+
+def _claim_batch(session: Session, batch: IngestBatchIn, now: datetime) -> bool:
+    """Record the batch id; False when it was already recorded (a duplicate)."""
+    make_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        make_insert(IngestBatch)
+        .values(
+            batch_id=batch.batch_id,
+            agent=batch.agent,
+            received_at=now,
+            metrics=len(batch.metrics),
+            events=len(batch.events),
+        )
+        .on_conflict_do_nothing(index_elements=["batch_id"])
+        .returning(IngestBatch.batch_id)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def prepare_partitions(engine: Engine, batch: IngestBatchIn) -> None:
+    """Create, in their own transaction, the daily partitions the batch will write to."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        partitions.ensure_partitions(
+            conn, table="infrastructure_metrics", days={p.timestamp.date() for p in batch.metrics}
+        )
+        partitions.ensure_partitions(
+            conn, table="infrastructure_events", days={e.timestamp.date() for e in batch.events}
+        )
+
+
+def ingest_batch(
+    session: Session,
+    batch: IngestBatchIn,
+    *,
+    limits: IngestSettings,
+    retention: RetentionSettings,
+    now: datetime,
+) -> IngestResult:
+    """Store the batch whole, or raise Rejected and store nothing. The caller commits."""
+    errors = check_limits(batch, limits=limits, retention=retention, now=now)
+    if errors:
+        raise Rejected(f"the batch was refused: {len(errors)} problem(s), nothing stored", errors)
+    if not _claim_batch(session, batch, now):
+        return IngestResult(batch_id=batch.batch_id, duplicate=True, metrics=0, events=0)
+    points = [
+        PointRow(p.metric_type, p.service_name, p.timestamp, p.value, p.tags) for p in batch.metrics
+    ]
+    events = [
+        EventRow(
+            e.event_type,
+            e.service_name,
+            e.timestamp,
+            e.status,
+            {**e.details, "trace_id": e.trace_id} if e.trace_id else e.details,
+        )
+        for e in batch.events
+    ]
+    write_points(session, points)
+    write_events(session, events)
+    upsert_rollups(session, points)
+    return IngestResult(
+        batch_id=batch.batch_id, duplicate=False, metrics=len(points), events=len(events)
+    )

@@ -1,0 +1,142 @@
+"""Range queries over raw points and roll-ups, bucketed by step. Session first."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, and_, cast, func, literal_column, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+from controlplane.store.models import InfrastructureMetric, MetricRollup1h, MetricRollup1m
+
+AGGREGATES = ("avg", "min", "max", "sum", "count", "p95")
+SOURCES = {"raw": InfrastructureMetric, "1m": MetricRollup1m, "1h": MetricRollup1h}
+EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass
+class SeriesQuery:
+    metric_type: str
+    start: datetime
+    end: datetime
+    step_s: int
+    agg: str = "avg"
+    service_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    group_by: str | None = None
+
+
+def pick_source(query: SeriesQuery, *, oldest_1m: datetime | None = None) -> str:
+    """Raw points for fine steps and for p95; otherwise the coarsest roll-up that fits."""
+    if query.agg == "p95":
+        return "raw"
+    if query.step_s % 3600 == 0:
+        return "1h"
+    if query.step_s % 60 == 0 and (oldest_1m is None or query.start >= oldest_1m):
+        return "1m"
+    return "raw"
+
+
+def _bucket(dialect: str, column: Any, step_s: int) -> ColumnElement:
+    if dialect == "postgresql":
+        return func.date_bin(
+            literal_column(f"interval '{int(step_s)} seconds'"),
+            column,
+            literal_column("TIMESTAMP '1970-01-01'"),
+        )
+    seconds = cast(func.strftime("%s", column), Float)
+    return func.datetime(func.floor(seconds / step_s) * step_s, "unixepoch")
+
+
+def _tag(dialect: str, column: Any, key: str) -> ColumnElement:
+    if dialect == "postgresql":
+        return type_coerce(column, JSONB)[key].astext
+    return func.json_extract(column, f'$."{key}"')
+
+
+def series(session: Session, query: SeriesQuery, source: str) -> list[dict]:
+    """[{labels, points: [[bucket, value], ...]}], one entry per service (and group)."""
+    dialect = session.get_bind().dialect.name
+    model = SOURCES[source]
+    time_col = model.timestamp if source == "raw" else model.bucket
+    bucket = _bucket(dialect, time_col, query.step_s).label("b")
+    group = (
+        _tag(dialect, model.tags, query.group_by).label("g")
+        if query.group_by
+        else literal_column("NULL").label("g")
+    )
+    where = [model.metric_type == query.metric_type, time_col >= query.start, time_col < query.end]
+    if query.service_name:
+        where.append(model.service_name == query.service_name)
+    if query.tags:
+        if dialect == "postgresql":
+            where.append(type_coerce(model.tags, JSONB).contains(query.tags))
+        else:
+            where.extend(_tag(dialect, model.tags, k) == v for k, v in query.tags.items())
+
+    python_p95 = query.agg == "p95" and dialect != "postgresql"
+    if python_p95:
+        value = model.value.label("v")
+    elif source == "raw":
+        value = {
+            "avg": func.avg(model.value),
+            "min": func.min(model.value),
+            "max": func.max(model.value),
+            "sum": func.sum(model.value),
+            "count": func.count(),
+            "p95": func.percentile_cont(0.95).within_group(model.value),
+        }[query.agg].label("v")
+    else:
+        value = {
+            "avg": func.sum(model.sum) / func.sum(model.count),
+            "min": func.min(model.min),
+            "max": func.max(model.max),
+            "sum": func.sum(model.sum),
+            "count": func.sum(model.count),
+        }[query.agg].label("v")
+
+    stmt = select(model.service_name, group, bucket, value).where(and_(*where))
+    if not python_p95:
+        stmt = stmt.group_by(model.service_name, literal_column("g"), literal_column("b"))
+    stmt = stmt.order_by(model.service_name, literal_column("g"), literal_column("b"))
+
+    grouped: dict[tuple, list] = defaultdict(list)
+    for service_name, g, b, v in session.execute(stmt):
+        grouped[(service_name, g)].append((_as_datetime(b), v))
+    if python_p95:
+        grouped = {k: _p95_by_bucket(rows) for k, rows in grouped.items()}
+    out = []
+    for (service_name, g), rows in grouped.items():
+        labels = {"service_name": service_name}
+        if query.group_by:
+            labels[query.group_by] = g
+        points = [[b.isoformat() + "Z", None if v is None else float(v)] for b, v in rows]
+        out.append({"labels": labels, "points": points})
+    return out
+
+
+def _as_datetime(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def _p95_by_bucket(rows: list[tuple[datetime, float]]) -> list[tuple[datetime, float]]:
+    """Linear-interpolated 95th percentile per bucket (what percentile_cont computes)."""
+    buckets: dict[datetime, list[float]] = defaultdict(list)
+    for b, v in rows:
+        buckets[b].append(v)
+    out = []
+    for b in sorted(buckets):
+        values = sorted(buckets[b])
+        rank = 0.95 * (len(values) - 1)
+        lo, hi = math.floor(rank), math.ceil(rank)
+        out.append((b, values[lo] + (values[hi] - values[lo]) * (rank - lo)))
+    return out
+
+
+def bucket_count(query: SeriesQuery) -> int:
+    return math.ceil((query.end - query.start) / timedelta(seconds=query.step_s))

@@ -1,0 +1,81 @@
+"""One Alembic history for both dialects: up from empty, down to nothing, no drift."""
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from controlplane.store.db import make_engine
+from controlplane.store.migrate import alembic_config, current_revision, head_revision, upgrade
+from controlplane.store.migrations.env_filters import include_object
+from controlplane.store.models import Base
+from tests.integration.store.conftest import empty_database
+
+SEED = {"infrastructure_events", "infrastructure_metrics", "infrastructure_settings"}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_upgrade_from_empty_then_downgrade_to_nothing(dialect, tmp_path, services):
+    from alembic import command
+
+    url, drop = empty_database(dialect, tmp_path, services)
+    try:
+        upgrade(url)
+        assert current_revision(url) == head_revision()
+        engine = make_engine(url)
+        tables = set(sa.inspect(engine).get_table_names())
+        assert tables >= SEED
+        assert {"agents", "api_tokens", "users", "actions", "alerts", "settings_history"} <= tables
+        engine.dispose()
+        command.downgrade(alembic_config(url), "base")
+        engine = make_engine(url)
+        assert set(sa.inspect(engine).get_table_names()) <= {"alembic_version"}
+        engine.dispose()
+    finally:
+        drop()
+
+
+def test_models_and_migrations_agree(store):
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"include_object": include_object, "compare_type": True}
+        )
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == []
+
+
+def test_seed_columns_keep_their_contract(store):
+    inspector = sa.inspect(store.engine)
+    columns = {t: {c["name"]: c for c in inspector.get_columns(t)} for t in SEED}
+    assert list(columns["infrastructure_metrics"]) == [
+        "id",
+        "metric_type",
+        "timestamp",
+        "service_name",
+        "value",
+        "tags",
+    ]
+    assert list(columns["infrastructure_events"]) == [
+        "id",
+        "event_type",
+        "timestamp",
+        "service_name",
+        "details",
+        "status",
+    ]
+    assert {"id", "setting_type", "value", "updated_at"} <= set(columns["infrastructure_settings"])
+    assert columns["infrastructure_metrics"]["metric_type"]["type"].length == 50
+    assert columns["infrastructure_events"]["status"]["type"].length == 20
+    if store.dialect == "postgresql":
+        assert type(columns["infrastructure_metrics"]["tags"]["type"]).__name__ == "JSONB"
+        assert type(columns["infrastructure_events"]["id"]["type"]).__name__ == "UUID"
+        with store.engine.connect() as conn:
+            kinds = dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT relname, relkind FROM pg_class WHERE relname IN "
+                        "('infrastructure_metrics', 'infrastructure_events') AND relnamespace = current_schema()::regnamespace"
+                    )
+                ).all()
+            )
+        assert kinds == {"infrastructure_metrics": "p", "infrastructure_events": "p"}
