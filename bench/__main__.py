@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import select1
+from bench import ingest, query, select1
 from bench.results import save, table
 from controlplane.settings import load_settings
 
 # Every benchmark, by the names its results carry. Add new ones here.
 BENCHMARKS = {
     "select1_sqlalchemy_vs_psycopg": select1.run,
+    "ingest_rows_per_s": ingest.run,
+    # One run measures both figures (they share the 10,000,000-point data set).
+    "query_p95_ms": query.run,
 }
 
 

@@ -18,7 +18,7 @@ from console.pages import LoginRequired
 from console.pages import router as console_router
 from controlplane import __version__, auth
 from controlplane.api import agents, events, health, ingest, metrics, problems, settings_routes
-from controlplane.api.deps import VIEWER, authenticate
+from controlplane.api.deps import VIEWER, authenticate, refuse_nul_bytes
 from controlplane.loops.store_maintenance import StoreMaintenance
 from controlplane.schemas.ingest import IngestBatchIn
 from controlplane.settings import Settings
@@ -97,7 +97,9 @@ def create_app(settings: Settings) -> FastAPI:
         return app.openapi()
 
     app.include_router(health.router)
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(authenticate)])
+    api = APIRouter(
+        prefix="/api/v1", dependencies=[Depends(refuse_nul_bytes), Depends(authenticate)]
+    )
     for router in (
         ingest.router,
         metrics.router,
@@ -128,6 +130,14 @@ def _add_component_schemas(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(body.pop("$defs", {}))
         components["IngestBatchIn"] = body
+        problems.document(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def app_from_environment() -> FastAPI:
+    """The app factory each `coreplane serve --workers N` process calls."""
+    from controlplane.settings import load_settings
+
+    return create_app(load_settings())

@@ -4,6 +4,7 @@ agent` runs on the small agent install."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -43,6 +44,9 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="Listen port [default: COREPLANE_SERVER__PORT or 8000].")
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Server processes [default: COREPLANE_SERVER__WORKERS or 1].")
+    ] = None,
 ) -> None:
     """Serve the API, the console and /metrics (the store must be migrated first)."""
     import uvicorn
@@ -55,6 +59,8 @@ def serve(
         settings.server.host = host
     if port is not None:
         settings.server.port = port
+    if workers is not None:
+        settings.server.workers = workers
     current, head = current_revision(settings.database_url), head_revision()
     if current != head:
         typer.echo(
@@ -63,11 +69,20 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
-    application = create_app(settings)
     url = settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}/"
+    if settings.server.workers > 1:
+        # Each worker process builds the app from the same environment.
+        os.environ["COREPLANE_SERVER__HOST"] = settings.server.host
+        os.environ["COREPLANE_SERVER__PORT"] = str(settings.server.port)
+        create_app(settings)  # on first start, generate (and print) the credentials once, here
+        application: object = "controlplane.app:app_from_environment"
+    else:
+        application = create_app(settings)
     typer.echo(f"coreplane: console at {url}", err=True)
     uvicorn.run(
         application,
+        factory=settings.server.workers > 1,
+        workers=settings.server.workers,
         host=settings.server.host,
         port=settings.server.port,
         log_level=settings.log_level,

@@ -31,6 +31,9 @@ class ServerSettings(BaseModel):
     secure_cookies: bool = Field(
         False, description="Mark console cookies Secure (set when the console is served over TLS)."
     )
+    workers: int = Field(
+        1, ge=1, le=64, description="Server processes (on SQLite keep 1: one writer at a time)."
+    )
     probe_timeout_s: float = Field(
         2.0, gt=0, le=30, description="Timeout of each backend reachability probe on the console."
     )

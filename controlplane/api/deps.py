@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.auth import digest
+from controlplane.errors import Rejected
 from controlplane.store.models import Agent, ApiToken
 
 _bearer = HTTPBearer(auto_error=False, description="Admin, agent or API token.")
@@ -35,6 +36,18 @@ def db_session(request: Request) -> Iterator[Session]:
     """A session whose transaction commits when the route returns without error."""
     with request.app.state.sessionmaker.begin() as session:
         yield session
+
+
+def refuse_nul_bytes(request: Request) -> None:
+    """PostgreSQL text cannot hold NUL; refuse it up front instead of failing in the store."""
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise Rejected(
+                f"query parameter {name!r} contains a NUL byte",
+                [{"kind": "query", "index": None, "field": name, "reason": "NUL byte"}],
+            )
+    if "\x00" in request.url.path or "%00" in request.url.path:
+        raise Rejected("the path contains a NUL byte")
 
 
 def authenticate(

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import VIEWER, db_session
+from controlplane.schemas.ingest import UtcDatetime
 from controlplane.store.events import EventQuery, list_events
 
 router = APIRouter(tags=["query"])
@@ -19,7 +20,7 @@ router = APIRouter(tags=["query"])
 class EventOut(BaseModel):
     id: uuid.UUID
     event_type: str
-    timestamp: datetime
+    timestamp: UtcDatetime
     service_name: str
     status: str | None
     details: dict[str, Any] | None

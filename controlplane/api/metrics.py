@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.api.deps import VIEWER, db_session
 from controlplane.errors import Rejected
+from controlplane.schemas.ingest import UtcDatetime
 from controlplane.store.queries import SeriesQuery, bucket_count, pick_source, series
 
 router = APIRouter(tags=["query"])
@@ -27,8 +28,8 @@ class MetricsOut(BaseModel):
     agg: str
     step: int
     source: str = Field(description="raw, 1m or 1h: where the figures came from")
-    start: datetime
-    end: datetime
+    start: UtcDatetime
+    end: UtcDatetime
     series: list[SeriesOut]
 
 

@@ -5,11 +5,60 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controlplane.errors import Conflict, NotFound, Rejected
 
 PROBLEM = "application/problem+json"
+
+
+class ItemProblem(BaseModel):
+    kind: str | None = None
+    index: int | None = None
+    field: str | None = None
+    reason: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[ItemProblem] | None = None
+
+
+ERROR_STATUSES = {
+    "400": "Bad request",
+    "401": "Missing or invalid credential",
+    "403": "The credential may not do this",
+    "404": "Not found",
+    "409": "Conflict with the current state",
+    "413": "Body too large",
+    "415": "Unsupported Content-Encoding",
+    "422": "Invalid input: detail and errors say what to fix",
+}
+
+
+def document(schema: dict) -> None:
+    """Declare problem+json as the body of every API error answer in the OpenAPI schema."""
+    ref = {"$ref": "#/components/schemas/Problem"}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(
+        Problem.model_json_schema(ref_template="#/components/schemas/{model}").pop("$defs")
+    )
+    components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["Problem"].pop("$defs", None)
+    for path, operations in schema.get("paths", {}).items():
+        if not path.startswith("/api/"):
+            continue
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in ERROR_STATUSES.items():
+                entry = responses.setdefault(status, {"description": description})
+                entry["content"] = {PROBLEM: {"schema": ref}}
 
 
 def problem(status: int, title: str, detail: str, **extra: object) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import ADMIN, VIEWER, Principal, db_session
-from controlplane.errors import Conflict
+from controlplane.errors import Conflict, Rejected
+from controlplane.schemas.ingest import UtcDatetime
 from controlplane.store.settings_store import get_setting, put_setting, setting_history
 
 router = APIRouter(prefix="/settings", tags=["settings"])
@@ -25,7 +27,7 @@ class SettingOut(BaseModel):
     setting_type: str
     version: int
     value: dict[str, Any] | None
-    updated_at: datetime
+    updated_at: UtcDatetime
     updated_by: str | None
 
 
@@ -57,6 +59,11 @@ def replace_setting(
     session: Session = Depends(db_session),
 ) -> SettingOut:
     _guard(setting_type)
+    if "\\u0000" in json.dumps(setting_in.value):
+        raise Rejected(
+            "the value contains a NUL byte, which cannot be stored",
+            [{"kind": "body", "index": None, "field": "value", "reason": "NUL byte"}],
+        )
     try:
         row = put_setting(
             session,

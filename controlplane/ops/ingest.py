@@ -15,7 +15,7 @@ from controlplane.schemas.ingest import IngestBatchIn, IngestResult
 from controlplane.settings import IngestSettings, RetentionSettings
 from controlplane.store import partitions
 from controlplane.store.models import IngestBatch
-from controlplane.store.writes import EventRow, PointRow, upsert_rollups, write_events, write_points
+from controlplane.store.writes import EventRow, upsert_rollups, write_events, write_points
 
 
 def _err(kind: str, index: int | None, field: str | None, reason: str) -> dict:
@@ -73,6 +73,8 @@ def check_limits(
                     f"{len(point.tags)} tags, more than the limit of {limits.max_tags}",
                 )
             )
+        if any("\x00" in k or "\x00" in v for k, v in point.tags.items()):
+            errors.append(_err("metrics", i, "tags", "tags may not contain NUL bytes"))
         for key, value in point.tags.items():
             if not key or len(key) > limits.max_tag_key_length:
                 errors.append(
@@ -103,6 +105,8 @@ def check_limits(
                 )
             )
             continue
+        if "\\u0000" in json.dumps(event.details) or "\x00" in (event.status or ""):
+            errors.append(_err("events", i, "details", "NUL bytes cannot be stored"))
         if size > limits.max_details_bytes:
             errors.append(
                 _err(
@@ -160,9 +164,7 @@ def ingest_batch(
         raise Rejected(f"the batch was refused: {len(errors)} problem(s), nothing stored", errors)
     if not _claim_batch(session, batch, now):
         return IngestResult(batch_id=batch.batch_id, duplicate=True, metrics=0, events=0)
-    points = [
-        PointRow(p.metric_type, p.service_name, p.timestamp, p.value, p.tags) for p in batch.metrics
-    ]
+    points = batch.metrics  # already the shape the writers take
     events = [
         EventRow(
             e.event_type,

@@ -18,6 +18,10 @@ def _utc_naive(value: datetime) -> datetime:
 
 
 Timestamp = Annotated[datetime, AfterValidator(_utc_naive)]
+# Out: stored naive UTC values, answered as RFC 3339 with their zone.
+UtcDatetime = Annotated[
+    datetime, AfterValidator(lambda v: v if v.tzinfo else v.replace(tzinfo=UTC))
+]
 Name = Annotated[str, Field(min_length=1, max_length=50, pattern=NAME_PATTERN)]
 
 
@@ -37,7 +41,12 @@ class EventIn(BaseModel):
     event_type: Name
     service_name: Name
     timestamp: Timestamp
-    status: str | None = Field(None, max_length=20, description="passing, warning, critical, ...")
+    status: str | None = Field(
+        None,
+        max_length=20,
+        pattern=r"^[A-Za-z0-9_.\-]*$",
+        description="passing, warning, critical, ...",
+    )
     details: dict[str, Any] = Field(default_factory=dict)
     trace_id: str | None = Field(
         None, pattern=r"^[0-9a-f]{32}$", description="OpenTelemetry trace id (32 hex digits)."
@@ -53,7 +62,12 @@ class IngestBatchIn(BaseModel):
         pattern=r"^[A-Za-z0-9._:\-]+$",
         description="Chosen by the agent; sending the same batch_id again stores nothing new.",
     )
-    agent: str = Field(min_length=1, max_length=100, description="The sending agent's name.")
+    agent: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._\-]+$",
+        description="The sending agent's name.",
+    )
     metrics: list[MetricPointIn] = Field(default_factory=list)
     events: list[EventIn] = Field(default_factory=list)
 

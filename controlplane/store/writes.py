@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -23,6 +24,16 @@ from controlplane.store.models import (
     MetricRollup1h,
     MetricRollup1m,
 )
+
+
+class Point(Protocol):
+    """A metric point: the wire model (MetricPointIn) or a PointRow."""
+
+    metric_type: str
+    service_name: str
+    timestamp: datetime
+    value: float
+    tags: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,29 +60,40 @@ def series_key(tags: dict[str, str]) -> str:
     return hashlib.md5(canonical.encode(), usedforsecurity=False).hexdigest()
 
 
+class _TagCache:
+    """Per batch: the JSON text and series key of each distinct tag set, computed once.
+    A batch carries few distinct tag sets and thousands of points."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple, tuple[str, str]] = {}
+
+    def get(self, tags: dict[str, str]) -> tuple[str, str]:
+        """(JSON text, series key) of the tag set."""
+        identity = tuple(sorted(tags.items()))
+        found = self._seen.get(identity)
+        if found is None:
+            found = self._seen[identity] = (_dumps(tags), series_key(tags))
+        return found
+
+
 def _dumps(doc: dict) -> str:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False)
 
 
-def write_points(session: Session, rows: Sequence[PointRow]) -> None:
+def write_points(session: Session, rows: Sequence[Point]) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
+        # ids come from the column's gen_random_uuid() default: faster in the server.
         cursor = session.connection().connection.driver_connection.cursor()
+        tags = _TagCache()
         with cursor.copy(
-            'COPY infrastructure_metrics (id, metric_type, "timestamp", service_name, value, tags) '
+            'COPY infrastructure_metrics (metric_type, "timestamp", service_name, value, tags) '
             "FROM STDIN"
         ) as copy:
             for r in rows:
                 copy.write_row(
-                    (
-                        uuid.uuid4(),
-                        r.metric_type,
-                        r.timestamp,
-                        r.service_name,
-                        r.value,
-                        _dumps(r.tags),
-                    )
+                    (r.metric_type, r.timestamp, r.service_name, r.value, tags.get(r.tags)[0])
                 )
         return
     session.execute(
@@ -127,28 +149,35 @@ def write_events(session: Session, rows: Sequence[EventRow]) -> None:
     )
 
 
-def _bucket(ts: datetime, seconds: int) -> datetime:
-    if seconds == 60:
-        return ts.replace(second=0, microsecond=0)
-    return ts.replace(minute=0, second=0, microsecond=0)
-
-
-def aggregate(rows: Sequence[PointRow], seconds: int) -> list[dict]:
-    """Points folded into one roll-up row per (series, bucket), in a stable order."""
-    acc: dict[tuple, list] = {}
+def aggregate(rows: Sequence[Point]) -> tuple[list[dict], list[dict]]:
+    """Points folded into roll-up rows per (series, bucket): (1-minute, 1-hour), each sorted
+    so that concurrent batches lock the same rows in the same order (no deadlock)."""
+    minute: dict[tuple, list] = {}
+    hour: dict[tuple, list] = {}
+    tags = _TagCache()
+    buckets: dict[datetime, tuple[datetime, datetime]] = {}  # a batch repeats timestamps
     for r in rows:
-        key = (r.metric_type, r.service_name, series_key(r.tags), _bucket(r.timestamp, seconds))
-        cur = acc.get(key)
-        if cur is None:
-            acc[key] = [1, r.value, r.value, r.value, r.tags]
-        else:
-            cur[0] += 1
-            cur[1] += r.value
-            if r.value < cur[2]:
-                cur[2] = r.value
-            if r.value > cur[3]:
-                cur[3] = r.value
-    # Sorted, so concurrent batches lock the same rows in the same order (no deadlock).
+        b = buckets.get(r.timestamp)
+        if b is None:
+            m = r.timestamp.replace(second=0, microsecond=0)
+            b = buckets[r.timestamp] = (m, m.replace(minute=0))
+        key = tags.get(r.tags)[1]
+        for acc, bucket in ((minute, b[0]), (hour, b[1])):
+            k = (r.metric_type, r.service_name, key, bucket)
+            cur = acc.get(k)
+            if cur is None:
+                acc[k] = [1, r.value, r.value, r.value, r.tags]
+            else:
+                cur[0] += 1
+                cur[1] += r.value
+                if r.value < cur[2]:
+                    cur[2] = r.value
+                if r.value > cur[3]:
+                    cur[3] = r.value
+    return _rollup_rows(minute), _rollup_rows(hour)
+
+
+def _rollup_rows(acc: dict[tuple, list]) -> list[dict]:
     return [
         {
             "metric_type": k[0],
@@ -165,14 +194,13 @@ def aggregate(rows: Sequence[PointRow], seconds: int) -> list[dict]:
     ]
 
 
-def upsert_rollups(session: Session, rows: Sequence[PointRow]) -> None:
+def upsert_rollups(session: Session, rows: Sequence[Point]) -> None:
     """Fold the points into the 1-minute and 1-hour roll-ups, adding to what is there."""
     if not rows:
         return
     dialect = session.get_bind().dialect.name
     make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    for model, seconds in ((MetricRollup1m, 60), (MetricRollup1h, 3600)):
-        values = aggregate(rows, seconds)
+    for model, values in zip((MetricRollup1m, MetricRollup1h), aggregate(rows), strict=True):
         stmt = make_insert(model)
         table = model.__table__
         stmt = stmt.on_conflict_do_update(
