@@ -14,7 +14,14 @@ class Conflict(Exception):
 class Rejected(Exception):
     """Input refused as a whole; ``errors`` says which items and why."""
 
-    def __init__(self, message: str, errors: list[dict] | None = None, status: int = 422) -> None:
+    def __init__(
+        self,
+        message: str,
+        errors: list[dict] | None = None,
+        status: int = 422,
+        reason: str = "invalid",
+    ) -> None:
         super().__init__(message)
         self.errors = errors or []
         self.status = status
+        self.reason = reason  # a short label for metrics: invalid, too_large, timestamp, ...

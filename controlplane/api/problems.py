@@ -18,6 +18,7 @@ class ItemProblem(BaseModel):
     index: int | None = None
     field: str | None = None
     reason: str
+    code: str | None = None
 
 
 class Problem(BaseModel):

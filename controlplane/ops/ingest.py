@@ -18,104 +18,61 @@ from controlplane.store.models import IngestBatch
 from controlplane.store.writes import EventRow, upsert_rollups, write_events, write_points
 
 
-def _err(kind: str, index: int | None, field: str | None, reason: str) -> dict:
-    return {"kind": kind, "index": index, "field": field, "reason": reason}
+def _err(kind: str, index: int | None, field: str | None, reason: str, code: str) -> dict:
+    return {"kind": kind, "index": index, "field": field, "reason": reason, "code": code}
 
 
 def check_limits(
     batch: IngestBatchIn, *, limits: IngestSettings, retention: RetentionSettings, now: datetime
 ) -> list[dict]:
-    """Every limit the schema cannot know (they are settings); one entry per offence."""
-    errors: list[dict] = []
+    """Every limit the schema cannot know (they are settings); one entry per offence,
+    with a ``code``: too_many_items, timestamp, tags, details."""
     total = len(batch.metrics) + len(batch.events)
     if total > limits.max_items:
-        errors.append(
-            _err(
-                "batch",
-                None,
-                None,
-                f"{total} items, more than the limit of {limits.max_items}: split the batch",
-            )
-        )
-        return errors
+        why = f"{total} items, more than the limit of {limits.max_items}: split the batch"
+        return [_err("batch", None, None, why, "too_many_items")]
+    errors: list[dict] = []
     latest = now + timedelta(seconds=limits.max_future_skew_s)
 
     def check_time(kind: str, index: int, ts: datetime, keep_days: int) -> None:
         if ts > latest:
+            why = f"{ts.isoformat()}Z is more than {limits.max_future_skew_s:g} s in the future"
             errors.append(
-                _err(
-                    kind,
-                    index,
-                    "timestamp",
-                    f"{ts.isoformat()}Z is more than {limits.max_future_skew_s:g} s in the "
-                    "future: check the agent's clock",
-                )
+                _err(kind, index, "timestamp", f"{why}: check the agent's clock", "timestamp")
             )
         elif ts < now - timedelta(days=keep_days):
-            errors.append(
-                _err(
-                    kind,
-                    index,
-                    "timestamp",
-                    f"{ts.isoformat()}Z is older than the {keep_days}-day retention",
-                )
-            )
+            why = f"{ts.isoformat()}Z is older than the {keep_days}-day retention"
+            errors.append(_err(kind, index, "timestamp", why, "timestamp"))
 
     for i, point in enumerate(batch.metrics):
         keep = retention.metric_type_days.get(point.metric_type, retention.raw_days)
         check_time("metrics", i, point.timestamp, keep)
         if len(point.tags) > limits.max_tags:
-            errors.append(
-                _err(
-                    "metrics",
-                    i,
-                    "tags",
-                    f"{len(point.tags)} tags, more than the limit of {limits.max_tags}",
-                )
-            )
-        if any("\x00" in k or "\x00" in v for k, v in point.tags.items()):
-            errors.append(_err("metrics", i, "tags", "tags may not contain NUL bytes"))
+            why = f"{len(point.tags)} tags, more than the limit of {limits.max_tags}"
+            errors.append(_err("metrics", i, "tags", why, "tags"))
         for key, value in point.tags.items():
+            field = f"tags.{key[:40]}"
             if not key or len(key) > limits.max_tag_key_length:
-                errors.append(
-                    _err(
-                        "metrics",
-                        i,
-                        f"tags.{key[:40]}",
-                        f"tag keys need 1 to {limits.max_tag_key_length} characters",
-                    )
-                )
+                why = f"tag keys need 1 to {limits.max_tag_key_length} characters"
+                errors.append(_err("metrics", i, field, why, "tags"))
             if len(value) > limits.max_tag_value_length:
-                errors.append(
-                    _err(
-                        "metrics",
-                        i,
-                        f"tags.{key[:40]}",
-                        f"tag value longer than {limits.max_tag_value_length} characters",
-                    )
-                )
+                why = f"tag value longer than {limits.max_tag_value_length} characters"
+                errors.append(_err("metrics", i, field, why, "tags"))
+            if "\x00" in key or "\x00" in value:
+                errors.append(_err("metrics", i, field, "tags may not contain NUL bytes", "tags"))
     for i, event in enumerate(batch.events):
         check_time("events", i, event.timestamp, retention.raw_days)
         try:
-            size = len(json.dumps(event.details, allow_nan=False))
+            text = json.dumps(event.details, allow_nan=False)
         except ValueError:
-            errors.append(
-                _err(
-                    "events", i, "details", "details hold NaN or Infinity, which JSON cannot carry"
-                )
-            )
+            why = "details hold NaN or Infinity, which JSON cannot carry"
+            errors.append(_err("events", i, "details", why, "details"))
             continue
-        if "\\u0000" in json.dumps(event.details) or "\x00" in (event.status or ""):
-            errors.append(_err("events", i, "details", "NUL bytes cannot be stored"))
-        if size > limits.max_details_bytes:
-            errors.append(
-                _err(
-                    "events",
-                    i,
-                    "details",
-                    f"details are {size} bytes of JSON, over {limits.max_details_bytes}",
-                )
-            )
+        if "\\u0000" in text:
+            errors.append(_err("events", i, "details", "NUL bytes cannot be stored", "details"))
+        if len(text) > limits.max_details_bytes:
+            why = f"details are {len(text)} bytes of JSON, over {limits.max_details_bytes}"
+            errors.append(_err("events", i, "details", why, "details"))
     return errors
 
 
@@ -161,7 +118,11 @@ def ingest_batch(
     """Store the batch whole, or raise Rejected and store nothing. The caller commits."""
     errors = check_limits(batch, limits=limits, retention=retention, now=now)
     if errors:
-        raise Rejected(f"the batch was refused: {len(errors)} problem(s), nothing stored", errors)
+        raise Rejected(
+            f"the batch was refused: {len(errors)} problem(s), nothing stored",
+            errors,
+            reason=errors[0]["code"],
+        )
     if not _claim_batch(session, batch, now):
         return IngestResult(batch_id=batch.batch_id, duplicate=True, metrics=0, events=0)
     points = batch.metrics  # already the shape the writers take

@@ -84,3 +84,4 @@ class ItemError(BaseModel):
     index: int | None = Field(None, description="Position of the item in its list.")
     field: str | None = None
     reason: str
+    code: str | None = Field(None, description="too_many_items, timestamp, tags, details, ...")

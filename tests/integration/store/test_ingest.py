@@ -211,3 +211,31 @@ def test_a_registered_agent_ingests_as_itself_only(api, store):
     )
     assert api.post("/api/v1/agents/register", json={"name": "test-agent"}).status_code == 409
     assert store.count("infrastructure_metrics") == 5
+
+
+def test_ingest_figures_on_metrics(api):
+    def figures() -> dict[str, float]:
+        out = {}
+        for line in api.get("/metrics").text.splitlines():
+            if line.startswith("coreplane_ingest_"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    before = figures()
+    api.post("/api/v1/ingest", json=batch("m-1", 12))
+    api.post("/api/v1/ingest", json=batch("m-1", 12))
+    api.post("/api/v1/ingest", json={"batch_id": "m-2", "agent": "a", "metrics": [{"bad": 1}]})
+    after = figures()
+
+    def moved(name: str) -> float:
+        return after.get(name, 0) - before.get(name, 0)
+
+    assert moved('coreplane_ingest_batches_total{outcome="accepted"}') == 1
+    assert moved('coreplane_ingest_batches_total{outcome="duplicate"}') == 1
+    assert moved('coreplane_ingest_batches_total{outcome="rejected"}') == 1
+    assert moved('coreplane_ingest_rejects_total{reason="invalid"}') == 1
+    assert moved('coreplane_ingest_points_total{kind="metric"}') == 12
+    assert moved("coreplane_ingest_duplicates_total") == 1
+    assert moved("coreplane_ingest_duration_seconds_count") == 2
+    assert moved("coreplane_ingest_received_bytes_total") > 0
