@@ -17,7 +17,16 @@ import console
 from console.pages import LoginRequired
 from console.pages import router as console_router
 from controlplane import __version__, auth
-from controlplane.api import agents, events, health, ingest, metrics, problems, settings_routes
+from controlplane.api import (
+    agents,
+    events,
+    health,
+    ingest,
+    metrics,
+    problems,
+    settings_routes,
+    tokens,
+)
 from controlplane.api.deps import VIEWER, authenticate, refuse_nul_bytes
 from controlplane.loops.store_maintenance import StoreMaintenance
 from controlplane.schemas.ingest import IngestBatchIn
@@ -106,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
         events.router,
         settings_routes.router,
         agents.router,
+        tokens.router,
     ):
         api.include_router(router)
     app.include_router(api)

@@ -44,7 +44,7 @@ def _parse_tags(tags: list[str]) -> dict[str, str]:
         if not sep or not key:
             raise Rejected(
                 f"tag filter {item!r} must look like key=value",
-                [{"kind": "query", "index": None, "field": "tag", "reason": "expected key=value"}],
+                [{"kind": "query", "index": None, "field": "tags", "reason": "expected key=value"}],
             )
         parsed[key] = value
     return parsed
@@ -55,7 +55,7 @@ def query_metrics(
     request: Request,
     metric_type: str = Query(min_length=1, max_length=50),
     service_name: str | None = Query(None, max_length=50),
-    tag: list[str] = Query(default_factory=list, description="key=value filters, repeatable"),
+    tags: list[str] = Query(default_factory=list, description="key=value filters, repeatable"),
     start: datetime | None = Query(None, description="Default: end - 1 hour"),
     end: datetime | None = Query(None, description="Default: now"),
     step: int | None = Query(None, ge=1, le=31 * 86400, description="Seconds; default: range/300"),
@@ -79,7 +79,7 @@ def query_metrics(
         step_s=step_s,
         agg=agg,
         service_name=service_name,
-        tags=_parse_tags(tag),
+        tags=_parse_tags(tags),
         group_by=group_by,
     )
     if bucket_count(query) > MAX_BUCKETS:

@@ -80,3 +80,26 @@ def test_credentials_in_the_settings_table_are_never_served(api):
         ).status_code
         == 403
     )
+
+
+def test_roles_viewer_reads_operator_cannot_write_settings_revoked_is_refused(api):
+    def issue(role: str) -> tuple[str, str]:
+        body = api.post("/api/v1/tokens", json={"name": f"{role}-token", "role": role}).json()
+        return body["id"], body["token"]
+
+    viewer_id, viewer = issue("viewer")
+    _, operator = issue("operator")
+    as_viewer = {"Authorization": f"Bearer {viewer}"}
+    as_operator = {"Authorization": f"Bearer {operator}"}
+    assert api.get("/api/v1/events", headers=as_viewer).status_code == 200
+    refused = api.put("/api/v1/settings/x", json={"value": {}, "version": 0}, headers=as_operator)
+    assert refused.status_code == 403
+    assert "admin role" in refused.json()["detail"]
+    assert (
+        api.post(
+            "/api/v1/tokens", json={"name": "n", "role": "admin"}, headers=as_viewer
+        ).status_code
+        == 403
+    )
+    assert api.delete(f"/api/v1/tokens/{viewer_id}").status_code == 204
+    assert api.get("/api/v1/events", headers=as_viewer).status_code == 401

@@ -1,0 +1,61 @@
+"""API tokens for people and tools (Grafana, scripts), with a role each. Admin only."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from controlplane.api.deps import ADMIN, Principal, db_session
+from controlplane.auth import digest, new_token
+from controlplane.errors import NotFound
+from controlplane.store.models import ApiToken
+
+router = APIRouter(prefix="/tokens", tags=["auth"])
+
+
+class TokenCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._\- ]+$")
+    role: Literal["viewer", "operator", "admin"]
+
+
+class TokenCreated(BaseModel):
+    id: uuid.UUID
+    name: str
+    role: str
+    token: str = Field(description="Shown once; only its digest is stored.")
+
+
+@router.post("", status_code=201, response_model=TokenCreated, summary="Issue an API token")
+def create_token(
+    token_in: TokenCreate, admin: Principal = Depends(ADMIN), session: Session = Depends(db_session)
+) -> TokenCreated:
+    token = new_token()
+    row = ApiToken(
+        name=token_in.name,
+        role=token_in.role,
+        token_digest=digest(token),
+        created_at=datetime.now(UTC).replace(tzinfo=None),
+        created_by=admin.name,
+    )
+    session.add(row)
+    session.flush()
+    return TokenCreated(id=row.id, name=row.name, role=row.role, token=token)
+
+
+@router.delete("/{token_id}", status_code=204, summary="Revoke an API token")
+def revoke_token(
+    token_id: uuid.UUID, _admin: Principal = Depends(ADMIN), session: Session = Depends(db_session)
+) -> None:
+    revoked = session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC).replace(tzinfo=None))
+    ).rowcount
+    if not revoked:
+        raise NotFound(f"no active token {token_id}")
