@@ -42,6 +42,10 @@ def save(new: list[Result], directory: Path = RESULTS) -> Path:
     return path
 
 
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def table(results: list[dict]) -> str:
     lines = [
         "| benchmark | ours | baseline | ratio | unit | goal | met | measured at |",
@@ -49,10 +53,10 @@ def table(results: list[dict]) -> str:
     ]
     for r in results:
         met = {True: "yes", False: "**no**", None: "n/a"}[r["met"]]
-        base = "" if r["baseline"] is None else f"{r['baseline']:.4g}"
+        base = "" if r["baseline"] is None else _num(r["baseline"])
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.3g}"
         lines.append(
-            f"| {r['name']} | {r['ours']:.4g} | {base} | {ratio} | {r['unit']} "
+            f"| {r['name']} | {_num(r['ours'])} | {base} | {ratio} | {r['unit']} "
             f"| {r['goal']} | {met} | {r['measured_at']} |"
         )
     return "\n".join(lines) + "\n"
