@@ -7,6 +7,18 @@ import httpx
 from controlplane import __version__
 
 
+class Retryable(Exception):
+    """The control plane was unreachable or failed (5xx): keep the batch, try again."""
+
+
+class Refused(Exception):
+    """The control plane refused the request (4xx): retrying the same bytes will not help."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+
+
 class ControlPlaneClient:
     def __init__(self, base_url: str, token: str, timeout_s: float) -> None:
         self._http = httpx.Client(
@@ -18,8 +30,37 @@ class ControlPlaneClient:
             },
         )
 
+    def _call(self, method: str, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500:
+            raise Retryable(f"{response.status_code}: {response.text[:200]}")
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise Refused(response.status_code, str(detail)[:500])
+        return response
+
+    def register(self, name: str) -> dict:
+        """With an admin token: issue this agent's id and token."""
+        return self._call("POST", "/api/v1/agents/register", json={"name": name}).json()
+
+    def push_gzip(self, body: bytes) -> dict:
+        """Send one spooled batch (already gzip-compressed JSON)."""
+        return self._call(
+            "POST",
+            "/api/v1/ingest",
+            content=body,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        ).json()
+
     def heartbeat(self, *, agent: str, hostname: str, uptime_s: float) -> None:
-        response = self._http.post(
+        self._call(
+            "POST",
             "/api/v1/agents/heartbeat",
             json={
                 "agent": agent,
@@ -28,7 +69,17 @@ class ControlPlaneClient:
                 "uptime_s": uptime_s,
             },
         )
-        response.raise_for_status()
+
+    def poll_actions(self, agent_id: str, wait_s: float) -> list[dict]:
+        """Long-poll: the actions for this agent, waiting up to ``wait_s`` for one."""
+        return self._call(
+            "GET", f"/api/v1/agents/{agent_id}/actions", params={"wait": wait_s}, timeout=wait_s + 10
+        ).json()
+
+    def post_result(self, action_id: str, *, ok: bool, output: dict, error: str | None) -> None:
+        self._call(
+            "POST", f"/api/v1/actions/{action_id}/result", json={"ok": ok, "output": output, "error": error}
+        )
 
     def close(self) -> None:
         self._http.close()

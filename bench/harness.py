@@ -60,9 +60,7 @@ def running_control_plane(database_url: str, workers: int = 1) -> Iterator[tuple
         "COREPLANE_SERVER__WORKERS": str(workers),
     }
     coreplane = str(Path(sys.executable).parent / "coreplane")
-    proc = subprocess.Popen(
-        [coreplane, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    proc = subprocess.Popen([coreplane, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -73,9 +71,7 @@ def running_control_plane(database_url: str, workers: int = 1) -> Iterator[tuple
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"coreplane serve did not start: {proc.stderr.read().decode()[-2000:]}"
-                )
+                raise RuntimeError(f"coreplane serve did not start: {proc.stderr.read().decode()[-2000:]}")
             time.sleep(0.2)
         yield base, token
     finally:

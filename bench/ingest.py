@@ -62,8 +62,7 @@ def _copy_baseline(url: str, points: list[dict]) -> float:
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
         started = time.perf_counter()
         with conn.cursor().copy(
-            'COPY infrastructure_metrics (id, metric_type, "timestamp", service_name, value, tags) '
-            "FROM STDIN"
+            'COPY infrastructure_metrics (id, metric_type, "timestamp", service_name, value, tags) FROM STDIN'
         ) as copy:
             for row in rows:
                 copy.write_row(row)
@@ -90,9 +89,7 @@ def _through_api(base_url: str, token: str, points: list[dict]) -> float:
             for body in chunk:
                 response = client.post("/api/v1/ingest", content=body)
                 if response.status_code != 202:
-                    raise RuntimeError(
-                        f"ingest answered {response.status_code}: {response.text[:300]}"
-                    )
+                    raise RuntimeError(f"ingest answered {response.status_code}: {response.text[:300]}")
 
     chunks = [bodies[c::CLIENTS] for c in range(CLIENTS)]
     started = time.perf_counter()

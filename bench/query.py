@@ -99,9 +99,7 @@ def _api(client: httpx.Client, span: timedelta, step: int) -> Callable[[datetime
     return run
 
 
-def _raw_sql(
-    conn: psycopg.Connection, span: timedelta, step: int
-) -> Callable[[datetime, str], None]:
+def _raw_sql(conn: psycopg.Connection, span: timedelta, step: int) -> Callable[[datetime, str], None]:
     def run(at: datetime, service: str) -> None:
         conn.execute(
             """
@@ -125,15 +123,11 @@ def run(settings: Settings) -> list[Result]:
     ]
     results = []
     with fresh_schema(settings) as url:
-        print(
-            f"bench: loading {POINTS:,} points over {DAYS} days and {SERIES} series ...", flush=True
-        )
+        print(f"bench: loading {POINTS:,} points over {DAYS} days and {SERIES} series ...", flush=True)
         _load(url, end)
         with (
             running_control_plane(url) as (base, token),
-            httpx.Client(
-                base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
-            ) as client,
+            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client,
             psycopg.connect(url.replace("+psycopg", "")) as conn,
         ):
             for name, span, step in cases:

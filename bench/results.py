@@ -20,9 +20,7 @@ class Result:
     goal: str
     met: bool | None
     ratio: float | None = None
-    measured_at: str = field(
-        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
-    )
+    measured_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def __post_init__(self) -> None:
         if self.ratio is None and self.baseline:

@@ -18,6 +18,7 @@ from console.pages import LoginRequired
 from console.pages import router as console_router
 from controlplane import __version__, auth
 from controlplane.api import (
+    actions,
     agents,
     events,
     health,
@@ -49,9 +50,7 @@ def _bootstrap_credentials(app: FastAPI, settings: Settings) -> tuple[str, str]:
             secret = auth.session_secret(session, settings.server.session_secret)
     if new_token:
         # Printed once: only its digest is stored.
-        print(
-            f"coreplane: generated admin token (shown once, store it now): {new_token}", flush=True
-        )
+        print(f"coreplane: generated admin token (shown once, store it now): {new_token}", flush=True)
     return token_digest, secret
 
 
@@ -106,9 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
         return app.openapi()
 
     app.include_router(health.router)
-    api = APIRouter(
-        prefix="/api/v1", dependencies=[Depends(refuse_nul_bytes), Depends(authenticate)]
-    )
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(refuse_nul_bytes), Depends(authenticate)])
     for router in (
         ingest.router,
         metrics.router,
@@ -116,14 +113,13 @@ def create_app(settings: Settings) -> FastAPI:
         settings_routes.router,
         agents.router,
         tokens.router,
+        actions.router,
     ):
         api.include_router(router)
     app.include_router(api)
     _add_component_schemas(app)
     app.include_router(console_router)
-    app.mount(
-        "/static", StaticFiles(directory=Path(console.__file__).parent / "static"), name="static"
-    )
+    app.mount("/static", StaticFiles(directory=Path(console.__file__).parent / "static"), name="static")
     return app
 
 

@@ -53,9 +53,7 @@ def _redact(url: str | None) -> str | None:
 def _probe_redis(s: Settings, timeout: float) -> str:
     import redis
 
-    client = redis.Redis.from_url(
-        s.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout
-    )
+    client = redis.Redis.from_url(s.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         info = client.info("replication")
         return f"role {info['role']}, {info.get('connected_slaves', 0)} replica(s)"
@@ -180,7 +178,7 @@ def probe_one(backend: Backend, settings: Settings) -> BackendStatus:
     started = time.perf_counter()
     try:
         detail = backend.probe(settings, timeout)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means "down"; the reason is shown
         return BackendStatus(backend.name, shown, "down", f"{type(exc).__name__}: {exc}"[:300])
     latency = (time.perf_counter() - started) * 1000
     return BackendStatus(backend.name, shown, "up", detail, round(latency, 1))
@@ -189,7 +187,5 @@ def probe_one(backend: Backend, settings: Settings) -> BackendStatus:
 async def probe_all(settings: Settings) -> list[BackendStatus]:
     """Probe every backend concurrently; never raises."""
     return list(
-        await asyncio.gather(
-            *(asyncio.to_thread(probe_one, backend, settings) for backend in BACKENDS)
-        )
+        await asyncio.gather(*(asyncio.to_thread(probe_one, backend, settings) for backend in BACKENDS))
     )

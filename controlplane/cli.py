@@ -107,49 +107,81 @@ def agent(
     config: Annotated[
         Path | None,
         typer.Option(
-            help="YAML file with agent settings (keys of COREPLANE_AGENT__*).",
-            exists=True,
-            dir_okay=False,
+            help="agent.yaml; without it, the host and every backend in the environment.", dir_okay=False
         ),
     ] = None,
-    once: Annotated[bool, typer.Option("--once", help="Send one heartbeat and exit.")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Probe every target once, send, exit.")] = False,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="With --once: print the batch instead of sending it.")
+    ] = False,
+    discover: Annotated[
+        Path | None, typer.Option(help="Probe the usual local ports and write a starter agent.yaml here.")
+    ] = None,
 ) -> None:
-    """Run an agent that reports to the control plane (a heartbeat for now)."""
+    """Run an agent: probe backends, push metrics and events, keep a spool when the control plane is away."""
+    import json
     import socket
 
-    import yaml
+    from agents.config import ConfigError, load_config
+    from agents.daemon import Agent, AgentError, default_config, load_or_register
 
-    from agents.client import ControlPlaneClient
-    from agents.runtime import HeartbeatLoop
+    settings = _settings()
+    if discover is not None:
+        from agents.discover import write_starter_config
 
-    overrides: dict[str, object] = {}
-    if config is not None:
-        loaded = yaml.safe_load(config.read_text()) or {}
-        if not isinstance(loaded, dict):
-            typer.echo(f"coreplane: {config} must hold a mapping of agent settings", err=True)
-            raise typer.Exit(2)
-        overrides["agent"] = loaded
-    settings = _settings(**overrides)
-    if not settings.admin_token:
-        typer.echo("coreplane: set COREPLANE_ADMIN_TOKEN so the agent can authenticate", err=True)
-        raise typer.Exit(2)
-    name = settings.agent.name or socket.gethostname()
-    client = ControlPlaneClient(
-        settings.agent.control_plane_url, settings.admin_token, settings.agent.request_timeout_s
-    )
-    loop = HeartbeatLoop(client, agent=name, interval_s=settings.agent.heartbeat_interval_s)
-    if once:
-        ok = loop.run_once()
-        client.close()
-        raise typer.Exit(0 if ok else 1)
-    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
-    typer.echo(f"coreplane: agent {name} reporting to {settings.agent.control_plane_url}", err=True)
+        found = write_starter_config(discover, name=settings.agent.name or socket.gethostname())
+        typer.echo(
+            f"coreplane: wrote {discover} with {found} target(s); review it, then run --config {discover}"
+        )
+        return
     try:
-        loop.start()
+        agent_config = (
+            load_config(config)
+            if config
+            else default_config(settings, settings.agent.name or socket.gethostname(), Path("var"))
+        )
+    except ConfigError as exc:
+        typer.echo(f"coreplane: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if once and print_only:
+        from agents.runtime import Buffer, TargetLoop
+
+        buffer = Buffer()
+        for target in agent_config.targets:
+            loop = TargetLoop(target, buffer)
+            loop.run_once()
+            loop.close()
+        metrics, events = buffer.drain()
+        typer.echo(json.dumps({"agent": agent_config.name, "metrics": metrics, "events": events}, indent=2))
+        return
+    try:
+        identity = load_or_register(agent_config, settings.admin_token)
+    except AgentError as exc:
+        typer.echo(f"coreplane: {exc}", err=True)
+        raise typer.Exit(2) from None
+    daemon = Agent(agent_config, identity)
+    if once:
+        for loop in daemon.loops:
+            loop.run_once()
+        delivered = daemon.shipper.run_once()
+        ok = daemon.heartbeat.run_once()
+        daemon.stop()
+        pending, _ = daemon.spool.depth()
+        typer.echo(f"coreplane: delivered {delivered} batch(es), {pending} left in the spool", err=True)
+        raise typer.Exit(0 if ok and not pending else 1)
+    signal.signal(signal.SIGTERM, lambda *_: daemon._stop.set())
+    typer.echo(
+        f"coreplane: agent {agent_config.name} watching {len(agent_config.targets)} target(s), "
+        f"reporting to {agent_config.control_plane_url}",
+        err=True,
+    )
+    daemon.start()
+    try:
+        daemon.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        client.close()
+        daemon.stop()
 
 
 @app.command()
@@ -160,9 +192,7 @@ def services(
     """Install, start, stop or inspect the local real services (scripts/services.sh)."""
     script = SCRIPTS / "services.sh"
     if not script.exists():
-        typer.echo(
-            f"coreplane: {script} not found: `services` runs from a source checkout", err=True
-        )
+        typer.echo(f"coreplane: {script} not found: `services` runs from a source checkout", err=True)
         raise typer.Exit(2)
     if command not in {"up", "down", "status"}:
         typer.echo("coreplane: services takes up, down or status", err=True)

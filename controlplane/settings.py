@@ -134,9 +134,7 @@ class TasksSettings(BaseModel):
     broker_url: str | None = Field(
         None, description="Celery broker; the RabbitMQ URL when unset.", repr=False
     )
-    result_backend: str | None = Field(
-        None, description="Celery result backend; the Redis URL when unset."
-    )
+    result_backend: str | None = Field(None, description="Celery result backend; the Redis URL when unset.")
     flower_basic_auth: str | None = Field(
         None, description="user:password that Flower requires (HTTP basic auth).", repr=False
     )
@@ -147,9 +145,7 @@ class AgentSettings(BaseModel):
         "http://127.0.0.1:8000", description="Base URL of the control plane the agent reports to."
     )
     name: str | None = Field(None, description="Agent name; the host name when unset.")
-    heartbeat_interval_s: float = Field(
-        10.0, gt=0, le=3600, description="Seconds between two heartbeats."
-    )
+    heartbeat_interval_s: float = Field(10.0, gt=0, le=3600, description="Seconds between two heartbeats.")
     request_timeout_s: float = Field(
         5.0, gt=0, le=120, description="Timeout of one request to the control plane."
     )
@@ -196,8 +192,7 @@ class Settings(BaseSettings):
     def _known_dialect(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql")):
             raise ValueError(
-                "must start with sqlite:/// or postgresql+psycopg://, "
-                f"got {value.split(':', 1)[0]!r}"
+                f"must start with sqlite:/// or postgresql+psycopg://, got {value.split(':', 1)[0]!r}"
             )
         return value
 

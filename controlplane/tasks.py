@@ -14,12 +14,8 @@ from controlplane.settings import Settings
 def make_celery(settings: Settings) -> Celery:
     broker = settings.tasks.broker_url or settings.rabbitmq.url
     if not broker:
-        raise ValueError(
-            "no Celery broker: set COREPLANE_RABBITMQ__URL or COREPLANE_TASKS__BROKER_URL"
-        )
-    app = Celery(
-        "coreplane", broker=broker, backend=settings.tasks.result_backend or settings.redis.url
-    )
+        raise ValueError("no Celery broker: set COREPLANE_RABBITMQ__URL or COREPLANE_TASKS__BROKER_URL")
+    app = Celery("coreplane", broker=broker, backend=settings.tasks.result_backend or settings.redis.url)
     app.conf.update(
         task_acks_late=True,  # a worker killed mid-task leaves the message for another
         task_reject_on_worker_lost=True,

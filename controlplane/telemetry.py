@@ -9,12 +9,8 @@ INGEST_POINTS = Counter("coreplane_ingest_points_total", "Items stored by ingest
 INGEST_BYTES = Counter(
     "coreplane_ingest_received_bytes_total", "Request body bytes received by ingest (as sent)."
 )
-INGEST_REJECTS = Counter(
-    "coreplane_ingest_rejects_total", "Ingest batches refused, by reason.", ["reason"]
-)
-INGEST_DUPLICATES = Counter(
-    "coreplane_ingest_duplicates_total", "Batches whose batch_id was already stored."
-)
+INGEST_REJECTS = Counter("coreplane_ingest_rejects_total", "Ingest batches refused, by reason.", ["reason"])
+INGEST_DUPLICATES = Counter("coreplane_ingest_duplicates_total", "Batches whose batch_id was already stored.")
 INGEST_SECONDS = Histogram(
     "coreplane_ingest_duration_seconds",
     "Time to handle one ingest request, body read to commit.",

@@ -51,9 +51,7 @@ def query_events(
 ) -> EventsPage:
     rows, next_cursor = list_events(
         session,
-        EventQuery(
-            service_name, event_type, status, _naive(since), _naive(until), q, limit, cursor
-        ),
+        EventQuery(service_name, event_type, status, _naive(since), _naive(until), q, limit, cursor),
     )
     return EventsPage(
         events=[EventOut.model_validate(r, from_attributes=True) for r in rows],

@@ -22,7 +22,7 @@ def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> dict[str, str] | Response:
     try:
         await asyncio.wait_for(asyncio.to_thread(ping, request.app.state.engine), timeout=5)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any store failure means "not ready"
         return problem(503, "Not ready", f"the store does not answer: {type(exc).__name__}: {exc}")
     return {"status": "ready", "store": request.app.state.engine.dialect.name}
 

@@ -39,9 +39,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise Rejected(
-                f"the body is over the {limit}-byte limit", status=413, reason="too_large"
-            )
+            raise Rejected(f"the body is over the {limit}-byte limit", status=413, reason="too_large")
         chunks.append(chunk)
     body = b"".join(chunks)
     telemetry.INGEST_BYTES.inc(len(body))
@@ -51,19 +49,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
         try:
             body = inflater.decompress(body, limit + 1)
         except zlib.error as exc:
-            raise Rejected(
-                f"the body is not valid gzip: {exc}", status=400, reason="bad_encoding"
-            ) from None
+            raise Rejected(f"the body is not valid gzip: {exc}", status=400, reason="bad_encoding") from None
         if len(body) > limit or inflater.unconsumed_tail:
-            raise Rejected(
-                f"the body inflates past the {limit}-byte limit", status=413, reason="too_large"
-            )
+            raise Rejected(f"the body inflates past the {limit}-byte limit", status=413, reason="too_large")
         if not inflater.eof:
             raise Rejected("the gzip body is truncated", status=400, reason="bad_encoding")
     elif encoding != "identity":
-        raise Rejected(
-            f"Content-Encoding {encoding!r} is not supported: send gzip or none", status=415
-        )
+        raise Rejected(f"Content-Encoding {encoding!r} is not supported: send gzip or none", status=415)
     return body
 
 
@@ -130,6 +122,4 @@ def _store(request: Request, batch: IngestBatchIn) -> IngestResult:
     now = datetime.now(UTC).replace(tzinfo=None)
     prepare_partitions(request.app.state.engine, batch)
     with request.app.state.sessionmaker.begin() as session:
-        return ingest_batch(
-            session, batch, limits=settings.ingest, retention=settings.retention, now=now
-        )
+        return ingest_batch(session, batch, limits=settings.ingest, retention=settings.retention, now=now)

@@ -84,8 +84,7 @@ def query_metrics(
     )
     if bucket_count(query) > MAX_BUCKETS:
         raise Rejected(
-            f"{bucket_count(query)} buckets per series, over {MAX_BUCKETS}: "
-            "raise step or narrow the range",
+            f"{bucket_count(query)} buckets per series, over {MAX_BUCKETS}: raise step or narrow the range",
             [{"kind": "query", "index": None, "field": "step", "reason": "too many buckets"}],
         )
     retention = request.app.state.settings.retention

@@ -47,9 +47,7 @@ def document(schema: dict) -> None:
     """Declare problem+json as the body of every API error answer in the OpenAPI schema."""
     ref = {"$ref": "#/components/schemas/Problem"}
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(
-        Problem.model_json_schema(ref_template="#/components/schemas/{model}").pop("$defs")
-    )
+    components.update(Problem.model_json_schema(ref_template="#/components/schemas/{model}").pop("$defs"))
     components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     components["Problem"].pop("$defs", None)
     for path, operations in schema.get("paths", {}).items():
@@ -95,8 +93,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]}
-            for err in exc.errors()
+            {"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]} for err in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
         return problem(422, "Invalid request", detail, errors=errors)

@@ -42,13 +42,9 @@ def _guard(setting_type: str) -> None:
 
 
 @router.get("/{setting_type}", response_model=SettingOut, dependencies=[Depends(VIEWER)])
-def read_setting(
-    setting_type: str = SettingType, session: Session = Depends(db_session)
-) -> SettingOut:
+def read_setting(setting_type: str = SettingType, session: Session = Depends(db_session)) -> SettingOut:
     _guard(setting_type)
-    return SettingOut.model_validate(
-        get_setting(session, setting_type=setting_type), from_attributes=True
-    )
+    return SettingOut.model_validate(get_setting(session, setting_type=setting_type), from_attributes=True)
 
 
 @router.put("/{setting_type}", response_model=SettingOut)
@@ -83,9 +79,7 @@ def replace_setting(
     response_model=list[SettingOut],
     dependencies=[Depends(VIEWER)],
 )
-def read_history(
-    setting_type: str = SettingType, session: Session = Depends(db_session)
-) -> list[SettingOut]:
+def read_history(setting_type: str = SettingType, session: Session = Depends(db_session)) -> list[SettingOut]:
     _guard(setting_type)
     return [
         SettingOut.model_validate(h, from_attributes=True)

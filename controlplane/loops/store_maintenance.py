@@ -42,9 +42,7 @@ class StoreMaintenance:
         today = now.date()
         report = MaintenanceReport()
         keep_days = max([self.retention.raw_days, *self.retention.metric_type_days.values()])
-        days = [
-            today + timedelta(days=d) for d in range(-1, self.retention.partitions_ahead_days + 1)
-        ]
+        days = [today + timedelta(days=d) for d in range(-1, self.retention.partitions_ahead_days + 1)]
         with self.engine.begin() as conn:
             for table in partitions.PARTITIONED_TABLES:
                 report.created += partitions.ensure_partitions(conn, table=table, days=days)
@@ -59,9 +57,7 @@ class StoreMaintenance:
             )
         with self.engine.begin() as conn:
             cutoff = now - timedelta(days=self.retention.raw_days)
-            longer = [
-                t for t, d in self.retention.metric_type_days.items() if d > self.retention.raw_days
-            ]
+            longer = [t for t, d in self.retention.metric_type_days.items() if d > self.retention.raw_days]
             shorter = {t: d for t, d in self.retention.metric_type_days.items() if d < keep_days}
             # Rows inside kept partitions that a shorter retention covers.
             m = InfrastructureMetric
@@ -74,9 +70,7 @@ class StoreMaintenance:
                 delete(MetricRollup1h).where(
                     MetricRollup1h.bucket < now - timedelta(days=self.retention.rollup_1h_days)
                 ),
-                delete(IngestBatch).where(
-                    IngestBatch.received_at < now - timedelta(days=DEDUPE_DAYS)
-                ),
+                delete(IngestBatch).where(IngestBatch.received_at < now - timedelta(days=DEDUPE_DAYS)),
             ]
             stmts += [
                 delete(m).where(m.metric_type == t, m.timestamp < now - timedelta(days=d))

@@ -37,9 +37,7 @@ def check_limits(
     def check_time(kind: str, index: int, ts: datetime, keep_days: int) -> None:
         if ts > latest:
             why = f"{ts.isoformat()}Z is more than {limits.max_future_skew_s:g} s in the future"
-            errors.append(
-                _err(kind, index, "timestamp", f"{why}: check the agent's clock", "timestamp")
-            )
+            errors.append(_err(kind, index, "timestamp", f"{why}: check the agent's clock", "timestamp"))
         elif ts < now - timedelta(days=keep_days):
             why = f"{ts.isoformat()}Z is older than the {keep_days}-day retention"
             errors.append(_err(kind, index, "timestamp", why, "timestamp"))
@@ -139,6 +137,4 @@ def ingest_batch(
     write_points(session, points)
     write_events(session, events)
     upsert_rollups(session, points)
-    return IngestResult(
-        batch_id=batch.batch_id, duplicate=False, metrics=len(points), events=len(events)
-    )
+    return IngestResult(batch_id=batch.batch_id, duplicate=False, metrics=len(points), events=len(events))

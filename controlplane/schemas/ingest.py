@@ -19,9 +19,7 @@ def _utc_naive(value: datetime) -> datetime:
 
 Timestamp = Annotated[datetime, AfterValidator(_utc_naive)]
 # Out: stored naive UTC values, answered as RFC 3339 with their zone.
-UtcDatetime = Annotated[
-    datetime, AfterValidator(lambda v: v if v.tzinfo else v.replace(tzinfo=UTC))
-]
+UtcDatetime = Annotated[datetime, AfterValidator(lambda v: v if v.tzinfo else v.replace(tzinfo=UTC))]
 Name = Annotated[str, Field(min_length=1, max_length=50, pattern=NAME_PATTERN)]
 
 

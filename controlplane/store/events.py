@@ -41,9 +41,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from None
 
 
-def list_events(
-    session: Session, query: EventQuery
-) -> tuple[list[InfrastructureEvent], str | None]:
+def list_events(session: Session, query: EventQuery) -> tuple[list[InfrastructureEvent], str | None]:
     """Newest first; returns the page and the cursor of the next one (None at the end)."""
     e = InfrastructureEvent
     where = []
@@ -65,9 +63,7 @@ def list_events(
                 literal_column("'[\"string\"]'::jsonb"),
             )
             where.append(
-                document.op("@@")(
-                    func.websearch_to_tsquery(literal_column("'simple'::regconfig"), query.q)
-                )
+                document.op("@@")(func.websearch_to_tsquery(literal_column("'simple'::regconfig"), query.q))
             )
         else:
             terms = [t for t in query.q.split() if t]

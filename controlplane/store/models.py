@@ -63,9 +63,7 @@ class InfrastructureEvent(Base):
 
 class InfrastructureMetric(Base):
     __tablename__ = "infrastructure_metrics"
-    __table_args__ = (
-        Index("ix_metrics_type_service_time", "metric_type", "service_name", "timestamp"),
-    )
+    __table_args__ = (Index("ix_metrics_type_service_time", "metric_type", "service_name", "timestamp"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     metric_type: Mapped[str] = mapped_column(String(50))
@@ -200,9 +198,7 @@ class CatalogInstance(Base):
     __table_args__ = (UniqueConstraint("service_id", "address"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    service_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("catalog_services.id", ondelete="CASCADE")
-    )
+    service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("catalog_services.id", ondelete="CASCADE"))
     address: Mapped[str] = mapped_column(String(255))
     role: Mapped[str | None] = mapped_column(String(30))  # primary, replica, ...
     health: Mapped[str] = mapped_column(String(20), default="unknown")

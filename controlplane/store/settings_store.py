@@ -62,9 +62,7 @@ def put_setting(
     return row
 
 
-def setting_history(
-    session: Session, *, setting_type: str, limit: int = 50
-) -> list[SettingHistory]:
+def setting_history(session: Session, *, setting_type: str, limit: int = 50) -> list[SettingHistory]:
     return list(
         session.scalars(
             select(SettingHistory)

@@ -88,13 +88,10 @@ def write_points(session: Session, rows: Sequence[Point]) -> None:
         cursor = session.connection().connection.driver_connection.cursor()
         tags = _TagCache()
         with cursor.copy(
-            'COPY infrastructure_metrics (metric_type, "timestamp", service_name, value, tags) '
-            "FROM STDIN"
+            'COPY infrastructure_metrics (metric_type, "timestamp", service_name, value, tags) FROM STDIN'
         ) as copy:
             for r in rows:
-                copy.write_row(
-                    (r.metric_type, r.timestamp, r.service_name, r.value, tags.get(r.tags)[0])
-                )
+                copy.write_row((r.metric_type, r.timestamp, r.service_name, r.value, tags.get(r.tags)[0]))
         return
     session.execute(
         insert(InfrastructureMetric),

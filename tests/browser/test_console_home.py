@@ -50,9 +50,7 @@ def test_console_home_shows_every_backend_reachable(page, control_plane):
         row = page.locator(f'tr[data-backend="{backend.name}"]')
         assert row.get_attribute("data-state") == "up", f"{backend.name}: {row.inner_text()}"
     # htmx refreshes the table in place every 5 s; wait for one swap and check it still holds.
-    with page.expect_response(
-        lambda r: r.request.headers.get("hx-request") == "true", timeout=10000
-    ):
+    with page.expect_response(lambda r: r.request.headers.get("hx-request") == "true", timeout=10000):
         pass
     assert page.locator("tr[data-backend]").count() == len(BACKENDS)
     page.screenshot(path=SCREENSHOTS / "home.png", full_page=True)

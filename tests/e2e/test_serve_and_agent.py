@@ -63,9 +63,7 @@ def test_agent_heartbeat_shows_on_the_console(control_plane):
         page = browser.get("/").text
     assert 'data-agent="e2e-agent"' in page
     for backend in (b.name for b in BACKENDS):
-        assert f'data-backend="{backend}" data-state="up"' in page, (
-            f"{backend} is not up on the console"
-        )
+        assert f'data-backend="{backend}" data-state="up"' in page, f"{backend} is not up on the console"
 
 
 def test_agent_fails_clearly_when_the_control_plane_is_unreachable(control_plane):

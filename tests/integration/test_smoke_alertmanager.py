@@ -20,9 +20,7 @@ def test_an_alert_posted_is_listed(services):
         "startsAt": now.isoformat(),
         "endsAt": (now + timedelta(minutes=5)).isoformat(),
     }
-    posted = reach(
-        "alertmanager", services.alertmanager.url, httpx.post, f"{api}/alerts", json=[alert]
-    )
+    posted = reach("alertmanager", services.alertmanager.url, httpx.post, f"{api}/alerts", json=[alert])
     assert posted.status_code == 200
     listed = httpx.get(f"{api}/alerts", params={"filter": f'marker="{marker}"'}).json()
     assert [a["labels"]["marker"] for a in listed] == [marker]

@@ -11,9 +11,7 @@ from tests.conftest import reach, require
 def test_index_and_search_a_document(services):
     es_cfg = services.elasticsearch
     require(es_cfg.url, "elasticsearch")
-    es = Elasticsearch(
-        es_cfg.url, basic_auth=(es_cfg.username, es_cfg.password), request_timeout=10
-    )
+    es = Elasticsearch(es_cfg.url, basic_auth=(es_cfg.username, es_cfg.password), request_timeout=10)
     # GET / is not served by the integ-test-zip distribution (docs/backends.md); ask the node.
     nodes = reach("elasticsearch", es_cfg.url, es.nodes.info, node_id="_local", metric="_none")
     (node,) = nodes["nodes"].values()
@@ -30,7 +28,5 @@ def test_index_and_search_a_document(services):
 
 def test_anonymous_requests_are_refused(services):
     require(services.elasticsearch.url, "elasticsearch")
-    response = reach(
-        "elasticsearch", services.elasticsearch.url, httpx.get, services.elasticsearch.url
-    )
+    response = reach("elasticsearch", services.elasticsearch.url, httpx.get, services.elasticsearch.url)
     assert response.status_code == 401

@@ -47,9 +47,7 @@ def upstream():
 
 def test_default_instance_answers_on_its_runtime_socket(services):
     require(services.haproxy.socket, "haproxy")
-    info = reach(
-        "haproxy", services.haproxy.socket, haproxy_command, services.haproxy.socket, "show info"
-    )
+    info = reach("haproxy", services.haproxy.socket, haproxy_command, services.haproxy.socket, "show info")
     assert "Version: 2.6" in info
     metrics = httpx.get(services.haproxy.metrics_url, timeout=5)
     assert "haproxy_process_uptime_seconds" in metrics.text
@@ -74,9 +72,7 @@ backend app
 """
     )
     name = f"smoke{front}"
-    started = subprocess.run(
-        ["bash", HELPER, "start", name, config], capture_output=True, text=True
-    )
+    started = subprocess.run(["bash", HELPER, "start", name, config], capture_output=True, text=True)
     assert started.returncode == 0, f"haproxy did not start: {started.stderr}"
     sock = started.stdout.strip()
     try:

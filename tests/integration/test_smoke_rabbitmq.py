@@ -33,7 +33,5 @@ def test_management_api_and_prometheus_plugin(services):
     )
     overview.raise_for_status()
     assert overview.json()["rabbitmq_version"]
-    metrics = reach(
-        "rabbitmq", services.rabbitmq.prometheus_url, httpx.get, services.rabbitmq.prometheus_url
-    )
+    metrics = reach("rabbitmq", services.rabbitmq.prometheus_url, httpx.get, services.rabbitmq.prometheus_url)
     assert "rabbitmq_build_info" in metrics.text or "rabbitmq_identity_info" in metrics.text

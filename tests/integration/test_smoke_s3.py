@@ -54,9 +54,6 @@ def test_versioning_and_server_side_encryption(services):
         versions = list(client.list_objects(bucket, prefix="doc", include_version=True))
         assert len(versions) == 2
         client.put_object(bucket, "secret", io.BytesIO(b"s"), 1, sse=SseS3())
-        assert (
-            client.stat_object(bucket, "secret").metadata["x-amz-server-side-encryption"]
-            == "AES256"
-        )
+        assert client.stat_object(bucket, "secret").metadata["x-amz-server-side-encryption"] == "AES256"
     finally:
         _empty(client, bucket)

@@ -18,11 +18,7 @@ def compose() -> dict:
 
 
 def test_every_service_has_a_healthcheck(compose):
-    missing = [
-        name
-        for name, svc in compose["services"].items()
-        if "test" not in svc.get("healthcheck", {})
-    ]
+    missing = [name for name, svc in compose["services"].items() if "test" not in svc.get("healthcheck", {})]
     assert missing == []
 
 
@@ -47,9 +43,7 @@ def test_referenced_files_exist(compose):
 
 
 def test_published_ports_do_not_clash(compose):
-    host_ports = [
-        port.split(":")[0] for svc in compose["services"].values() for port in svc.get("ports", [])
-    ]
+    host_ports = [port.split(":")[0] for svc in compose["services"].values() for port in svc.get("ports", [])]
     assert len(host_ports) == len(set(host_ports))
 
 
@@ -58,9 +52,7 @@ def test_coreplane_commands_exist(compose):
     for name, svc in compose["services"].items():
         command = svc.get("command")
         if isinstance(command, list) and command[0] == "coreplane":
-            assert command[1] in known, (
-                f"{name} runs `coreplane {command[1]}`, which does not exist"
-            )
+            assert command[1] in known, f"{name} runs `coreplane {command[1]}`, which does not exist"
 
 
 def test_environment_names_are_real_settings(compose):

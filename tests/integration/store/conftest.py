@@ -68,7 +68,5 @@ def make_settings(store: Store, **overrides) -> Settings:
 @pytest.fixture
 def api(store):
     """The real app on that store, driven in-process."""
-    with TestClient(
-        create_app(make_settings(store)), headers={"Authorization": f"Bearer {ADMIN}"}
-    ) as client:
+    with TestClient(create_app(make_settings(store)), headers={"Authorization": f"Bearer {ADMIN}"}) as client:
         yield client

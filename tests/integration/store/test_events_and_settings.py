@@ -15,9 +15,7 @@ def _events(api, n: int, batch_id: str, **fields) -> None:
         }
         for i in range(n)
     ]
-    response = api.post(
-        "/api/v1/ingest", json={"batch_id": batch_id, "agent": "a", "events": events}
-    )
+    response = api.post("/api/v1/ingest", json={"batch_id": batch_id, "agent": "a", "events": events})
     assert response.status_code == 202, response.text
 
 
@@ -28,9 +26,7 @@ def test_full_text_search_over_details(api):
     assert len(found) == 3
     assert {e["service_name"] for e in found} == {"redis"}
     assert (
-        api.get("/api/v1/events", params={"q": "fragmentation", "service_name": "redis"}).json()[
-            "events"
-        ]
+        api.get("/api/v1/events", params={"q": "fragmentation", "service_name": "redis"}).json()["events"]
         == []
     )
 
@@ -75,9 +71,7 @@ def test_settings_versions_conflicts_and_history(api):
 def test_credentials_in_the_settings_table_are_never_served(api):
     assert api.get("/api/v1/settings/auth.admin_token").status_code == 403
     assert (
-        api.put(
-            "/api/v1/settings/console.session_secret", json={"value": {}, "version": 1}
-        ).status_code
+        api.put("/api/v1/settings/console.session_secret", json={"value": {}, "version": 1}).status_code
         == 403
     )
 
@@ -96,10 +90,7 @@ def test_roles_viewer_reads_operator_cannot_write_settings_revoked_is_refused(ap
     assert refused.status_code == 403
     assert "admin role" in refused.json()["detail"]
     assert (
-        api.post(
-            "/api/v1/tokens", json={"name": "n", "role": "admin"}, headers=as_viewer
-        ).status_code
-        == 403
+        api.post("/api/v1/tokens", json={"name": "n", "role": "admin"}, headers=as_viewer).status_code == 403
     )
     assert api.delete(f"/api/v1/tokens/{viewer_id}").status_code == 204
     assert api.get("/api/v1/events", headers=as_viewer).status_code == 401

@@ -15,9 +15,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def points(
-    n: int, *, at: datetime | None = None, metric: str = "coreplane_test_value"
-) -> list[dict]:
+def points(n: int, *, at: datetime | None = None, metric: str = "coreplane_test_value") -> list[dict]:
     at = at or now()
     return [
         {
@@ -173,9 +171,7 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_gets_4xx_with_a_reason_and_stores_nothing(case, store):
     (content, headers), status, reason = BAD_INPUTS[case]
-    settings = make_settings(
-        store, ingest={"max_items": 50, "max_tags": 8, "max_body_bytes": 65_536}
-    )
+    settings = make_settings(store, ingest={"max_items": 50, "max_tags": 8, "max_body_bytes": 65_536})
     with TestClient(create_app(settings)) as client:
         response = client.post(
             "/api/v1/ingest",
@@ -206,9 +202,7 @@ def test_a_registered_agent_ingests_as_itself_only(api, store):
     assert api.post("/api/v1/ingest", json=batch("mine", 5), headers=as_agent).status_code == 202
     other = batch("theirs", 5) | {"agent": "someone-else"}
     assert api.post("/api/v1/ingest", json=other, headers=as_agent).status_code == 403
-    assert (
-        api.get("/api/v1/metrics", params={"metric_type": "x"}, headers=as_agent).status_code == 403
-    )
+    assert api.get("/api/v1/metrics", params={"metric_type": "x"}, headers=as_agent).status_code == 403
     assert api.post("/api/v1/agents/register", json={"name": "test-agent"}).status_code == 409
     assert store.count("infrastructure_metrics") == 5
 

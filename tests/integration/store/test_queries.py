@@ -19,9 +19,7 @@ def _ingest(api) -> None:
         for i in range(12)  # two minutes of points every 10 s
     ]
     assert (
-        api.post(
-            "/api/v1/ingest", json={"batch_id": "q", "agent": "a", "metrics": metrics}
-        ).status_code
+        api.post("/api/v1/ingest", json={"batch_id": "q", "agent": "a", "metrics": metrics}).status_code
         == 202
     )
 

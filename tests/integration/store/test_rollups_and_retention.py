@@ -64,8 +64,7 @@ def test_rollups_equal_aggregates_over_raw_rows(store, agg, step):
 
 def test_p95_from_raw_points(store):
     rows = [
-        PointRow("coreplane_p", "redis", T0 + timedelta(seconds=i % 60), float(i), {})
-        for i in range(1, 101)
+        PointRow("coreplane_p", "redis", T0 + timedelta(seconds=i % 60), float(i), {}) for i in range(1, 101)
     ]
     _write(store, rows)
     query = SeriesQuery("coreplane_p", T0, T0 + timedelta(minutes=1), 60, "p95")
@@ -83,9 +82,7 @@ def test_retention_drops_old_data_and_keeps_overrides(store):
         PointRow("coreplane_short", "redis", now - timedelta(hours=1), 3.0, {}),
     ]
     _write(store, rows)
-    retention = RetentionSettings(
-        raw_days=7, metric_type_days={"coreplane_long": 30}, rollup_1m_days=7
-    )
+    retention = RetentionSettings(raw_days=7, metric_type_days={"coreplane_long": 30}, rollup_1m_days=7)
     report = StoreMaintenance(store.engine, retention).run_once(now)
     with store.engine.connect() as conn:
         left = conn.execute(
@@ -110,9 +107,7 @@ def test_data_past_retention_goes_as_whole_partitions_on_postgres(store):
     _write(store, [PointRow("coreplane_x", "redis", now - timedelta(days=40), 1.0, {})])
     report = StoreMaintenance(store.engine, RetentionSettings(raw_days=30)).run_once(now)
     assert store.count("infrastructure_metrics") == 0
-    dropped = (
-        partitions.partition_name("infrastructure_metrics", date(2026, 10, 19)) in report.dropped
-    )
+    dropped = partitions.partition_name("infrastructure_metrics", date(2026, 10, 19)) in report.dropped
     # PostgreSQL drops the day's partition; SQLite has plain tables and deletes rows.
     assert dropped is (store.dialect == "postgresql")
     assert report.deleted_rows == (0 if store.dialect == "postgresql" else 1)

@@ -136,9 +136,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("batch_id", name=op.f("pk_ingest_batches")),
     )
     with op.batch_alter_table("ingest_batches", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_ingest_batches_received_at"), ["received_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_ingest_batches_received_at"), ["received_at"], unique=False)
 
     op.create_table(
         "metric_rollups_1h",
@@ -185,9 +183,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.Column("updated_by", sa.String(length=100), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_settings_history")),
-        sa.UniqueConstraint(
-            "setting_type", "version", name=op.f("uq_settings_history_setting_type_version")
-        ),
+        sa.UniqueConstraint("setting_type", "version", name=op.f("uq_settings_history_setting_type_version")),
     )
     op.create_table(
         "users",
@@ -249,9 +245,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_catalog_instances")),
-        sa.UniqueConstraint(
-            "service_id", "address", name=op.f("uq_catalog_instances_service_id_address")
-        ),
+        sa.UniqueConstraint("service_id", "address", name=op.f("uq_catalog_instances_service_id_address")),
     )
     if op.get_bind().dialect.name == "postgresql":
         for ddl in PG_ONLY:

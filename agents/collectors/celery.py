@@ -1,0 +1,84 @@
+"""Celery: workers online, active/reserved per worker, queue lengths (inspect and the
+broker), and task succeeded/failed/retried counts and runtime (an events receiver).
+
+The receiver thread is the only writer of the task counters; collect() reads a copy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from celery import Celery
+
+from agents.collectors import Observation
+from agents.config import TargetConfig
+
+
+class CeleryCollector:
+    def __init__(self, target: TargetConfig) -> None:
+        self.app = Celery(broker=target.address)
+        self.timeout = target.timeout_s
+        self.queues = list(target.options.get("queues", ["celery"]))
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._runtime_sum = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, name="celery-events", daemon=True)
+        self._thread.start()
+
+    def _on_event(self, event: dict) -> None:
+        kind = event.get("type", "")
+        if kind in ("task-succeeded", "task-failed", "task-retried"):
+            with self._lock:
+                self._counts[kind.removeprefix("task-")] += 1
+                if kind == "task-succeeded":
+                    self._runtime_sum += float(event.get("runtime") or 0)
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self.app.connection_for_read() as conn:
+                    receiver = self.app.events.Receiver(conn, handlers={"*": self._on_event})
+                    for _ in receiver.itercapture(limit=None, timeout=1.0, wakeup=False):
+                        if self._stop.is_set():
+                            return
+            except Exception:  # noqa: BLE001 - broker gone: retry while the agent runs
+                self._stop.wait(2.0)
+
+    def collect(self) -> Observation:
+        obs = Observation()
+        inspect = self.app.control.inspect(timeout=min(self.timeout, 2.0))
+        replies = inspect.ping() or {}
+        active = inspect.active() or {}
+        reserved = inspect.reserved() or {}
+        obs.add("coreplane_celery_workers_online", len(replies))
+        for worker in replies:
+            obs.add("coreplane_celery_worker_active_tasks", len(active.get(worker, [])), worker=worker)
+            obs.add(
+                "coreplane_celery_worker_reserved_tasks",
+                len(reserved.get(worker, [])),
+                worker=worker,
+            )
+        with self.app.connection_for_read() as conn:
+            channel = conn.default_channel
+            for queue in self.queues:
+                try:
+                    depth = channel.queue_declare(queue=queue, passive=True).message_count
+                except Exception:  # noqa: BLE001 - a queue nobody declared yet is empty
+                    channel = conn.channel()
+                    depth = 0
+                obs.add("coreplane_celery_queue_length", depth, queue=queue)
+        with self._lock:
+            counts, runtime = dict(self._counts), self._runtime_sum
+        for state in ("succeeded", "failed", "retried"):
+            obs.add("coreplane_celery_tasks_total", counts.get(state, 0), state=state)
+        obs.add("coreplane_celery_task_runtime_seconds_total", runtime)
+        if not replies:
+            obs.status, obs.message = "critical", "no worker answered"
+        else:
+            obs.message = f"{len(replies)} worker(s) online"
+        return obs
+
+    def close(self) -> None:
+        self._stop.set()

@@ -1,0 +1,26 @@
+"""Every collector, by target type. Imported lazily: an agent needs only the clients of
+the backends it watches."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+COLLECTORS = {
+    "redis": "agents.collectors.redis:RedisCollector",
+    "memcached": "agents.collectors.memcached:MemcachedCollector",
+    "postgres": "agents.collectors.postgres:PostgresCollector",
+    "rabbitmq": "agents.collectors.rabbitmq:RabbitMQCollector",
+    "celery": "agents.collectors.celery:CeleryCollector",
+    "elasticsearch": "agents.collectors.elasticsearch:ElasticsearchCollector",
+    "s3": "agents.collectors.s3:S3Collector",
+    "haproxy": "agents.collectors.haproxy:HAProxyCollector",
+    "channels": "agents.collectors.channels:ChannelsCollector",
+    "http": "agents.collectors.http:HttpCollector",
+    "host": "agents.collectors.host:HostCollector",
+}
+
+
+def collector_class(kind: str) -> Any:
+    module, _, name = COLLECTORS[kind].partition(":")
+    return getattr(import_module(module), name)
