@@ -36,13 +36,12 @@ class CeleryCollector:
                     self._runtime_sum += float(event.get("runtime") or 0)
 
     def _receive(self) -> None:
+        # Blocks on the broker like Flower's capture loop; the thread is a daemon.
         while not self._stop.is_set():
             try:
                 with self.app.connection_for_read() as conn:
                     receiver = self.app.events.Receiver(conn, handlers={"*": self._on_event})
-                    for _ in receiver.itercapture(limit=None, timeout=1.0, wakeup=False):
-                        if self._stop.is_set():
-                            return
+                    receiver.capture(limit=None, timeout=None, wakeup=True)
             except Exception:  # noqa: BLE001 - broker gone: retry while the agent runs
                 self._stop.wait(2.0)
 
