@@ -23,6 +23,9 @@ def flush(params: dict[str, Any]) -> dict[str, Any]:
     tags: list[str] = list(params.get("tags") or [])
     if not (keys or prefix or tags):
         raise ActuatorError("give keys, prefix or tags to flush")
+    if prefix and params.get("memcached_servers"):
+        # Refused before touching anything, so the action never half-applies.
+        raise ActuatorError("Memcached cannot flush by prefix (it cannot list keys): use keys or tags")
     out: dict[str, Any] = {}
     if params.get("redis_url"):
         client = redis.Redis.from_url(params["redis_url"], socket_timeout=5)
@@ -42,8 +45,6 @@ def flush(params: dict[str, Any]) -> dict[str, Any]:
             client.close()
         out["redis"] = {"removed": removed, "tag_versions": versions}
     if params.get("memcached_servers"):
-        if prefix:
-            raise ActuatorError("Memcached cannot flush by prefix (it cannot list keys): use keys or tags")
         nodes = [(h, int(p)) for h, _, p in (s.rpartition(":") for s in params["memcached_servers"])]
         client = HashClient(nodes, connect_timeout=5, timeout=5)
         try:

@@ -1,0 +1,151 @@
+"""Each actuator changes the real backend, directly and through the control plane."""
+
+import subprocess
+import time
+import uuid
+
+import httpx
+import pytest
+import redis
+from pymemcache.client.base import Client
+
+from agents.actuators import ActuatorError, actuator
+from agents.client import ControlPlaneClient
+from agents.runtime import ActionLoop
+from tests.conftest import ROOT, free_port, require
+
+
+@pytest.fixture
+def redis_pair(tmp_path):
+    """A private primary and replica (the shared ones stay as they are)."""
+    procs, ports = [], [free_port(), free_port()]
+    for i, port in enumerate(ports):
+        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", "",
+                "--dbfilename", f"{port}.rdb"]  # fmt: skip
+        if i:
+            args += ["--replicaof", "127.0.0.1", str(ports[0])]
+        procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
+    replica = redis.Redis(port=ports[1])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if replica.info("replication").get("master_link_status") == "up":
+                break
+        except redis.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, "the private replica did not sync"
+        time.sleep(0.1)
+    yield ports
+    for proc in procs:
+        proc.terminate()
+        proc.wait()
+
+
+def test_promote_then_repoint(redis_pair):
+    primary, replica = redis_pair
+    out = actuator("redis.promote")({"address": f"redis://127.0.0.1:{replica}/0"})
+    assert out["role"] == "master"
+    assert redis.Redis(port=replica).info("replication")["role"] == "master"
+    # The old primary now follows the promoted one.
+    out = actuator("redis.repoint")(
+        {"address": f"redis://127.0.0.1:{primary}/0", "primary_host": "127.0.0.1", "primary_port": replica}
+    )
+    info = redis.Redis(port=primary).info("replication")
+    assert (info["role"], info["master_port"]) == ("slave", replica)
+
+
+def test_cache_flush_by_key_prefix_and_tag(services):
+    require(services.redis.url, "redis")
+    client = redis.Redis.from_url(services.redis.url)
+    prefix = f"flush:{uuid.uuid4().hex}:"
+    client.mset({f"{prefix}{i}": "v" for i in range(700)} | {"keep:" + prefix: "v"})
+    node = services.memcached.servers[0]
+    mc = Client((node.rsplit(":", 1)[0], int(node.rsplit(":", 1)[1])))
+    mc.set("flush-me", b"v", noreply=False)
+    tag = f"products-{uuid.uuid4().hex[:6]}"
+    out = actuator("cache.flush")({"redis_url": services.redis.url, "prefix": prefix, "tags": [tag]})
+    assert out["redis"]["removed"] == 700
+    assert out["redis"]["tag_versions"] == {tag: 1}
+    assert client.get("keep:" + prefix) == b"v"
+    out = actuator("cache.flush")(
+        {"redis_url": services.redis.url, "memcached_servers": [node], "keys": ["flush-me"]}
+    )
+    assert mc.get("flush-me") is None
+    with pytest.raises(ActuatorError, match="cannot flush by prefix"):
+        actuator("cache.flush")(
+            {"redis_url": services.redis.url, "memcached_servers": [node], "prefix": "keep:"}
+        )
+    assert client.get("keep:" + prefix) == b"v", "a refused flush must not half-apply"
+
+
+def test_celery_pool_grows(services, control_plane):
+    worker = subprocess.Popen(
+        [str(ROOT / ".venv/bin/coreplane"), "worker", "--concurrency=1"],
+        env=control_plane.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        from controlplane.tasks import make_celery
+
+        celery = make_celery(services)
+        deadline = time.monotonic() + 30
+        while not celery.control.ping(timeout=1):
+            assert time.monotonic() < deadline, "the worker did not come up"
+
+        def processes() -> int:
+            stats = celery.control.inspect(timeout=2).stats()
+            return len(next(iter(stats.values()))["pool"]["processes"])
+
+        assert processes() == 1
+        actuator("celery.pool")({"broker": services.rabbitmq.url, "op": "grow", "n": 2})
+        deadline = time.monotonic() + 15
+        while processes() != 3:
+            assert time.monotonic() < deadline, "the pool did not grow to 3 processes"
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+def test_an_action_runs_through_the_control_plane_and_an_unknown_kind_fails(control_plane, tmp_path):
+    admin = {"Authorization": f"Bearer {control_plane.token}"}
+    name = f"act-{uuid.uuid4().hex[:6]}"
+    agent = httpx.post(
+        f"{control_plane.url}/api/v1/agents/register", json={"name": name}, headers=admin
+    ).json()
+    port = free_port()
+    config = tmp_path / "lb.cfg"
+    config.write_text(
+        f"defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n"
+        f"frontend f\n  bind 127.0.0.1:{port}\n  default_backend app\nbackend app\n  server s1 127.0.0.1:{free_port()}\n"
+    )
+    inst = f"act{port}"
+    sock = subprocess.run(
+        ["bash", ROOT / "scripts/haproxy-instance.sh", "start", inst, config],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    try:
+        drain = httpx.post(
+            f"{control_plane.url}/api/v1/actions",
+            json={"kind": "haproxy.set_server", "target": "haproxy", "agent": name,
+                  "params": {"socket": sock, "backend": "app", "server": "s1", "state": "drain"}},
+            headers=admin,
+        ).json()  # fmt: skip
+        bogus = httpx.post(
+            f"{control_plane.url}/api/v1/actions",
+            json={"kind": "redis.explode", "target": "redis", "agent": name},
+            headers=admin,
+        ).json()
+        client = ControlPlaneClient(control_plane.url, agent["token"], 10)
+        reports = ActionLoop(client, agent_id=agent["id"], wait_s=2).run_once()
+        client.close()
+        assert {r["id"]: r["ok"] for r in reports} == {drain["id"]: True, bogus["id"]: False}
+        done = httpx.get(f"{control_plane.url}/api/v1/actions/{drain['id']}", headers=admin).json()
+        assert done["state"] == "succeeded"
+        assert done["result"]["output"]["status"] == "DRAIN"
+        failed = httpx.get(f"{control_plane.url}/api/v1/actions/{bogus['id']}", headers=admin).json()
+        assert failed["state"] == "failed"
+        assert "unknown action kind 'redis.explode'" in failed["result"]["error"]
+    finally:
+        subprocess.run(["bash", ROOT / "scripts/haproxy-instance.sh", "stop", inst], check=True)
