@@ -1,0 +1,106 @@
+"""No loss: the agent streams metrics while the control plane is killed for 60 s;
+after it returns, every batch arrives exactly once."""
+
+import os
+import secrets
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import httpx
+import sqlalchemy as sa
+
+from agents.config import AgentConfig, TargetConfig
+from agents.daemon import Agent, load_or_register
+from tests.conftest import ROOT, free_port
+
+OUTAGE_S = 60
+
+
+def _serve(env: dict) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv/bin/coreplane"), "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if (
+                httpx.get(f"http://127.0.0.1:{env['COREPLANE_SERVER__PORT']}/readyz", timeout=1).status_code
+                == 200
+            ):
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "coreplane serve did not start"
+        time.sleep(0.2)
+
+
+def test_every_batch_arrives_exactly_once_across_an_outage(tmp_path):
+    port, token = free_port(), secrets.token_urlsafe(32)
+    db = f"sqlite:///{tmp_path}/store.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
+    env |= {"COREPLANE_DATABASE_URL": db, "COREPLANE_ADMIN_TOKEN": token, "COREPLANE_SERVER__PORT": str(port)}
+    assert (
+        subprocess.run(
+            [str(ROOT / ".venv/bin/coreplane"), "migrate"], env=env, capture_output=True
+        ).returncode
+        == 0
+    )
+    server = _serve(env)
+    config = AgentConfig(
+        name=f"chaos-{uuid.uuid4().hex[:6]}",
+        control_plane_url=f"http://127.0.0.1:{port}",
+        token_file=tmp_path / "token.json",
+        spool_dir=tmp_path / "spool",
+        flush_interval_s=0.5,
+        heartbeat_interval_s=2,
+        request_timeout_s=2,
+        targets=[TargetConfig(type="host", name="host", address="/", interval_s=0.25)],
+    )
+    agent = Agent(config, load_or_register(config, token))
+    sent: dict[str, tuple[int, int]] = {}
+    lock = threading.Lock()
+    append = agent.spool.append
+
+    def recording_append(batch):
+        with lock:
+            sent[batch["batch_id"]] = (len(batch["metrics"]), len(batch["events"]))
+        return append(batch)
+
+    agent.spool.append = recording_append
+    agent.start()
+    try:
+        time.sleep(5)
+        server.send_signal(signal.SIGKILL)  # a crash, not a goodbye
+        server.wait()
+        time.sleep(OUTAGE_S)
+        assert agent.spool.depth()[0] > 50, "the agent did not spool during the outage"
+        server = _serve(env)
+        deadline = time.monotonic() + 60
+        while agent.spool.depth()[0] > 0:
+            assert time.monotonic() < deadline, f"spool not drained: {agent.spool.depth()}"
+            time.sleep(0.5)
+    finally:
+        agent.stop()
+        server.terminate()
+        server.wait()
+    assert agent.spool.depth() == (0, 0)
+    engine = sa.create_engine(db)
+    with engine.connect() as conn:
+        stored = set(conn.execute(sa.text("SELECT batch_id FROM ingest_batches")).scalars())
+        metric_rows = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM infrastructure_metrics WHERE metric_type != 'coreplane_agent_uptime_seconds'"
+            )
+        ).scalar_one()
+        event_rows = conn.execute(sa.text("SELECT count(*) FROM infrastructure_events")).scalar_one()
+    engine.dispose()
+    assert stored == set(sent), f"missing {set(sent) - stored}, unexpected {stored - set(sent)}"
+    assert metric_rows == sum(m for m, _ in sent.values())
+    assert event_rows == sum(e for _, e in sent.values())
+    assert len(sent) > 100
