@@ -187,6 +187,8 @@ def default_config(settings, name: str, var: Path) -> AgentConfig:  # type: igno
         targets.append(TargetConfig(type="haproxy", name="haproxy", address=settings.haproxy.socket))
     if settings.redis.url:
         targets.append(TargetConfig(type="channels", name="channels", address=settings.redis.url))
+    for target in targets:
+        target.interval_s = settings.agent.probe_interval_s
     return AgentConfig(
         name=name,
         control_plane_url=settings.agent.control_plane_url,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import ingest, query, select1
+from bench import agent, ingest, query, select1
 from bench.results import save, table
 from controlplane.settings import load_settings
 
@@ -15,6 +15,8 @@ BENCHMARKS = {
     "ingest_rows_per_s": ingest.run,
     # One run measures both figures (they share the 10,000,000-point data set).
     "query_p95_ms": query.run,
+    # Writes agent_rss_mb and agent_cpu_pct.
+    "agent_footprint": agent.run,
 }
 
 

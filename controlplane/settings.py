@@ -146,6 +146,9 @@ class AgentSettings(BaseModel):
     )
     name: str | None = Field(None, description="Agent name; the host name when unset.")
     heartbeat_interval_s: float = Field(10.0, gt=0, le=3600, description="Seconds between two heartbeats.")
+    probe_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="Seconds between two probes of a target (without agent.yaml)."
+    )
     request_timeout_s: float = Field(
         5.0, gt=0, le=120, description="Timeout of one request to the control plane."
     )

@@ -47,10 +47,12 @@ class CeleryCollector:
 
     def collect(self) -> Observation:
         obs = Observation()
-        inspect = self.app.control.inspect(timeout=min(self.timeout, 2.0))
-        replies = inspect.ping() or {}
-        active = inspect.active() or {}
-        reserved = inspect.reserved() or {}
+        replies = self.app.control.inspect(timeout=min(self.timeout, 2.0)).ping() or {}
+        active = reserved = {}
+        if replies:
+            # Stop listening as soon as every worker that answered the ping has replied.
+            inspect = self.app.control.inspect(timeout=min(self.timeout, 2.0), limit=len(replies))
+            active, reserved = inspect.active() or {}, inspect.reserved() or {}
         obs.add("coreplane_celery_workers_online", len(replies))
         for worker in replies:
             obs.add("coreplane_celery_worker_active_tasks", len(active.get(worker, [])), worker=worker)

@@ -15,6 +15,8 @@ class ChannelsCollector:
 
         self.layer = RedisChannelLayer(hosts=[target.address], prefix=target.options.get("prefix", "asgi"))
         self.timeout = target.timeout_s
+        # One loop for the collector's life: the layer's connection pool belongs to it.
+        self.loop = asyncio.new_event_loop()
 
     async def _round_trip(self) -> float:
         channel = await self.layer.new_channel("coreplane.probe.")
@@ -26,7 +28,7 @@ class ChannelsCollector:
         return time.perf_counter() - started
 
     def collect(self) -> Observation:
-        rtt = asyncio.run(self._round_trip())
+        rtt = self.loop.run_until_complete(self._round_trip())
         obs = Observation()
         obs.add("coreplane_channels_round_trip_seconds", rtt)
         obs.add("coreplane_channels_up", 1)
@@ -34,4 +36,7 @@ class ChannelsCollector:
         return obs
 
     def close(self) -> None:
-        pass
+        self.loop.run_until_complete(
+            self.layer.flush_pool() if hasattr(self.layer, "flush_pool") else asyncio.sleep(0)
+        )
+        self.loop.close()

@@ -24,14 +24,17 @@ class S3Collector:
             secret_key=opts.get("secret_key"),
             secure=bool(opts.get("secure", False)),
         )
-        self.count_objects = bool(opts.get("count_objects", True))
+        # Listing every object is heavy: count buckets' contents every Nth probe only.
+        self.count_every = int(opts.get("count_every", 30))
+        self.probes = 0
 
     def collect(self) -> Observation:
         obs = Observation()
         buckets = self.client.list_buckets()
         obs.add("coreplane_s3_up", 1)
         obs.add("coreplane_s3_buckets", len(buckets))
-        if self.count_objects:
+        self.probes += 1
+        if self.count_every and (self.probes - 1) % self.count_every == 0:
             for bucket in buckets:
                 count = size = 0
                 for item in self.client.list_objects(bucket.name, recursive=True):
@@ -39,7 +42,7 @@ class S3Collector:
                     size += item.size or 0
                 obs.add("coreplane_s3_bucket_objects", count, bucket=bucket.name)
                 obs.add("coreplane_s3_bucket_bytes", size, bucket=bucket.name)
-        if not self.client.bucket_exists(CANARY_BUCKET):
+        if CANARY_BUCKET not in {b.name for b in buckets}:
             self.client.make_bucket(CANARY_BUCKET)
         key, body = f"canary-{uuid.uuid4().hex}", b"coreplane canary"
         for op, call in (
