@@ -8,7 +8,6 @@ hung backend cannot hold the console page.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,20 +122,10 @@ def _probe_s3(s: Settings, timeout: float) -> str:
     return f"S3 API answers ({response.status_code})"
 
 
-def haproxy_command(socket_path: str, command: str, timeout: float = 2.0) -> str:
-    """One command on HAProxy's runtime API (the socket closes after each answer)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(socket_path)
-        sock.sendall(command.encode() + b"\n")
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode()
-
-
 def _probe_haproxy(s: Settings, timeout: float) -> str:
-    answer = haproxy_command(s.haproxy.socket, "show info", timeout)
+    from agents.collectors.haproxy import runtime_command
+
+    answer = runtime_command(s.haproxy.socket, "show info", timeout)
     fields = dict(line.split(": ", 1) for line in answer.splitlines() if ": " in line)
     return f"HAProxy {fields.get('Version', '?')}, {fields.get('CurrConns', '?')} connection(s)"
 

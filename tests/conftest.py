@@ -123,3 +123,36 @@ def control_plane(tmp_path_factory, services) -> ControlPlane:
     yield cp
     proc.terminate()
     proc.wait(timeout=15)
+
+
+@pytest.fixture
+def haproxy_lb(tmp_path):
+    """start(servers={"s1": port, ...}, check=False) -> (admin socket, frontend port): an
+    HAProxy instance from scripts/haproxy-instance.sh whose backend `app` has those servers."""
+    import subprocess
+
+    helper = ROOT / "scripts" / "haproxy-instance.sh"
+    names: list[str] = []
+
+    def start(servers: dict[str, int], check: bool = False) -> tuple[str, int]:
+        port = free_port()
+        lines = [
+            "defaults", "  mode http", "  timeout connect 1s", "  timeout client 5s", "  timeout server 5s",
+            "frontend f", f"  bind 127.0.0.1:{port}", "  default_backend app", "backend app",
+        ]  # fmt: skip
+        if check:
+            lines.append("  option httpchk GET /")
+        lines += [
+            f"  server {n} 127.0.0.1:{p}{' check inter 500ms' if check else ''}" for n, p in servers.items()
+        ]
+        config = tmp_path / f"lb{port}.cfg"
+        config.write_text("\n".join(lines) + "\n")
+        name = f"t{port}"
+        done = subprocess.run(["bash", helper, "start", name, config], capture_output=True, text=True)
+        assert done.returncode == 0, f"haproxy did not start: {done.stderr}"
+        names.append(name)
+        return done.stdout.strip(), port
+
+    yield start
+    for name in names:
+        subprocess.run(["bash", helper, "stop", name], check=True)

@@ -11,7 +11,7 @@ import threading
 import httpx
 import pytest
 
-from controlplane.backends import haproxy_command
+from agents.collectors.haproxy import runtime_command
 from tests.conftest import ROOT, reach, require
 
 HELPER = ROOT / "scripts" / "haproxy-instance.sh"
@@ -24,7 +24,7 @@ def _free_port() -> int:
 
 
 def _stat(sock: str) -> list[dict[str, str]]:
-    text = haproxy_command(sock, "show stat").lstrip("# ")
+    text = runtime_command(sock, "show stat", 2).lstrip("# ")
     return list(csv.DictReader(io.StringIO(text)))
 
 
@@ -47,7 +47,7 @@ def upstream():
 
 def test_default_instance_answers_on_its_runtime_socket(services):
     require(services.haproxy.socket, "haproxy")
-    info = reach("haproxy", services.haproxy.socket, haproxy_command, services.haproxy.socket, "show info")
+    info = reach("haproxy", services.haproxy.socket, runtime_command, services.haproxy.socket, "show info", 2)
     assert "Version: 2.6" in info
     metrics = httpx.get(services.haproxy.metrics_url, timeout=5)
     assert "haproxy_process_uptime_seconds" in metrics.text
@@ -77,7 +77,7 @@ backend app
     sock = started.stdout.strip()
     try:
         assert httpx.get(f"http://127.0.0.1:{front}/").text == "upstream"
-        haproxy_command(sock, "disable server app/app1")
+        runtime_command(sock, "disable server app/app1", 2)
         row = next(r for r in _stat(sock) if r["pxname"] == "app" and r["svname"] == "app1")
         assert row["status"] == "MAINT"
         assert httpx.get(f"http://127.0.0.1:{front}/").status_code == 503

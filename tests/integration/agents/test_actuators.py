@@ -106,46 +106,31 @@ def test_celery_pool_grows(services, control_plane):
         worker.wait(timeout=30)
 
 
-def test_an_action_runs_through_the_control_plane_and_an_unknown_kind_fails(control_plane, tmp_path):
+def test_an_action_runs_through_the_control_plane_and_an_unknown_kind_fails(control_plane, haproxy_lb):
     admin = {"Authorization": f"Bearer {control_plane.token}"}
     name = f"act-{uuid.uuid4().hex[:6]}"
     agent = httpx.post(
         f"{control_plane.url}/api/v1/agents/register", json={"name": name}, headers=admin
     ).json()
-    port = free_port()
-    config = tmp_path / "lb.cfg"
-    config.write_text(
-        f"defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n"
-        f"frontend f\n  bind 127.0.0.1:{port}\n  default_backend app\nbackend app\n  server s1 127.0.0.1:{free_port()}\n"
-    )
-    inst = f"act{port}"
-    sock = subprocess.run(
-        ["bash", ROOT / "scripts/haproxy-instance.sh", "start", inst, config],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    try:
-        drain = httpx.post(
-            f"{control_plane.url}/api/v1/actions",
-            json={"kind": "haproxy.set_server", "target": "haproxy", "agent": name,
-                  "params": {"socket": sock, "backend": "app", "server": "s1", "state": "drain"}},
-            headers=admin,
-        ).json()  # fmt: skip
-        bogus = httpx.post(
-            f"{control_plane.url}/api/v1/actions",
-            json={"kind": "redis.explode", "target": "redis", "agent": name},
-            headers=admin,
-        ).json()
-        client = ControlPlaneClient(control_plane.url, agent["token"], 10)
-        reports = ActionLoop(client, agent_id=agent["id"], wait_s=2).run_once()
-        client.close()
-        assert {r["id"]: r["ok"] for r in reports} == {drain["id"]: True, bogus["id"]: False}
-        done = httpx.get(f"{control_plane.url}/api/v1/actions/{drain['id']}", headers=admin).json()
-        assert done["state"] == "succeeded"
-        assert done["result"]["output"]["status"] == "DRAIN"
-        failed = httpx.get(f"{control_plane.url}/api/v1/actions/{bogus['id']}", headers=admin).json()
-        assert failed["state"] == "failed"
-        assert "unknown action kind 'redis.explode'" in failed["result"]["error"]
-    finally:
-        subprocess.run(["bash", ROOT / "scripts/haproxy-instance.sh", "stop", inst], check=True)
+    sock, _ = haproxy_lb({"s1": free_port()})
+    drain = httpx.post(
+        f"{control_plane.url}/api/v1/actions",
+        json={"kind": "haproxy.set_server", "target": "haproxy", "agent": name,
+              "params": {"socket": sock, "backend": "app", "server": "s1", "state": "drain"}},
+        headers=admin,
+    ).json()  # fmt: skip
+    bogus = httpx.post(
+        f"{control_plane.url}/api/v1/actions",
+        json={"kind": "redis.explode", "target": "redis", "agent": name},
+        headers=admin,
+    ).json()
+    client = ControlPlaneClient(control_plane.url, agent["token"], 10)
+    reports = ActionLoop(client, agent_id=agent["id"], wait_s=2).run_once()
+    client.close()
+    assert {r["id"]: r["ok"] for r in reports} == {drain["id"]: True, bogus["id"]: False}
+    done = httpx.get(f"{control_plane.url}/api/v1/actions/{drain['id']}", headers=admin).json()
+    assert done["state"] == "succeeded"
+    assert done["result"]["output"]["status"] == "DRAIN"
+    failed = httpx.get(f"{control_plane.url}/api/v1/actions/{bogus['id']}", headers=admin).json()
+    assert failed["state"] == "failed"
+    assert "unknown action kind 'redis.explode'" in failed["result"]["error"]

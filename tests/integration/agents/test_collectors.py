@@ -226,29 +226,13 @@ def test_celery_workers_and_task_counts(services, control_plane):
     assert (before.status, figure(before, "coreplane_celery_workers_online")) == ("critical", 0)
 
 
-def test_haproxy_server_status_and_drain(tmp_path):
-    port = free_port()
-    config = tmp_path / "h.cfg"
-    config.write_text(
-        f"defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n"
-        f"frontend f\n  bind 127.0.0.1:{port}\n  default_backend app\n"
-        f"backend app\n  server s1 127.0.0.1:{free_port()}\n  server s2 127.0.0.1:{free_port()}\n"
-    )
-    name = f"col{port}"
-    sock = subprocess.run(
-        ["bash", ROOT / "scripts/haproxy-instance.sh", "start", name, config],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    try:
-        collector, before = collect("haproxy", sock)
-        assert figure(before, "coreplane_haproxy_server_drain", proxy="app", server="s1") == 0
-        from agents.actuators.haproxy import set_server
+def test_haproxy_server_status_and_drain(haproxy_lb):
+    sock, _ = haproxy_lb({"s1": free_port(), "s2": free_port()})
+    collector, before = collect("haproxy", sock)
+    assert figure(before, "coreplane_haproxy_server_drain", proxy="app", server="s1") == 0
+    from agents.actuators.haproxy import set_server
 
-        set_server({"socket": sock, "backend": "app", "server": "s1", "state": "drain"})
-        after = collector.collect()
-        assert figure(after, "coreplane_haproxy_server_drain", proxy="app", server="s1") == 1
-        assert figure(after, "coreplane_haproxy_server_drain", proxy="app", server="s2") == 0
-    finally:
-        subprocess.run(["bash", ROOT / "scripts/haproxy-instance.sh", "stop", name], check=True)
+    set_server({"socket": sock, "backend": "app", "server": "s1", "state": "drain"})
+    after = collector.collect()
+    assert figure(after, "coreplane_haproxy_server_drain", proxy="app", server="s1") == 1
+    assert figure(after, "coreplane_haproxy_server_drain", proxy="app", server="s2") == 0
