@@ -70,6 +70,7 @@ def test_cache_flush_by_key_prefix_and_tag(services):
     out = actuator("cache.flush")(
         {"redis_url": services.redis.url, "memcached_servers": [node], "keys": ["flush-me"]}
     )
+    assert out["memcached"] == {"deleted": 1, "absent": 0}
     assert mc.get("flush-me") is None
     with pytest.raises(ActuatorError, match="cannot flush by prefix"):
         actuator("cache.flush")(
