@@ -191,7 +191,8 @@ def test_http_status_and_host_figures(control_plane):
 
 
 def test_channels_round_trip(services):
-    _, obs = collect("channels", services.redis.url)
+    collector, obs = collect("channels", services.redis.url)
+    collector.close()
     assert 0 < figure(obs, "coreplane_channels_round_trip_seconds") < 1
 
 
