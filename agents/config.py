@@ -36,7 +36,9 @@ class AgentConfig(BaseModel):
     token_file: Path = Field(Path("var/agent/token.json"), description="Agent id and token (0600).")
     spool_dir: Path = Path("var/agent/spool")
     spool_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
-    flush_interval_s: float = Field(1.0, gt=0, le=60, description="Seconds between two batches.")
+    # Like Telegraf's flush_interval: fewer, larger batches cost less on both ends; what
+    # is collected waits at most this long in memory before it reaches the spool.
+    flush_interval_s: float = Field(5.0, gt=0, le=60, description="Seconds between two batches.")
     heartbeat_interval_s: float = Field(10.0, gt=0, le=3600)
     request_timeout_s: float = Field(10.0, gt=0, le=120)
     targets: list[TargetConfig] = Field(default_factory=list)
