@@ -33,18 +33,31 @@ def check_limits(
         return [_err("batch", None, None, why, "too_many_items")]
     errors: list[dict] = []
     latest = now + timedelta(seconds=limits.max_future_skew_s)
+    oldest = {d: now - timedelta(days=d) for d in {retention.raw_days, *retention.metric_type_days.values()}}
 
     def check_time(kind: str, index: int, ts: datetime, keep_days: int) -> None:
         if ts > latest:
             why = f"{ts.isoformat()}Z is more than {limits.max_future_skew_s:g} s in the future"
             errors.append(_err(kind, index, "timestamp", f"{why}: check the agent's clock", "timestamp"))
-        elif ts < now - timedelta(days=keep_days):
+        elif ts < oldest[keep_days]:
             why = f"{ts.isoformat()}Z is older than the {keep_days}-day retention"
             errors.append(_err(kind, index, "timestamp", why, "timestamp"))
 
+    max_key, max_value = limits.max_tag_key_length, limits.max_tag_value_length
     for i, point in enumerate(batch.metrics):
+        ts = point.timestamp
         keep = retention.metric_type_days.get(point.metric_type, retention.raw_days)
-        check_time("metrics", i, point.timestamp, keep)
+        if ts > latest or ts < oldest[keep]:
+            check_time("metrics", i, ts, keep)
+        tags = point.tags
+        if not tags:
+            continue
+        # The common case in one pass; the loop below only runs to name the offence.
+        if len(tags) <= limits.max_tags and all(
+            0 < len(k) <= max_key and len(v) <= max_value and "\x00" not in k and "\x00" not in v
+            for k, v in tags.items()
+        ):
+            continue
         if len(point.tags) > limits.max_tags:
             why = f"{len(point.tags)} tags, more than the limit of {limits.max_tags}"
             errors.append(_err("metrics", i, "tags", why, "tags"))

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import func, insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -191,34 +190,41 @@ def _rollup_rows(acc: dict[tuple, list]) -> list[dict]:
     ]
 
 
+_PG_UPSERT = """
+INSERT INTO {table} (metric_type, service_name, series_key, bucket, tags, count, sum, min, max)
+SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::timestamp[], %s::text[]::jsonb[],
+                     %s::bigint[], %s::float8[], %s::float8[], %s::float8[])
+ON CONFLICT (metric_type, service_name, series_key, bucket) DO UPDATE SET
+    count = {table}.count + EXCLUDED.count, sum = {table}.sum + EXCLUDED.sum,
+    min = LEAST({table}.min, EXCLUDED.min), max = GREATEST({table}.max, EXCLUDED.max)
+"""
+
+
 def upsert_rollups(session: Session, rows: Sequence[Point]) -> None:
     """Fold the points into the 1-minute and 1-hour roll-ups, adding to what is there."""
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
     for model, values in zip((MetricRollup1m, MetricRollup1h), aggregate(rows), strict=True):
-        stmt = make_insert(model)
+        if dialect == "postgresql":
+            # One statement over arrays: a round trip and no per-row work in Python.
+            columns = [
+                [v[c] for v in values] for c in ("metric_type", "service_name", "series_key", "bucket")
+            ]
+            columns.append([_dumps(v["tags"]) for v in values])
+            columns += [[v[c] for v in values] for c in ("count", "sum", "min", "max")]
+            cursor = session.connection().connection.driver_connection.cursor()
+            cursor.execute(_PG_UPSERT.format(table=model.__tablename__), columns)
+            continue
+        stmt = sqlite_insert(model)
         table = model.__table__
         stmt = stmt.on_conflict_do_update(
             index_elements=["metric_type", "service_name", "series_key", "bucket"],
             set_={
                 "count": table.c.count + stmt.excluded.count,
                 "sum": table.c.sum + stmt.excluded.sum,
-                "min": _least(dialect, table.c.min, stmt.excluded.min),
-                "max": _greatest(dialect, table.c.max, stmt.excluded.max),
+                "min": func.min(table.c.min, stmt.excluded.min),
+                "max": func.max(table.c.max, stmt.excluded.max),
             },
         )
         session.execute(stmt, values)
-
-
-def _least(dialect: str, a, b):  # type: ignore[no-untyped-def]
-    from sqlalchemy import func
-
-    return func.least(a, b) if dialect == "postgresql" else func.min(a, b)
-
-
-def _greatest(dialect: str, a, b):  # type: ignore[no-untyped-def]
-    from sqlalchemy import func
-
-    return func.greatest(a, b) if dialect == "postgresql" else func.max(a, b)
