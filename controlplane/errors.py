@@ -25,3 +25,8 @@ class Rejected(Exception):
         self.errors = errors or []
         self.status = status
         self.reason = reason  # a short label for metrics: invalid, too_large, timestamp, ...
+
+    @classmethod
+    def field(cls, detail: str, field: str, reason: str, kind: str = "query") -> Rejected:
+        """One input field is wrong: 422 naming it."""
+        return cls(detail, [{"kind": kind, "index": None, "field": field, "reason": reason}])

@@ -156,3 +156,27 @@ def haproxy_lb(tmp_path):
     yield start
     for name in names:
         subprocess.run(["bash", helper, "stop", name], check=True)
+
+
+@pytest.fixture
+def celery_worker(services, control_plane):
+    """A real `coreplane worker --concurrency=1`, answering pings; yields the Celery app."""
+    import subprocess
+    import time
+
+    from controlplane.tasks import make_celery
+
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "coreplane"), "worker", "--concurrency=1"],
+        env=control_plane.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    celery = make_celery(services)
+    deadline = time.monotonic() + 60
+    while not celery.control.ping(timeout=1):
+        assert proc.poll() is None and time.monotonic() < deadline, "the Celery worker did not come up"
+    yield celery
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -67,9 +67,11 @@ def create_action(
         select(Agent).where(Agent.name == action_in.agent, Agent.revoked.is_(False))
     ).first()
     if agent is None:
-        raise Rejected(
+        raise Rejected.field(
             f"no registered agent named {action_in.agent!r}",
-            [{"kind": "body", "index": None, "field": "agent", "reason": "unknown agent"}],
+            "agent",
+            "unknown agent",
+            kind="body",
         )
     now = _now()
     action = Action(

@@ -42,9 +42,10 @@ def refuse_nul_bytes(request: Request) -> None:
     """PostgreSQL text cannot hold NUL; refuse it up front instead of failing in the store."""
     for name, value in request.query_params.multi_items():
         if "\x00" in name or "\x00" in value:
-            raise Rejected(
+            raise Rejected.field(
                 f"query parameter {name!r} contains a NUL byte",
-                [{"kind": "query", "index": None, "field": name, "reason": "NUL byte"}],
+                name,
+                "NUL byte",
             )
     if "\x00" in request.url.path or "%00" in request.url.path:
         raise Rejected("the path contains a NUL byte")

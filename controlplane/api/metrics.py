@@ -42,9 +42,10 @@ def _parse_tags(tags: list[str]) -> dict[str, str]:
     for item in tags:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise Rejected(
+            raise Rejected.field(
                 f"tag filter {item!r} must look like key=value",
-                [{"kind": "query", "index": None, "field": "tags", "reason": "expected key=value"}],
+                "tags",
+                "expected key=value",
             )
         parsed[key] = value
     return parsed
@@ -67,9 +68,10 @@ def query_metrics(
     end_at = _naive_utc(end) if end else datetime.now(UTC).replace(tzinfo=None)
     start_at = _naive_utc(start) if start else end_at - timedelta(hours=1)
     if start_at >= end_at:
-        raise Rejected(
+        raise Rejected.field(
             "start must be before end",
-            [{"kind": "query", "index": None, "field": "start", "reason": "not before end"}],
+            "start",
+            "not before end",
         )
     step_s = step or max(1, int((end_at - start_at).total_seconds() // 300))
     query = SeriesQuery(
@@ -83,9 +85,10 @@ def query_metrics(
         group_by=group_by,
     )
     if bucket_count(query) > MAX_BUCKETS:
-        raise Rejected(
+        raise Rejected.field(
             f"{bucket_count(query)} buckets per series, over {MAX_BUCKETS}: raise step or narrow the range",
-            [{"kind": "query", "index": None, "field": "step", "reason": "too many buckets"}],
+            "step",
+            "too many buckets",
         )
     retention = request.app.state.settings.retention
     chosen = source
@@ -93,9 +96,10 @@ def query_metrics(
         oldest_1m = end_at - timedelta(days=retention.rollup_1m_days)
         chosen = pick_source(query, oldest_1m=oldest_1m)
     elif source != "raw" and agg == "p95":
-        raise Rejected(
+        raise Rejected.field(
             "p95 needs raw points: roll-ups keep count, sum, min and max only",
-            [{"kind": "query", "index": None, "field": "source", "reason": "p95 on a roll-up"}],
+            "source",
+            "p95 on a roll-up",
         )
     return MetricsOut(
         metric_type=metric_type,

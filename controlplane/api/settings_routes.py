@@ -56,9 +56,11 @@ def replace_setting(
 ) -> SettingOut:
     _guard(setting_type)
     if "\\u0000" in json.dumps(setting_in.value):
-        raise Rejected(
+        raise Rejected.field(
             "the value contains a NUL byte, which cannot be stored",
-            [{"kind": "body", "index": None, "field": "value", "reason": "NUL byte"}],
+            "value",
+            "NUL byte",
+            kind="body",
         )
     try:
         row = put_setting(

@@ -35,9 +35,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ts, event_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(ts), uuid.UUID(event_id)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(
+        raise Rejected.field(
             f"cursor is not one this API returned: {exc}",
-            [{"kind": "query", "index": None, "field": "cursor", "reason": "malformed"}],
+            "cursor",
+            "malformed",
         ) from None
 
 

@@ -4,35 +4,15 @@ import subprocess
 import time
 
 import httpx
-import pytest
 
-from controlplane.tasks import make_celery
 from tests.conftest import ROOT, free_port, require
 
 COREPLANE = str(ROOT / ".venv" / "bin" / "coreplane")
 
 
-@pytest.fixture
-def worker(control_plane):
-    proc = subprocess.Popen(
-        [COREPLANE, "worker", "--concurrency=1"],
-        env=control_plane.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def test_worker_runs_a_task_and_answers_its_health_check(services, control_plane, worker):
+def test_worker_runs_a_task_and_answers_its_health_check(services, control_plane, celery_worker):
     require(services.rabbitmq.url, "rabbitmq")
-    celery = make_celery(services)
-    result = celery.send_task("coreplane.ping")
+    result = celery_worker.send_task("coreplane.ping")
     assert result.get(timeout=60) == "pong"
     ping = control_plane.coreplane("worker", "--ping")
     assert ping.returncode == 0, ping.stdout + ping.stderr

@@ -12,7 +12,7 @@ from pymemcache.client.base import Client
 from agents.actuators import ActuatorError, actuator
 from agents.client import ControlPlaneClient
 from agents.runtime import ActionLoop
-from tests.conftest import ROOT, free_port, require
+from tests.conftest import free_port, require
 
 
 @pytest.fixture
@@ -79,32 +79,17 @@ def test_cache_flush_by_key_prefix_and_tag(services):
     assert client.get("keep:" + prefix) == b"v", "a refused flush must not half-apply"
 
 
-def test_celery_pool_grows(services, control_plane):
-    worker = subprocess.Popen(
-        [str(ROOT / ".venv/bin/coreplane"), "worker", "--concurrency=1"],
-        env=control_plane.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        from controlplane.tasks import make_celery
+def test_celery_pool_grows(services, celery_worker):
+    def processes() -> int:
+        stats = celery_worker.control.inspect(timeout=2).stats()
+        return len(next(iter(stats.values()))["pool"]["processes"])
 
-        celery = make_celery(services)
-        deadline = time.monotonic() + 30
-        while not celery.control.ping(timeout=1):
-            assert time.monotonic() < deadline, "the worker did not come up"
-
-        def processes() -> int:
-            stats = celery.control.inspect(timeout=2).stats()
-            return len(next(iter(stats.values()))["pool"]["processes"])
-
-        assert processes() == 1
-        actuator("celery.pool")({"broker": services.rabbitmq.url, "op": "grow", "n": 2})
-        deadline = time.monotonic() + 15
-        while processes() != 3:
-            assert time.monotonic() < deadline, "the pool did not grow to 3 processes"
-            time.sleep(0.5)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+    assert processes() == 1
+    actuator("celery.pool")({"broker": services.rabbitmq.url, "op": "grow", "n": 2})
+    deadline = time.monotonic() + 15
+    while processes() != 3:
+        assert time.monotonic() < deadline, "the pool did not grow to 3 processes"
+        time.sleep(0.5)
 
 
 def test_an_action_runs_through_the_control_plane_and_an_unknown_kind_fails(control_plane, haproxy_lb):
