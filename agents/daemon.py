@@ -143,6 +143,10 @@ class Agent:
         self.client.close()
         self.poll_client.close()
 
+    def interrupt(self) -> None:
+        """Ask the loops to finish (a signal handler calls this; stop() cleans up)."""
+        self._stop.set()
+
     def wait(self) -> None:
         self._stop.wait()
 

@@ -57,8 +57,11 @@ class Buffer:
         return metrics, events
 
 
-def _jitter(seconds: float) -> float:
-    return seconds * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not cryptography
+def backoff(interval_s: float, failures: int, cap_s: float) -> float:
+    """The next wait: the interval while healthy, doubling per failure up to ``cap_s``, with
+    ±10 % jitter so a fleet of agents does not beat in step."""
+    base = interval_s if not failures else min(interval_s * 2 ** min(failures, 10), max(cap_s, interval_s))
+    return base * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not cryptography
 
 
 class TargetLoop:
@@ -115,10 +118,7 @@ class TargetLoop:
         return obs
 
     def delay(self) -> float:
-        base = self.target.interval_s
-        if self.failures:
-            base = min(base * 2 ** min(self.failures, 5), max(base, 60.0))
-        return _jitter(base)
+        return backoff(self.target.interval_s, self.failures, cap_s=60.0)
 
     def close(self) -> None:
         if self.collector is not None:
@@ -270,7 +270,6 @@ class HeartbeatLoop:
         self.hostname = socket.gethostname()
         self.started = time.monotonic()
         self.failures = 0
-        self._stop = threading.Event()
 
     def run_once(self) -> bool:
         """Send one heartbeat; returns whether the control plane accepted it."""
@@ -289,21 +288,4 @@ class HeartbeatLoop:
         return True
 
     def delay(self) -> float:
-        """Interval when healthy; capped exponential backoff while the control plane fails.
-        Jitter of ±10 % keeps a fleet of agents from beating in step."""
-        base = self.interval_s
-        if self.failures:
-            base = min(self.interval_s * 2 ** min(self.failures, 6), 300.0)
-        return _jitter(base)
-
-    def start(self, loops: int | None = None) -> None:
-        """Run until stop() (or for ``loops`` iterations)."""
-        done = 0
-        while not self._stop.is_set() and (loops is None or done < loops):
-            self.run_once()
-            done += 1
-            if loops is None or done < loops:
-                self._stop.wait(self.delay())
-
-    def stop(self) -> None:
-        self._stop.set()
+        return backoff(self.interval_s, self.failures, cap_s=300.0)

@@ -12,11 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane import __version__
-from controlplane.api.agents import HEARTBEAT_METRIC
 from controlplane.api.deps import db_session
 from controlplane.auth import matches
 from controlplane.backends import probe_all
 from controlplane.store.models import InfrastructureMetric
+from controlplane.telemetry import HEARTBEAT_METRIC
 
 templates = Jinja2Blocks(directory=Path(__file__).parent / "templates")
 templates.env.globals["version"] = __version__
@@ -69,7 +69,7 @@ def _agents(session: Session) -> list[dict]:
 async def home(
     request: Request, _role: str = Depends(require_session), session: Session = Depends(db_session)
 ) -> Response:
-    backends = await probe_all(request.app.state.settings)
+    backends = await probe_all(request.app.state.settings, request.app.state.engine)
     return _render(
         request,
         "home.html",

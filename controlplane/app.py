@@ -39,15 +39,16 @@ log = logging.getLogger("coreplane.serve")
 
 def _bootstrap_credentials(app: FastAPI, settings: Settings) -> tuple[str, str]:
     """Load (or on first start create) the admin token digest and the session secret."""
+
+    def load() -> tuple[str, str | None, str]:
+        with app.state.sessionmaker.begin() as session:
+            token_digest, new_token = auth.admin_token_digest(session, settings.admin_token)
+            return token_digest, new_token, auth.session_secret(session, settings.server.session_secret)
+
     try:
-        with app.state.sessionmaker.begin() as session:
-            token_digest, new_token = auth.admin_token_digest(session, settings.admin_token)
-            secret = auth.session_secret(session, settings.server.session_secret)
-    except IntegrityError:
-        # Another replica created them at the same moment: read what it stored.
-        with app.state.sessionmaker.begin() as session:
-            token_digest, new_token = auth.admin_token_digest(session, settings.admin_token)
-            secret = auth.session_secret(session, settings.server.session_secret)
+        token_digest, new_token, secret = load()
+    except IntegrityError:  # another replica created them at the same moment: read those
+        token_digest, new_token, secret = load()
     if new_token:
         # Printed once: only its digest is stored.
         print(f"coreplane: generated admin token (shown once, store it now): {new_token}", flush=True)

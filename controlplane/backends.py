@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from sqlalchemy import Engine
 
 from controlplane.settings import Settings
+from controlplane.store.db import ping
 
 
 @dataclass(frozen=True)
@@ -74,15 +76,9 @@ def _probe_memcached(s: Settings, timeout: float) -> str:
     return f"{len(versions)} node(s), version {versions[0]}"
 
 
-def _probe_store(s: Settings, timeout: float) -> str:
-    from controlplane.store.db import make_engine, ping
-
-    engine = make_engine(s.database_url)
-    try:
-        ping(engine)
-        return engine.dialect.name
-    finally:
-        engine.dispose()
+def _probe_store(engine: Engine) -> str:
+    ping(engine)
+    return engine.dialect.name
 
 
 def _probe_postgres(s: Settings, timeout: float) -> str:
@@ -141,7 +137,6 @@ def _probe_alertmanager(s: Settings, timeout: float) -> str:
 
 
 BACKENDS: list[Backend] = [
-    Backend("store", lambda s: s.database_url, _probe_store),
     Backend("postgres", lambda s: s.postgres.url, _probe_postgres),
     Backend("redis", lambda s: s.redis.url, _probe_redis),
     Backend(
@@ -173,8 +168,9 @@ def probe_one(backend: Backend, settings: Settings) -> BackendStatus:
     return BackendStatus(backend.name, shown, "up", detail, round(latency, 1))
 
 
-async def probe_all(settings: Settings) -> list[BackendStatus]:
-    """Probe every backend concurrently; never raises."""
+async def probe_all(settings: Settings, store: Engine) -> list[BackendStatus]:
+    """The store (through the app's own engine), then every backend; concurrently, never raises."""
+    backends = [Backend("store", lambda s: s.database_url, lambda s, t: _probe_store(store)), *BACKENDS]
     return list(
-        await asyncio.gather(*(asyncio.to_thread(probe_one, backend, settings) for backend in BACKENDS))
+        await asyncio.gather(*(asyncio.to_thread(probe_one, backend, settings) for backend in backends))
     )

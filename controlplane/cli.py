@@ -169,7 +169,7 @@ def agent(
         pending, _ = daemon.spool.depth()
         typer.echo(f"coreplane: delivered {delivered} batch(es), {pending} left in the spool", err=True)
         raise typer.Exit(0 if ok and not pending else 1)
-    signal.signal(signal.SIGTERM, lambda *_: daemon._stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: daemon.interrupt())
     typer.echo(
         f"coreplane: agent {agent_config.name} watching {len(agent_config.targets)} target(s), "
         f"reporting to {agent_config.control_plane_url}",

@@ -2,6 +2,9 @@
 
 from prometheus_client import Counter, Histogram
 
+# Stored per agent heartbeat (infrastructure_metrics); the console lists agents by it.
+HEARTBEAT_METRIC = "coreplane_agent_uptime_seconds"
+
 INGEST_BATCHES = Counter(
     "coreplane_ingest_batches_total", "Ingest batches by outcome.", ["outcome"]
 )  # accepted | duplicate | rejected

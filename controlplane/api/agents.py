@@ -14,10 +14,9 @@ from controlplane.api.deps import ADMIN, AGENT_OR_ADMIN, Principal, db_session
 from controlplane.auth import digest, new_token
 from controlplane.errors import Conflict
 from controlplane.store.models import Agent, InfrastructureMetric
+from controlplane.telemetry import HEARTBEAT_METRIC
 
 router = APIRouter(prefix="/agents", tags=["agents"])
-
-HEARTBEAT_METRIC = "coreplane_agent_uptime_seconds"
 
 
 def _now() -> datetime:

@@ -7,41 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import func, insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from controlplane.schemas.ingest import MetricPointIn
 from controlplane.store.models import (
     InfrastructureEvent,
     InfrastructureMetric,
     MetricRollup1h,
     MetricRollup1m,
 )
-
-
-class Point(Protocol):
-    """A metric point: the wire model (MetricPointIn) or a PointRow."""
-
-    metric_type: str
-    service_name: str
-    timestamp: datetime
-    value: float
-    tags: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class PointRow:
-    metric_type: str
-    service_name: str
-    timestamp: datetime
-    value: float
-    tags: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +59,11 @@ def _dumps(doc: dict) -> str:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False)
 
 
-def write_points(session: Session, rows: Sequence[Point]) -> None:
+def write_points(session: Session, rows: Sequence[MetricPointIn]) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
-        # ids come from the column's gen_random_uuid() default: faster in the server.
+        # ids come from the columns' gen_random_uuid() default (events too): faster in the server.
         cursor = session.connection().connection.driver_connection.cursor()
         tags = _TagCache()
         with cursor.copy(
@@ -96,7 +76,6 @@ def write_points(session: Session, rows: Sequence[Point]) -> None:
         insert(InfrastructureMetric),
         [
             {
-                "id": uuid.uuid4(),
                 "metric_type": r.metric_type,
                 "timestamp": r.timestamp,
                 "service_name": r.service_name,
@@ -114,26 +93,15 @@ def write_events(session: Session, rows: Sequence[EventRow]) -> None:
     if session.get_bind().dialect.name == "postgresql":
         cursor = session.connection().connection.driver_connection.cursor()
         with cursor.copy(
-            "COPY infrastructure_events "
-            '(id, event_type, "timestamp", service_name, details, status) FROM STDIN'
+            'COPY infrastructure_events (event_type, "timestamp", service_name, details, status) FROM STDIN'
         ) as copy:
             for r in rows:
-                copy.write_row(
-                    (
-                        uuid.uuid4(),
-                        r.event_type,
-                        r.timestamp,
-                        r.service_name,
-                        _dumps(r.details),
-                        r.status,
-                    )
-                )
+                copy.write_row((r.event_type, r.timestamp, r.service_name, _dumps(r.details), r.status))
         return
     session.execute(
         insert(InfrastructureEvent),
         [
             {
-                "id": uuid.uuid4(),
                 "event_type": r.event_type,
                 "timestamp": r.timestamp,
                 "service_name": r.service_name,
@@ -145,7 +113,7 @@ def write_events(session: Session, rows: Sequence[EventRow]) -> None:
     )
 
 
-def aggregate(rows: Sequence[Point]) -> tuple[list[dict], list[dict]]:
+def aggregate(rows: Sequence[MetricPointIn]) -> tuple[list[dict], list[dict]]:
     """Points folded into roll-up rows per (series, bucket): (1-minute, 1-hour), each sorted
     so that concurrent batches lock the same rows in the same order (no deadlock)."""
     minute: dict[tuple, list] = {}
@@ -200,7 +168,7 @@ ON CONFLICT (metric_type, service_name, series_key, bucket) DO UPDATE SET
 """
 
 
-def upsert_rollups(session: Session, rows: Sequence[Point]) -> None:
+def upsert_rollups(session: Session, rows: Sequence[MetricPointIn]) -> None:
     """Fold the points into the 1-minute and 1-hour roll-ups, adding to what is there."""
     if not rows:
         return

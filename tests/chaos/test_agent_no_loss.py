@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from agents.config import AgentConfig, TargetConfig
 from agents.daemon import Agent, load_or_register
+from controlplane.telemetry import HEARTBEAT_METRIC
 from tests.conftest import ROOT, free_port
 
 OUTAGE_S = 60
@@ -94,9 +95,8 @@ def test_every_batch_arrives_exactly_once_across_an_outage(tmp_path):
     with engine.connect() as conn:
         stored = set(conn.execute(sa.text("SELECT batch_id FROM ingest_batches")).scalars())
         metric_rows = conn.execute(
-            sa.text(
-                "SELECT count(*) FROM infrastructure_metrics WHERE metric_type != 'coreplane_agent_uptime_seconds'"
-            )
+            sa.text("SELECT count(*) FROM infrastructure_metrics WHERE metric_type != :heartbeat"),
+            {"heartbeat": HEARTBEAT_METRIC},
         ).scalar_one()
         event_rows = conn.execute(sa.text("SELECT count(*) FROM infrastructure_events")).scalar_one()
     engine.dispose()

@@ -55,7 +55,6 @@ def test_make_run_serves_the_console_and_stops_cleanly_on_ctrl_c(tmp_path, servi
         # Ctrl-C in a terminal sends SIGINT to the whole foreground process group.
         os.killpg(proc.pid, signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
-    assert proc.returncode is not None
     assert "stopped" in rest
     leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True)
     assert leftover.stdout == "", f"processes left running after Ctrl-C: {leftover.stdout}"

@@ -62,7 +62,7 @@ def test_agent_heartbeat_shows_on_the_console(control_plane):
         assert ok.status_code == 303
         page = browser.get("/").text
     assert 'data-agent="e2e-agent"' in page
-    for backend in (b.name for b in BACKENDS):
+    for backend in ("store", *(b.name for b in BACKENDS)):
         assert f'data-backend="{backend}" data-state="up"' in page, f"{backend} is not up on the console"
 
 

@@ -4,7 +4,6 @@ config by scripts/haproxy-instance.sh, balancing real HTTP traffic."""
 import csv
 import http.server
 import io
-import socket
 import subprocess
 import threading
 
@@ -12,15 +11,9 @@ import httpx
 import pytest
 
 from agents.collectors.haproxy import runtime_command
-from tests.conftest import ROOT, reach, require
+from tests.conftest import ROOT, free_port, reach, require
 
 HELPER = ROOT / "scripts" / "haproxy-instance.sh"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stat(sock: str) -> list[dict[str, str]]:
@@ -54,7 +47,7 @@ def test_default_instance_answers_on_its_runtime_socket(services):
 
 
 def test_instance_from_a_config_balances_and_obeys_the_runtime_api(tmp_path, upstream):
-    front = _free_port()
+    front = free_port()
     config = tmp_path / "lb.cfg"
     config.write_text(
         f"""

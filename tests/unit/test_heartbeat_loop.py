@@ -1,7 +1,7 @@
-"""The heartbeat loop's schedule, against a port where nothing listens (a real refusal)."""
+"""Loop schedules: the heartbeat against a port where nothing listens (a real refusal)."""
 
 from agents.client import ControlPlaneClient
-from agents.runtime import HeartbeatLoop
+from agents.runtime import HeartbeatLoop, backoff
 
 
 def _loop(interval: float = 10.0) -> HeartbeatLoop:
@@ -21,7 +21,8 @@ def test_failures_back_off_exponentially_up_to_a_cap():
     assert 270.0 <= loop.delay() <= 330.0  # capped at 300 s, ±10 % jitter
 
 
-def test_start_runs_exactly_the_requested_iterations():
-    loop = _loop(interval=0.01)
-    loop.start(loops=3)
-    assert loop.failures == 3
+def test_a_failing_target_backs_off_to_a_minute_at_most():
+    assert 0.9 <= backoff(1.0, 0, cap_s=60) <= 1.1
+    assert 3.6 <= backoff(1.0, 2, cap_s=60) <= 4.4
+    assert 54 <= backoff(1.0, 50, cap_s=60) <= 66
+    assert 108 <= backoff(120.0, 3, cap_s=60) <= 132  # never below the interval itself

@@ -7,12 +7,21 @@ import pytest
 import sqlalchemy as sa
 
 from controlplane.loops.store_maintenance import StoreMaintenance
+from controlplane.schemas.ingest import MetricPointIn
 from controlplane.settings import RetentionSettings
 from controlplane.store import partitions
 from controlplane.store.queries import SeriesQuery, series
-from controlplane.store.writes import PointRow, upsert_rollups, write_points
+from controlplane.store.writes import upsert_rollups, write_points
 
 T0 = datetime(2026, 11, 20, 10, 0, 0)
+
+
+def point(
+    metric_type: str, service_name: str, timestamp: datetime, value: float, tags: dict
+) -> MetricPointIn:
+    return MetricPointIn(
+        metric_type=metric_type, service_name=service_name, timestamp=timestamp, value=value, tags=tags
+    )
 
 
 def _write(store, rows):
@@ -24,10 +33,10 @@ def _write(store, rows):
         upsert_rollups(session, rows)
 
 
-def _rows(n: int, seed: int = 7) -> list[PointRow]:
+def _rows(n: int, seed: int = 7) -> list[MetricPointIn]:
     rng = random.Random(seed)
     return [
-        PointRow(
+        point(
             "coreplane_latency_seconds",
             rng.choice(["redis", "postgres"]),
             T0 + timedelta(seconds=rng.uniform(0, 3 * 3600)),
@@ -64,7 +73,7 @@ def test_rollups_equal_aggregates_over_raw_rows(store, agg, step):
 
 def test_p95_from_raw_points(store):
     rows = [
-        PointRow("coreplane_p", "redis", T0 + timedelta(seconds=i % 60), float(i), {}) for i in range(1, 101)
+        point("coreplane_p", "redis", T0 + timedelta(seconds=i % 60), float(i), {}) for i in range(1, 101)
     ]
     _write(store, rows)
     query = SeriesQuery("coreplane_p", T0, T0 + timedelta(minutes=1), 60, "p95")
@@ -77,9 +86,9 @@ def test_retention_drops_old_data_and_keeps_overrides(store):
     now = datetime(2026, 11, 28, 12, 0)
     old = now - timedelta(days=10)
     rows = [
-        PointRow("coreplane_short", "redis", old, 1.0, {}),
-        PointRow("coreplane_long", "redis", old, 2.0, {}),
-        PointRow("coreplane_short", "redis", now - timedelta(hours=1), 3.0, {}),
+        point("coreplane_short", "redis", old, 1.0, {}),
+        point("coreplane_long", "redis", old, 2.0, {}),
+        point("coreplane_short", "redis", now - timedelta(hours=1), 3.0, {}),
     ]
     _write(store, rows)
     retention = RetentionSettings(raw_days=7, metric_type_days={"coreplane_long": 30}, rollup_1m_days=7)
@@ -104,7 +113,7 @@ def test_retention_drops_old_data_and_keeps_overrides(store):
 
 def test_data_past_retention_goes_as_whole_partitions_on_postgres(store):
     now = datetime(2026, 11, 28, 12, 0)
-    _write(store, [PointRow("coreplane_x", "redis", now - timedelta(days=40), 1.0, {})])
+    _write(store, [point("coreplane_x", "redis", now - timedelta(days=40), 1.0, {})])
     report = StoreMaintenance(store.engine, RetentionSettings(raw_days=30)).run_once(now)
     assert store.count("infrastructure_metrics") == 0
     dropped = partitions.partition_name("infrastructure_metrics", date(2026, 10, 19)) in report.dropped
@@ -123,8 +132,8 @@ def test_partitions_are_made_ahead_and_points_across_midnight_land_in_their_day(
             assert f"infrastructure_metrics_p{day}" in report.created
             assert f"infrastructure_events_p{day}" in report.created
     rows = [
-        PointRow("coreplane_midnight", "redis", datetime(2026, 11, 28, 23, 59, 59), 1.0, {}),
-        PointRow("coreplane_midnight", "redis", datetime(2026, 11, 29, 0, 0, 1), 2.0, {}),
+        point("coreplane_midnight", "redis", datetime(2026, 11, 28, 23, 59, 59), 1.0, {}),
+        point("coreplane_midnight", "redis", datetime(2026, 11, 29, 0, 0, 1), 2.0, {}),
     ]
     _write(store, rows)
     if store.dialect == "postgresql":
