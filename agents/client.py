@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
-
+from agents.http import HttpClient, HTTPError, Response
 from controlplane import __version__
 
 
@@ -21,40 +20,40 @@ class Refused(Exception):
 
 class ControlPlaneClient:
     def __init__(self, base_url: str, token: str, timeout_s: float) -> None:
-        self._http = httpx.Client(
-            base_url=base_url,
-            timeout=timeout_s,
+        self._http = HttpClient(
+            base_url,
+            timeout_s=timeout_s,
             headers={
                 "Authorization": f"Bearer {token}",
                 "User-Agent": f"coreplane-agent/{__version__}",
             },
         )
 
-    def _call(self, method: str, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+    def _call(self, method: str, path: str, **kwargs) -> Response:  # type: ignore[no-untyped-def]
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             raise Retryable(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500:
-            raise Retryable(f"{response.status_code}: {response.text[:200]}")
-        if response.status_code >= 400:
+        if response.status >= 500:
+            raise Retryable(f"{response.status}: {response.text[:200]}")
+        if response.status >= 400:
             try:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            raise Refused(response.status_code, str(detail)[:500])
+            raise Refused(response.status, str(detail)[:500])
         return response
 
     def register(self, name: str) -> dict:
         """With an admin token: issue this agent's id and token."""
-        return self._call("POST", "/api/v1/agents/register", json={"name": name}).json()
+        return self._call("POST", "/api/v1/agents/register", json_body={"name": name}).json()
 
     def push_gzip(self, body: bytes) -> dict:
         """Send one spooled batch (already gzip-compressed JSON)."""
         return self._call(
             "POST",
             "/api/v1/ingest",
-            content=body,
+            body=body,
             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
         ).json()
 
@@ -62,7 +61,7 @@ class ControlPlaneClient:
         self._call(
             "POST",
             "/api/v1/agents/heartbeat",
-            json={
+            json_body={
                 "agent": agent,
                 "version": __version__,
                 "hostname": hostname,
@@ -73,13 +72,12 @@ class ControlPlaneClient:
     def poll_actions(self, agent_id: str, wait_s: float) -> list[dict]:
         """Long-poll: the actions for this agent, waiting up to ``wait_s`` for one."""
         return self._call(
-            "GET", f"/api/v1/agents/{agent_id}/actions", params={"wait": wait_s}, timeout=wait_s + 10
+            "GET", f"/api/v1/agents/{agent_id}/actions", params={"wait": wait_s}, timeout_s=wait_s + 10
         ).json()
 
     def post_result(self, action_id: str, *, ok: bool, output: dict, error: str | None) -> None:
-        self._call(
-            "POST", f"/api/v1/actions/{action_id}/result", json={"ok": ok, "output": output, "error": error}
-        )
+        result = {"ok": ok, "output": output, "error": error}
+        self._call("POST", f"/api/v1/actions/{action_id}/result", json_body=result)
 
     def close(self) -> None:
         self._http.close()

@@ -1,4 +1,5 @@
-"""What collectors share: turning counters into per-second rates between two probes."""
+"""What collectors share: turning counters into per-second rates between two probes, and
+spacing out the sub-probes too heavy to run on every probe."""
 
 from __future__ import annotations
 
@@ -21,3 +22,20 @@ class Rates:
         if previous is None or counter < previous[1] or now <= previous[0]:
             return None
         return (counter - previous[1]) / (now - previous[0])
+
+
+class Every:
+    """due() is True on the first call and then once per ``interval_s``: a collector runs its
+    expensive parts (a canary write, a broadcast to every worker, a full listing) at this
+    pace while its cheap liveness check runs on every probe."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._next = 0.0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.interval_s
+        return True

@@ -10,8 +10,10 @@ import threading
 from collections import Counter
 
 from celery import Celery
+from kombu import Connection
 
 from agents.collectors import Observation
+from agents.collectors.base import Every
 from agents.config import TargetConfig
 
 
@@ -20,10 +22,14 @@ class CeleryCollector:
         self.app = Celery(broker=target.address)
         self.timeout = target.timeout_s
         self.queues = list(target.options.get("queues", ["celery"]))
+        # A ping reaches every worker on every probe; listing their tasks is a broadcast
+        # and a reply per worker, so it runs at its own pace.
+        self.inspect = Every(float(target.options.get("inspect_interval_s", 10)))
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._runtime_sum = 0.0
         self._stop = threading.Event()
+        self._conn: Connection | None = None
         self._thread = threading.Thread(target=self._receive, name="celery-events", daemon=True)
         self._thread.start()
 
@@ -48,28 +54,20 @@ class CeleryCollector:
     def collect(self) -> Observation:
         obs = Observation()
         replies = self.app.control.inspect(timeout=min(self.timeout, 2.0)).ping() or {}
-        active = reserved = {}
-        if replies:
+        obs.add("coreplane_celery_workers_online", len(replies))
+        if replies and self.inspect.due():
             # Stop listening as soon as every worker that answered the ping has replied.
             inspect = self.app.control.inspect(timeout=min(self.timeout, 2.0), limit=len(replies))
             active, reserved = inspect.active() or {}, inspect.reserved() or {}
-        obs.add("coreplane_celery_workers_online", len(replies))
-        for worker in replies:
-            obs.add("coreplane_celery_worker_active_tasks", len(active.get(worker, [])), worker=worker)
-            obs.add(
-                "coreplane_celery_worker_reserved_tasks",
-                len(reserved.get(worker, [])),
-                worker=worker,
-            )
-        with self.app.connection_for_read() as conn:
-            channel = conn.default_channel
-            for queue in self.queues:
-                try:
-                    depth = channel.queue_declare(queue=queue, passive=True).message_count
-                except Exception:  # noqa: BLE001 - a queue nobody declared yet is empty
-                    channel = conn.channel()
-                    depth = 0
-                obs.add("coreplane_celery_queue_length", depth, queue=queue)
+            for worker in replies:
+                obs.add("coreplane_celery_worker_active_tasks", len(active.get(worker, [])), worker=worker)
+                obs.add(
+                    "coreplane_celery_worker_reserved_tasks",
+                    len(reserved.get(worker, [])),
+                    worker=worker,
+                )
+        for queue, depth in self._depths():
+            obs.add("coreplane_celery_queue_length", depth, queue=queue)
         with self._lock:
             counts, runtime = dict(self._counts), self._runtime_sum
         for state in ("succeeded", "failed", "retried"):
@@ -81,5 +79,26 @@ class CeleryCollector:
             obs.message = f"{len(replies)} worker(s) online"
         return obs
 
+    def _depths(self) -> list[tuple[str, int]]:
+        """Queue lengths over one kept broker connection (a passive declare per queue, each
+        on its own channel since the broker closes the channel of a queue that is missing)."""
+        if self._conn is None:
+            self._conn = self.app.connection_for_read()
+        depths = []
+        try:
+            for queue in self.queues:
+                with self._conn.channel() as channel:
+                    try:
+                        depths.append((queue, channel.queue_declare(queue=queue, passive=True).message_count))
+                    except self._conn.channel_errors:  # a queue nobody declared yet is empty
+                        depths.append((queue, 0))
+        except Exception:
+            self._conn.collect()
+            self._conn = None
+            raise
+        return depths
+
     def close(self) -> None:
         self._stop.set()
+        if self._conn is not None:
+            self._conn.collect()

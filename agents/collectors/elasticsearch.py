@@ -3,11 +3,10 @@ search and indexing rate and latency, JVM heap."""
 
 from __future__ import annotations
 
-import httpx
-
 from agents.collectors import Observation
 from agents.collectors.base import Rates
 from agents.config import TargetConfig
+from agents.http import HttpClient
 
 STATUS = {"green": 0, "yellow": 1, "red": 2}
 
@@ -16,11 +15,11 @@ class ElasticsearchCollector:
     def __init__(self, target: TargetConfig) -> None:
         opts = target.options
         auth = (opts["username"], opts.get("password", "")) if opts.get("username") else None
-        self.http = httpx.Client(base_url=target.address, timeout=target.timeout_s, auth=auth)
+        self.http = HttpClient(target.address, timeout_s=target.timeout_s, auth=auth)
         self.rates = Rates()
 
     def _get(self, path: str, **params) -> dict:  # type: ignore[no-untyped-def]
-        response = self.http.get(path, params=params)
+        response = self.http.get(path, **params)
         response.raise_for_status()
         return response.json()
 

@@ -3,19 +3,18 @@ deliver rates, node memory and alarms."""
 
 from __future__ import annotations
 
-import httpx
-
 from agents.collectors import Observation
 from agents.config import TargetConfig
+from agents.http import HttpClient
 
 
 class RabbitMQCollector:
     def __init__(self, target: TargetConfig) -> None:
-        self.http = httpx.Client(base_url=target.address, timeout=target.timeout_s)
+        self.http = HttpClient(target.address, timeout_s=target.timeout_s)
 
     def collect(self) -> Observation:
         obs = Observation()
-        overview = self.http.get("/api/overview")
+        overview = self.http.get("/api/overview", columns="rabbitmq_version,message_stats,queue_totals")
         overview.raise_for_status()
         body = overview.json()
         stats = body.get("message_stats", {})
@@ -30,10 +29,11 @@ class RabbitMQCollector:
         obs.add("coreplane_rabbitmq_messages_unacked", totals.get("messages_unacknowledged"))
         queues = self.http.get(
             "/api/queues",
-            params={"columns": "name,vhost,messages_ready,messages_unacknowledged,consumers"},
+            columns="name,vhost,messages_ready,messages_unacknowledged,consumers",
         )
         queues.raise_for_status()
-        for q in queues.json():
+        queue_list = queues.json()
+        for q in queue_list:
             tags = {"queue": q["name"], "vhost": q["vhost"]}
             obs.add("coreplane_rabbitmq_queue_messages_ready", q.get("messages_ready", 0), **tags)
             obs.add(
@@ -42,9 +42,7 @@ class RabbitMQCollector:
                 **tags,
             )
             obs.add("coreplane_rabbitmq_queue_consumers", q.get("consumers", 0), **tags)
-        nodes = self.http.get(
-            "/api/nodes", params={"columns": "name,mem_used,mem_limit,mem_alarm,disk_free_alarm"}
-        )
+        nodes = self.http.get("/api/nodes", columns="name,mem_used,mem_limit,mem_alarm,disk_free_alarm")
         nodes.raise_for_status()
         alarms = []
         for node in nodes.json():
@@ -62,7 +60,7 @@ class RabbitMQCollector:
         if alarms:
             obs.status, obs.message = "critical", "; ".join(alarms)
         else:
-            obs.message = f"RabbitMQ {body.get('rabbitmq_version')}, {len(queues.json())} queue(s)"
+            obs.message = f"RabbitMQ {body.get('rabbitmq_version')}, {len(queue_list)} queue(s)"
         return obs
 
     def close(self) -> None:
