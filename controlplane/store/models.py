@@ -191,6 +191,8 @@ class CatalogService(Base):
     kind: Mapped[str] = mapped_column(String(30))  # redis, postgres, rabbitmq, ...
     tags: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # Bumped on every change to the service or its instances: blocking queries wait on it.
+    version: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
 
 
 class CatalogInstance(Base):
@@ -205,6 +207,12 @@ class CatalogInstance(Base):
     tags: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
+    health_message: Mapped[str | None] = mapped_column(Text)
+    health_since: Mapped[datetime | None] = mapped_column(DateTime)
+    # Flap damping: a better state reported by the agent waits here until it has held.
+    pending_health: Mapped[str | None] = mapped_column(String(20))
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime)
+    ttl_s: Mapped[float] = mapped_column(Float, default=30.0, server_default="30")
 
 
 # --- actions and alerts ---------------------------------------------------------------
@@ -226,6 +234,60 @@ class Action(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("actions.id", ondelete="CASCADE"), index=True
+    )
+    rule: Mapped[str | None] = mapped_column(String(100), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    timeout_s: Mapped[float] = mapped_column(Float, default=60.0, server_default="60")
+    not_before: Mapped[datetime | None] = mapped_column(DateTime)
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # What led to it: {"events": [ids], "alerts": [fingerprints]}.
+    links: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+
+
+class ActionAudit(Base):
+    """Every state change of an action: who (an operator, a rule, an agent, the engine) and why."""
+
+    __tablename__ = "action_audit"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    action_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(100))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class RuleEvaluation(Base):
+    """Why a rule fired or why it was held back (cooldown, concurrency, dry run, error)."""
+
+    __tablename__ = "rule_evaluations"
+    __table_args__ = (Index("ix_rule_evaluations_rule_at", "rule", "at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    rule: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    outcome: Mapped[str] = mapped_column(String(20))  # fired | suppressed | dry_run | error
+    reason: Mapped[str] = mapped_column(Text)
+    action_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("actions.id", ondelete="SET NULL"))
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+
+
+class LeaderLease(Base):
+    """Who leads (evaluates rules, dispatches actions) and until when; the PostgreSQL
+    advisory lock decides, this row tells everyone else."""
+
+    __tablename__ = "leader_lease"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class AlertRecord(Base):
