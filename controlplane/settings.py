@@ -140,6 +140,37 @@ class TasksSettings(BaseModel):
     )
 
 
+class ControlSettings(BaseModel):
+    """The catalog's health machine, the policy engine and leader election."""
+
+    recover_after_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="Seconds a better health (critical -> passing) must hold before the catalog shows it "
+        "(flap damping); worse health applies at once.",
+    )
+    instance_ttl_s: float = Field(
+        30.0, gt=0, le=86400, description="An instance with no report for this long turns critical."
+    )
+    evaluate_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=300,
+        description="Seconds between two rounds of the policy engine when no event wakes it earlier.",
+    )
+    lease_s: float = Field(
+        5.0,
+        ge=1,
+        le=300,
+        description="Leader lease: the leader renews it every third of this; a follower takes over "
+        "within two lease periods of the leader's death.",
+    )
+    action_timeout_s: float = Field(
+        60.0, gt=0, le=86400, description="Default seconds an action may stay dispatched or running."
+    )
+
+
 class AgentSettings(BaseModel):
     control_plane_url: str = Field(
         "http://127.0.0.1:8000", description="Base URL of the control plane the agent reports to."
@@ -177,6 +208,7 @@ class Settings(BaseSettings):
     )
     server: ServerSettings = Field(default_factory=ServerSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
     tasks: TasksSettings = Field(default_factory=TasksSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from controlplane.api.catalog import InstanceIn
 from controlplane.api.deps import ADMIN, AGENT_OR_ADMIN, Principal, db_session
 from controlplane.auth import digest, new_token
+from controlplane.catalog import instances
 from controlplane.errors import Conflict
 from controlplane.store.models import Agent, InfrastructureMetric
 from controlplane.telemetry import HEARTBEAT_METRIC
@@ -58,10 +60,17 @@ class HeartbeatIn(BaseModel):
     version: str = Field(max_length=40)
     hostname: str = Field(max_length=255)
     uptime_s: float = Field(ge=0, allow_inf_nan=False)
+    targets: list[InstanceIn] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="What the agent watches, with each target's current health and observed role: "
+        "the catalog registers and refreshes these instances.",
+    )
 
 
 @router.post("/heartbeat", status_code=202, summary="Record that an agent is alive")
 def heartbeat(
+    request: Request,
     heartbeat_in: HeartbeatIn,
     principal: Principal = Depends(AGENT_OR_ADMIN),
     session: Session = Depends(db_session),
@@ -81,5 +90,14 @@ def heartbeat(
             update(Agent)
             .where(Agent.id == principal.agent_id)
             .values(last_seen_at=now, version=heartbeat_in.version, hostname=heartbeat_in.hostname)
+        )
+    hold = request.app.state.settings.control.recover_after_s
+    for target in heartbeat_in.targets:
+        instances.report(
+            session,
+            instances.InstanceReport(**target.model_dump()),
+            agent_id=principal.agent_id,
+            now=now,
+            hold_s=hold,
         )
     return {"accepted": True}

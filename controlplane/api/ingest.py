@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 import zlib
 from datetime import UTC, datetime
 
@@ -103,7 +104,7 @@ async def ingest(request: Request, principal: Principal = Depends(AGENT_OR_ADMIN
                 f"this token belongs to agent {principal.name!r}, the batch says {batch.agent!r}",
                 status=403,
             )
-        result = await run_in_threadpool(_store, request, batch)
+        result = await run_in_threadpool(_store, request, batch, principal.agent_id)
     except Rejected as exc:
         telemetry.INGEST_BATCHES.labels("rejected").inc()
         telemetry.INGEST_REJECTS.labels(exc.reason).inc()
@@ -117,9 +118,12 @@ async def ingest(request: Request, principal: Principal = Depends(AGENT_OR_ADMIN
     return result
 
 
-def _store(request: Request, batch: IngestBatchIn) -> IngestResult:
+def _store(request: Request, batch: IngestBatchIn, agent_id: uuid.UUID | None) -> IngestResult:
     settings = request.app.state.settings
     now = datetime.now(UTC).replace(tzinfo=None)
     prepare_partitions(request.app.state.engine, batch)
     with request.app.state.sessionmaker.begin() as session:
-        return ingest_batch(session, batch, limits=settings.ingest, retention=settings.retention, now=now)
+        return ingest_batch(
+            session, batch, limits=settings.ingest, retention=settings.retention, now=now,
+            agent_id=agent_id, hold_s=settings.control.recover_after_s,
+        )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
@@ -10,7 +11,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from controlplane.catalog import instances
+from controlplane.catalog.health import SEVERITY
 from controlplane.errors import Rejected
+from controlplane.notify import EVENTS, announce
 from controlplane.schemas.ingest import IngestBatchIn, IngestResult
 from controlplane.settings import IngestSettings, RetentionSettings
 from controlplane.store import partitions
@@ -125,8 +129,11 @@ def ingest_batch(
     limits: IngestSettings,
     retention: RetentionSettings,
     now: datetime,
+    agent_id: uuid.UUID | None = None,
+    hold_s: float = 10.0,
 ) -> IngestResult:
-    """Store the batch whole, or raise Rejected and store nothing. The caller commits."""
+    """Store the batch whole, or raise Rejected and store nothing; health events also
+    reach the catalog at once (the start of a failover). The caller commits."""
     errors = check_limits(batch, limits=limits, retention=retention, now=now)
     if errors:
         raise Rejected(
@@ -150,4 +157,17 @@ def ingest_batch(
     write_points(session, points)
     write_events(session, events)
     upsert_rollups(session, points)
+    if events:
+        announce(session, EVENTS)
+    for e in batch.events:
+        if e.event_type == "health" and e.status in SEVERITY and e.details.get("instance"):
+            report = instances.InstanceReport(
+                service=e.service_name,
+                kind=str(e.details.get("type", "unknown")),
+                address=str(e.details["instance"]),
+                status=e.status,
+                role=e.details.get("role"),
+                message=e.details.get("message"),
+            )
+            instances.report(session, report, agent_id=agent_id, now=now, hold_s=hold_s)
     return IngestResult(batch_id=batch.batch_id, duplicate=False, metrics=len(points), events=len(events))

@@ -1,0 +1,1 @@
+"""The catalog: services, their instances, each instance's role and health history."""

@@ -1,0 +1,306 @@
+"""Catalog records: services and instances as agents report them, every health and role
+transition stored as an event (the instance's history). Functions take the session
+first and never commit (the caller owns the transaction)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from controlplane.catalog.health import HealthState, transition
+from controlplane.notify import CATALOG, EVENTS, announce
+from controlplane.store.models import Agent, CatalogInstance, CatalogService, InfrastructureEvent
+
+HEALTH_EVENT, ROLE_EVENT, CONFLICT_EVENT = "catalog.health", "catalog.role", "catalog.conflict"
+CONFLICT_EVERY = timedelta(seconds=30)
+
+
+@dataclass
+class InstanceReport:
+    """What an agent (or an operator) says about one instance."""
+
+    service: str
+    kind: str
+    address: str
+    status: str | None = None  # passing | warning | critical; None = registration only
+    role: str | None = None
+    message: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    ttl_s: float | None = None
+
+
+def _service(session: Session, name: str, kind: str, now: datetime) -> CatalogService:
+    row = session.scalars(select(CatalogService).where(CatalogService.name == name)).first()
+    if row is None:
+        row = CatalogService(name=name, kind=kind, tags={}, created_at=now, version=1)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def bump(session: Session, service: CatalogService) -> None:
+    """A change to ``service``: blocking queries on it return."""
+    session.execute(
+        update(CatalogService)
+        .where(CatalogService.id == service.id)
+        .values(version=CatalogService.version + 1)
+    )
+    announce(session, CATALOG)
+
+
+def _event(
+    session: Session, event_type: str, service: str, status: str | None, now: datetime, **details: Any
+) -> None:
+    session.add(
+        InfrastructureEvent(
+            event_type=event_type, timestamp=now, service_name=service, status=status, details=details
+        )
+    )
+    announce(session, EVENTS)
+
+
+def report(
+    session: Session, report_in: InstanceReport, *, agent_id: uuid.UUID | None, now: datetime, hold_s: float
+) -> CatalogInstance:
+    """Upsert the instance, run its health state machine, store any transition."""
+    service = _service(session, report_in.service, report_in.kind, now)
+    instance = session.scalars(
+        select(CatalogInstance).where(
+            CatalogInstance.service_id == service.id, CatalogInstance.address == report_in.address
+        )
+    ).first()
+    changed = False
+    if instance is None:
+        instance = CatalogInstance(
+            service_id=service.id,
+            address=report_in.address,
+            role=report_in.role,
+            health="unknown",
+            tags=report_in.tags,
+            agent_id=agent_id,
+            ttl_s=report_in.ttl_s or 30.0,
+        )
+        session.add(instance)
+        changed = True
+    instance.last_seen_at = now
+    if agent_id is not None and instance.agent_id != agent_id:
+        instance.agent_id, changed = agent_id, True
+    if report_in.tags and report_in.tags != instance.tags:
+        instance.tags, changed = report_in.tags, True
+    if report_in.ttl_s:
+        instance.ttl_s = report_in.ttl_s
+    primary = _other_primary(session, service, instance) if report_in.role == "primary" else None
+    if primary is not None and instance.role != "primary":
+        # A primary that comes back after a failover: the catalog keeps the one it promoted
+        # and says so (at most every CONFLICT_EVERY); the shipped rule `redis-rejoin` repoints it.
+        _conflict(session, service, instance, primary, now)
+    elif report_in.role and report_in.role != instance.role:
+        set_role(session, instance, report_in.role, now=now, reason="reported by the agent")
+    if report_in.status is not None:
+        changed |= _apply(session, service, instance, report_in.status, report_in.message, now, hold_s)
+    if changed:
+        bump(session, service)
+    return instance
+
+
+def _conflict(
+    session: Session,
+    service: CatalogService,
+    instance: CatalogInstance,
+    primary: CatalogInstance,
+    now: datetime,
+) -> None:
+    recent = session.scalar(
+        select(func.count())
+        .select_from(InfrastructureEvent)
+        .where(
+            InfrastructureEvent.event_type == CONFLICT_EVENT,
+            InfrastructureEvent.service_name == service.name,
+            InfrastructureEvent.timestamp >= now - CONFLICT_EVERY,
+            InfrastructureEvent.details["instance"].as_string() == instance.address,
+        )
+    )
+    if recent:
+        return
+    host, _, port = primary.address.rpartition(":")
+    message = f"{instance.address} says it is a primary; the catalog's primary is {primary.address}"
+    _event(session, CONFLICT_EVENT, service.name, "warning", now, instance=instance.address,
+           primary=primary.address, primary_host=host, primary_port=int(port), message=message)  # fmt: skip
+
+
+def _other_primary(
+    session: Session, service: CatalogService, instance: CatalogInstance
+) -> CatalogInstance | None:
+    return session.scalars(
+        select(CatalogInstance).where(
+            CatalogInstance.service_id == service.id,
+            CatalogInstance.role == "primary",
+            CatalogInstance.id != instance.id,
+            CatalogInstance.health != "critical",
+        )
+    ).first()
+
+
+def _apply(
+    session: Session,
+    service: CatalogService,
+    instance: CatalogInstance,
+    reported: str,
+    message: str | None,
+    now: datetime,
+    hold_s: float,
+) -> bool:
+    before = HealthState(instance.health, instance.pending_health, instance.pending_since)
+    after = transition(before, reported, now, hold_s)
+    instance.pending_health, instance.pending_since = after.pending, after.pending_since
+    if after.state == before.state:
+        if after.state == reported and message:
+            instance.health_message = message
+        return False
+    instance.health, instance.health_since = after.state, now
+    instance.health_message = message
+    _event(
+        session,
+        HEALTH_EVENT,
+        service.name,
+        after.state,
+        now,
+        instance=instance.address,
+        role=instance.role,
+        previous=before.state,
+        message=message,
+        kind=service.kind,
+    )
+    return True
+
+
+def promote_held(session: Session, *, now: datetime, hold_s: float) -> int:
+    """Better states that have now held for ``hold_s`` become the instance's health."""
+    rows = session.execute(
+        select(CatalogInstance, CatalogService)
+        .join(CatalogService, CatalogInstance.service_id == CatalogService.id)
+        .where(CatalogInstance.pending_health.is_not(None))
+    ).all()
+    moved = 0
+    for instance, service in rows:
+        if _apply(session, service, instance, instance.pending_health, instance.health_message, now, hold_s):
+            bump(session, service)
+            moved += 1
+    return moved
+
+
+def expire_silent(session: Session, *, now: datetime) -> int:
+    """Instances nobody reported on within their TTL turn critical."""
+    rows = session.execute(
+        select(CatalogInstance, CatalogService, Agent.name)
+        .join(CatalogService, CatalogInstance.service_id == CatalogService.id)
+        .outerjoin(Agent, CatalogInstance.agent_id == Agent.id)
+        .where(CatalogInstance.health != "critical", CatalogInstance.last_seen_at.is_not(None))
+    ).all()
+    expired = 0
+    for instance, service, agent in rows:
+        silent = (now - instance.last_seen_at).total_seconds()
+        if silent < instance.ttl_s:
+            continue
+        who = f"agent {agent!r}" if agent else "its reporter"
+        message = f"no report for {silent:.0f} s (TTL {instance.ttl_s:g} s): {who} is silent"
+        _apply(session, service, instance, "critical", message, now, 0)
+        bump(session, service)
+        expired += 1
+    return expired
+
+
+def set_role(session: Session, instance: CatalogInstance, role: str, *, now: datetime, reason: str) -> None:
+    if instance.role == role:
+        return
+    service = session.get(CatalogService, instance.service_id)
+    _event(
+        session,
+        ROLE_EVENT,
+        service.name,
+        None,
+        now,
+        instance=instance.address,
+        role=role,
+        previous=instance.role,
+        reason=reason,
+    )
+    instance.role = role
+    bump(session, service)
+
+
+def instances_of(session: Session, service_name: str) -> list[CatalogInstance]:
+    return list(
+        session.scalars(
+            select(CatalogInstance)
+            .join(CatalogService, CatalogInstance.service_id == CatalogService.id)
+            .where(CatalogService.name == service_name)
+            .order_by(CatalogInstance.address)
+        )
+    )
+
+
+def describe(session: Session, service_name: str | None = None) -> list[dict]:
+    """Services with their instances, as the API serves them."""
+    query = select(CatalogService).order_by(CatalogService.name)
+    if service_name is not None:
+        query = query.where(CatalogService.name == service_name)
+    services = list(session.scalars(query))
+    if not services:
+        return []
+    agents = dict(session.execute(select(Agent.id, Agent.name)).all())
+    by_service: dict[uuid.UUID, list[CatalogInstance]] = {s.id: [] for s in services}
+    for instance in session.scalars(
+        select(CatalogInstance)
+        .where(CatalogInstance.service_id.in_(by_service))
+        .order_by(CatalogInstance.address)
+    ):
+        by_service[instance.service_id].append(instance)
+    return [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "tags": s.tags or {},
+            "index": s.version,
+            "instances": [
+                {
+                    "address": i.address,
+                    "role": i.role,
+                    "health": i.health,
+                    "health_message": i.health_message,
+                    "health_since": i.health_since,
+                    "pending_health": i.pending_health,
+                    "tags": i.tags or {},
+                    "agent": agents.get(i.agent_id),
+                    "last_seen_at": i.last_seen_at,
+                    "ttl_s": i.ttl_s,
+                }
+                for i in by_service[s.id]
+            ],
+        }
+        for s in services
+    ]
+
+
+def history(session: Session, service_name: str, address: str, *, since: datetime, limit: int) -> list[dict]:
+    """An instance's health and role transitions, newest first."""
+    rows = session.scalars(
+        select(InfrastructureEvent)
+        .where(
+            InfrastructureEvent.service_name == service_name,
+            InfrastructureEvent.event_type.in_((HEALTH_EVENT, ROLE_EVENT)),
+            InfrastructureEvent.timestamp >= since,
+            InfrastructureEvent.details["instance"].as_string() == address,
+        )
+        .order_by(InfrastructureEvent.timestamp.desc())
+        .limit(limit)
+    )
+    return [
+        {"at": e.timestamp, "event_type": e.event_type, "status": e.status, "details": e.details}
+        for e in rows
+    ]
