@@ -20,16 +20,21 @@ from controlplane import __version__, auth
 from controlplane.api import (
     actions,
     agents,
+    catalog,
     events,
     health,
     ingest,
+    leader_routes,
     metrics,
     problems,
+    rules,
     settings_routes,
     tokens,
 )
 from controlplane.api.deps import VIEWER, authenticate, refuse_nul_bytes
+from controlplane.loops.control import ControlLoop
 from controlplane.loops.store_maintenance import StoreMaintenance
+from controlplane.notify import Listener
 from controlplane.schemas.ingest import IngestBatchIn
 from controlplane.settings import Settings
 from controlplane.store.db import make_engine, make_sessionmaker
@@ -60,14 +65,22 @@ def create_app(settings: Settings) -> FastAPI:
     engine = make_engine(settings.database_url)
 
     maintenance = StoreMaintenance(engine, settings.retention)
+    control = ControlLoop(engine, settings.control)
+    listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         # Today's partitions must exist before the first write.
         await asyncio.to_thread(maintenance.run_once)
         loop = asyncio.create_task(maintenance.run_forever(settings.retention.interval_s))
+        if listener is not None:
+            listener.start()
+        control.start()
         yield
         loop.cancel()
+        await asyncio.to_thread(control.stop)
+        if listener is not None:
+            listener.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -82,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.control = control
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.admin_token_digest, secret = _bootstrap_credentials(app, settings)
@@ -115,6 +129,9 @@ def create_app(settings: Settings) -> FastAPI:
         agents.router,
         tokens.router,
         actions.router,
+        catalog.router,
+        rules.router,
+        leader_routes.router,
     ):
         api.include_router(router)
     app.include_router(api)

@@ -87,6 +87,8 @@ def serve(
         port=settings.server.port,
         log_level=settings.log_level,
         proxy_headers=True,
+        # Long polls and blocking queries may wait for a minute; a stop should not.
+        timeout_graceful_shutdown=5,
     )
 
 

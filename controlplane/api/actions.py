@@ -1,5 +1,5 @@
-"""Actions as agents see them for now: operators create one for a named agent, the agent
-long-polls for it and posts its result. (The policy engine and full lifecycle build on this.)"""
+"""Actions over HTTP: operators create, list, read and cancel them; agents long-poll for
+theirs, say when they start one and post its result."""
 
 from __future__ import annotations
 
@@ -10,15 +10,18 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane.actions import lifecycle, plans
 from controlplane.api.deps import AGENT_OR_ADMIN, OPERATOR, VIEWER, Principal, db_session
 from controlplane.errors import NotFound, Rejected
+from controlplane.notify import ACTIONS, NOTIFIER
 from controlplane.schemas.ingest import UtcDatetime
-from controlplane.store.models import Action, Agent
+from controlplane.store.models import Action, Agent, RuleEvaluation
 
 router = APIRouter(tags=["actions"])
+KINDS = sorted({*plans.PLANS, *plans.AGENT_KINDS})
 
 
 def _now() -> datetime:
@@ -26,12 +29,27 @@ def _now() -> datetime:
 
 
 class ActionCreate(BaseModel):
-    kind: str = Field(min_length=1, max_length=50, pattern=r"^[a-z][a-z0-9_.]*$")
-    target: str = Field(min_length=1, max_length=100)
+    kind: str = Field(min_length=1, max_length=50, description=f"One of: {', '.join(KINDS)}.")
+    target: str = Field(min_length=1, max_length=100, description="The catalog service it acts on.")
     params: dict[str, Any] = Field(default_factory=dict)
-    agent: str = Field(min_length=1, max_length=100, description="The agent that carries it out.")
+    agent: str | None = Field(
+        None,
+        max_length=100,
+        description="For agent actions: the agent that carries it out; by default the agent that watches "
+        "the target (and params.instance, when given).",
+    )
     reason: str | None = Field(None, max_length=2000)
-    idempotency_key: str | None = Field(None, max_length=100)
+    idempotency_key: str | None = Field(None, max_length=100, description="The same key twice = one action.")
+    max_attempts: int = Field(1, ge=1, le=10, description="Tries before the action fails.")
+    timeout_s: float | None = Field(None, gt=0, le=86400, description="Seconds from dispatch to result.")
+
+
+class AuditOut(BaseModel):
+    at: UtcDatetime
+    actor: str
+    from_state: str | None
+    to_state: str
+    note: str | None
 
 
 class ActionOut(BaseModel):
@@ -42,9 +60,22 @@ class ActionOut(BaseModel):
     state: str
     requested_by: str
     reason: str | None
+    rule: str | None = None
+    parent_id: uuid.UUID | None = None
+    attempts: int = 0
+    max_attempts: int = 1
+    timeout_s: float = 60.0
     created_at: UtcDatetime
     updated_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
     result: dict[str, Any] | None
+    links: dict[str, Any] | None = None
+
+
+class ActionDetail(ActionOut):
+    audit: list[AuditOut]
+    children: list[ActionOut]
+    evaluations: list[dict[str, Any]] = Field(description="The rule evaluation that created it, if any.")
 
 
 class ActionResultIn(BaseModel):
@@ -53,59 +84,123 @@ class ActionResultIn(BaseModel):
     error: str | None = Field(None, max_length=4000)
 
 
-@router.post("/actions", status_code=201, response_model=ActionOut)
-def create_action(
-    action_in: ActionCreate, who: Principal = Depends(OPERATOR), session: Session = Depends(db_session)
-) -> ActionOut:
-    if action_in.idempotency_key:
-        existing = session.scalars(
-            select(Action).where(Action.idempotency_key == action_in.idempotency_key)
-        ).first()
-        if existing is not None:
-            return ActionOut.model_validate(existing, from_attributes=True)
-    agent = session.scalars(
-        select(Agent).where(Agent.name == action_in.agent, Agent.revoked.is_(False))
-    ).first()
-    if agent is None:
-        raise Rejected.field(
-            f"no registered agent named {action_in.agent!r}",
-            "agent",
-            "unknown agent",
-            kind="body",
-        )
-    now = _now()
-    action = Action(
-        kind=action_in.kind, target=action_in.target, params=action_in.params, state="pending",
-        idempotency_key=action_in.idempotency_key, requested_by=who.name, reason=action_in.reason,
-        agent_id=agent.id, created_at=now, updated_at=now,
-    )  # fmt: skip
-    session.add(action)
-    session.flush()
+def _out(action: Action) -> ActionOut:
     return ActionOut.model_validate(action, from_attributes=True)
 
 
-@router.get("/actions/{action_id}", response_model=ActionOut, dependencies=[Depends(VIEWER)])
-def read_action(action_id: uuid.UUID, session: Session = Depends(db_session)) -> ActionOut:
+def _agent_for(session: Session, action_in: ActionCreate) -> uuid.UUID | None:
+    if action_in.kind in plans.PLANS:
+        return None
+    if action_in.agent:
+        agent = session.scalars(
+            select(Agent).where(Agent.name == action_in.agent, Agent.revoked.is_(False))
+        ).first()
+        if agent is None:
+            raise Rejected.field(
+                f"no registered agent named {action_in.agent!r}", "agent", "unknown agent", kind="body"
+            )
+        return agent.id
+    instance = plans.agent_of(session, action_in.target, action_in.params.get("instance"))
+    if instance is None:
+        raise Rejected.field(
+            f"no agent watches {action_in.target!r}"
+            + (f" instance {action_in.params['instance']!r}" if action_in.params.get("instance") else "")
+            + ": name one with `agent`",
+            "agent",
+            "no agent",
+            kind="body",
+        )
+    return instance.agent_id
+
+
+@router.post("/actions", status_code=201, response_model=ActionOut)
+def create_action(
+    request: Request,
+    action_in: ActionCreate,
+    who: Principal = Depends(OPERATOR),
+    session: Session = Depends(db_session),
+) -> ActionOut:
+    if action_in.kind not in KINDS:
+        raise Rejected.field(
+            f"unknown action kind {action_in.kind!r}; known: {', '.join(KINDS)}",
+            "kind",
+            "unknown kind",
+            kind="body",
+        )
+    timeout = action_in.timeout_s or request.app.state.settings.control.action_timeout_s
+    action, _created = lifecycle.create(
+        session,
+        kind=action_in.kind,
+        target=action_in.target,
+        params=action_in.params,
+        requested_by=f"{who.kind}:{who.name}",
+        reason=action_in.reason,
+        idempotency_key=action_in.idempotency_key,
+        agent_id=_agent_for(session, action_in),
+        max_attempts=action_in.max_attempts,
+        timeout_s=timeout,
+        now=_now(),
+    )
+    return _out(action)
+
+
+@router.get("/actions", response_model=list[ActionOut], dependencies=[Depends(VIEWER)])
+def list_actions(
+    session: Session = Depends(db_session),
+    state: str | None = Query(None, description="pending, dispatched, running, succeeded, failed, cancelled"),
+    kind: str | None = None,
+    rule: str | None = None,
+    target: str | None = None,
+    top_level: bool = Query(True, description="Leave out the steps of plans (children)."),
+    limit: int = Query(50, ge=1, le=500),
+) -> list[ActionOut]:
+    query = select(Action).order_by(Action.created_at.desc()).limit(limit)
+    for column, value in (
+        (Action.state, state),
+        (Action.kind, kind),
+        (Action.rule, rule),
+        (Action.target, target),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if top_level:
+        query = query.where(Action.parent_id.is_(None))
+    return [_out(a) for a in session.scalars(query)]
+
+
+@router.get("/actions/{action_id}", response_model=ActionDetail, dependencies=[Depends(VIEWER)])
+def read_action(action_id: uuid.UUID, session: Session = Depends(db_session)) -> ActionDetail:
     action = session.get(Action, action_id)
     if action is None:
         raise NotFound(f"no action {action_id}")
-    return ActionOut.model_validate(action, from_attributes=True)
+    evaluations = session.scalars(select(RuleEvaluation).where(RuleEvaluation.action_id == action_id))
+    return ActionDetail(
+        **_out(action).model_dump(),
+        audit=[AuditOut.model_validate(a, from_attributes=True) for a in lifecycle.audit(session, action_id)],
+        children=[_out(c) for c in lifecycle.children(session, action)],
+        evaluations=[
+            {"rule": e.rule, "at": e.at.isoformat() + "Z", "outcome": e.outcome, "reason": e.reason}
+            for e in evaluations
+        ],
+    )
+
+
+@router.post("/actions/{action_id}/cancel", response_model=ActionOut)
+def cancel_action(
+    action_id: uuid.UUID, who: Principal = Depends(OPERATOR), session: Session = Depends(db_session)
+) -> ActionOut:
+    action = session.get(Action, action_id)
+    if action is None:
+        raise NotFound(f"no action {action_id}")
+    lifecycle.cancel(
+        session, action, actor=f"{who.kind}:{who.name}", now=_now(), note="cancelled over the API"
+    )
+    return _out(action)
 
 
 def _claim(request: Request, agent_id: uuid.UUID) -> list[ActionOut]:
     with request.app.state.sessionmaker.begin() as session:
-        query = (
-            select(Action)
-            .where(Action.agent_id == agent_id, Action.state == "pending")
-            .order_by(Action.created_at)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        actions = list(session.scalars(query))
-        for action in actions:
-            action.state, action.updated_at = "dispatched", _now()
-        session.flush()
-        return [ActionOut.model_validate(a, from_attributes=True) for a in actions]
+        return [_out(a) for a in lifecycle.claim(session, agent_id, now=_now())]
 
 
 @router.get("/agents/{agent_id}/actions", response_model=list[ActionOut])
@@ -117,12 +212,37 @@ async def poll_actions(
 ) -> list[ActionOut]:
     if who.kind == "agent" and who.agent_id != agent_id:
         raise HTTPException(403, "an agent may only poll its own actions")
-    deadline = asyncio.get_running_loop().time() + wait
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
     while True:
+        seen = NOTIFIER.generation(ACTIONS)
         actions = await asyncio.to_thread(_claim, request, agent_id)
-        if actions or asyncio.get_running_loop().time() >= deadline:
+        left = deadline - loop.time()
+        if actions or left <= 0 or await request.is_disconnected():
             return actions
-        await asyncio.sleep(0.25)
+        # Woken at once when an action is created (here or, over NOTIFY, in another process);
+        # the periodic look also catches retries whose backoff has passed.
+        await NOTIFIER.wait_async(ACTIONS, seen, min(left, 1.0))
+
+
+def _agent_action(session: Session, action_id: uuid.UUID, who: Principal) -> Action:
+    action = session.get(Action, action_id)
+    if action is None:
+        raise NotFound(f"no action {action_id}")
+    if who.kind == "agent" and action.agent_id != who.agent_id:
+        raise HTTPException(403, "this action belongs to another agent")
+    return action
+
+
+@router.post("/actions/{action_id}/start", response_model=ActionOut)
+def start_action(
+    action_id: uuid.UUID, who: Principal = Depends(AGENT_OR_ADMIN), session: Session = Depends(db_session)
+) -> ActionOut:
+    action = _agent_action(session, action_id, who)
+    if action.state != "dispatched":
+        raise HTTPException(409, f"the action is {action.state}; only a dispatched action can start")
+    lifecycle.move(session, action, "running", actor=f"{who.kind}:{who.name}", now=_now())
+    return _out(action)
 
 
 @router.post("/actions/{action_id}/result", response_model=ActionOut)
@@ -132,21 +252,16 @@ def post_result(
     who: Principal = Depends(AGENT_OR_ADMIN),
     session: Session = Depends(db_session),
 ) -> ActionOut:
-    action = session.get(Action, action_id)
-    if action is None:
-        raise NotFound(f"no action {action_id}")
-    if who.kind == "agent" and action.agent_id != who.agent_id:
-        raise HTTPException(403, "this action belongs to another agent")
+    action = _agent_action(session, action_id, who)
     if action.state not in ("dispatched", "running"):
         raise HTTPException(409, f"the action is {action.state}; a result is not expected")
-    session.execute(
-        update(Action)
-        .where(Action.id == action_id)
-        .values(
-            state="succeeded" if result_in.ok else "failed",
-            result={"output": result_in.output, "error": result_in.error},
-            updated_at=_now(),
-        )
+    lifecycle.finish(
+        session,
+        action,
+        ok=result_in.ok,
+        output=result_in.output,
+        error=result_in.error,
+        actor=f"{who.kind}:{who.name}",
+        now=_now(),
     )
-    session.refresh(action)
-    return ActionOut.model_validate(action, from_attributes=True)
+    return _out(action)

@@ -39,6 +39,8 @@ class SettingPut(BaseModel):
 def _guard(setting_type: str) -> None:
     if setting_type.startswith(RESERVED_PREFIXES):
         raise HTTPException(403, f"{setting_type!r} is reserved for credentials")
+    if setting_type.startswith("policy."):
+        raise HTTPException(403, f"{setting_type!r} is edited through /api/v1/rules, which validates it")
 
 
 @router.get("/{setting_type}", response_model=SettingOut, dependencies=[Depends(VIEWER)])

@@ -1,0 +1,181 @@
+"""The action lifecycle (DESIGN.md §3): pending -> dispatched -> running -> succeeded |
+failed | cancelled, every move written to the audit trail. Functions take the session
+first and never commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from controlplane.errors import Conflict
+from controlplane.notify import ACTIONS, announce
+from controlplane.store.models import Action, ActionAudit
+
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+MOVES = {
+    "pending": {"dispatched", "running", "cancelled", "failed"},
+    "dispatched": {"running", "succeeded", "failed", "cancelled", "pending"},
+    "running": {"succeeded", "failed", "cancelled", "pending"},
+}
+
+
+def create(
+    session: Session,
+    *,
+    kind: str,
+    target: str,
+    params: dict[str, Any],
+    requested_by: str,
+    now: datetime,
+    reason: str | None = None,
+    idempotency_key: str | None = None,
+    agent_id: uuid.UUID | None = None,
+    parent_id: uuid.UUID | None = None,
+    rule: str | None = None,
+    links: dict[str, Any] | None = None,
+    max_attempts: int = 1,
+    timeout_s: float = 60.0,
+) -> tuple[Action, bool]:
+    """A new pending action, or the existing one with the same idempotency key (created=False)."""
+    if idempotency_key:
+        existing = session.scalars(select(Action).where(Action.idempotency_key == idempotency_key)).first()
+        if existing is not None:
+            return existing, False
+    action = Action(
+        kind=kind,
+        target=target,
+        params=params,
+        state="pending",
+        idempotency_key=idempotency_key,
+        requested_by=requested_by,
+        reason=reason,
+        agent_id=agent_id,
+        parent_id=parent_id,
+        rule=rule,
+        links=links or {},
+        attempts=0,
+        max_attempts=max_attempts,
+        timeout_s=timeout_s,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(action)
+    session.flush()
+    session.add(ActionAudit(action_id=action.id, at=now, actor=requested_by, to_state="pending", note=reason))
+    announce(session, ACTIONS)
+    return action, True
+
+
+def move(
+    session: Session, action: Action, to_state: str, *, actor: str, now: datetime, note: str | None = None
+) -> None:
+    """Move ``action`` to ``to_state`` and audit it; a move the lifecycle forbids is a Conflict."""
+    if to_state not in MOVES.get(action.state, ()):
+        raise Conflict(f"action {action.id} is {action.state}; it cannot become {to_state}")
+    session.add(
+        ActionAudit(
+            action_id=action.id, at=now, actor=actor, from_state=action.state, to_state=to_state, note=note
+        )
+    )
+    action.state, action.updated_at = to_state, now
+    if to_state == "dispatched":
+        action.dispatched_at = now
+        action.attempts += 1
+    if to_state in FINISHED:
+        action.finished_at = now
+    announce(session, ACTIONS)
+
+
+def claim(session: Session, agent_id: uuid.UUID, *, now: datetime) -> list[Action]:
+    """Hand the agent its due pending actions (dispatched, each exactly once: on PostgreSQL
+    concurrent pollers skip rows another one has locked)."""
+    query = (
+        select(Action)
+        .where(
+            Action.agent_id == agent_id,
+            Action.state == "pending",
+            or_(Action.not_before.is_(None), Action.not_before <= now),
+        )
+        .order_by(Action.created_at)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    actions = list(session.scalars(query))
+    for action in actions:
+        move(session, action, "dispatched", actor="dispatcher", now=now, note="handed to its agent")
+    return actions
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Capped exponential backoff between attempts: 1 s, 2 s, 4 s ... 60 s."""
+    return timedelta(seconds=min(2 ** max(attempts - 1, 0), 60))
+
+
+def finish(
+    session: Session,
+    action: Action,
+    *,
+    ok: bool,
+    output: dict[str, Any],
+    error: str | None,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Record an outcome; a failure with attempts left goes back to pending after a backoff."""
+    action.result = {"output": output, "error": error}
+    if ok:
+        move(session, action, "succeeded", actor=actor, now=now)
+    elif action.attempts < action.max_attempts:
+        action.not_before = now + retry_delay(action.attempts)
+        move(
+            session,
+            action,
+            "pending",
+            actor=actor,
+            now=now,
+            note=f"attempt {action.attempts} of {action.max_attempts} failed: {error}; retrying",
+        )
+    else:
+        move(session, action, "failed", actor=actor, now=now, note=error)
+
+
+def cancel(session: Session, action: Action, *, actor: str, now: datetime, note: str | None = None) -> None:
+    """Cancel an unfinished action and its unfinished children."""
+    if action.state in FINISHED:
+        raise Conflict(f"action {action.id} is {action.state} already; there is nothing to cancel")
+    move(session, action, "cancelled", actor=actor, now=now, note=note)
+    for child in children(session, action):
+        if child.state not in FINISHED:
+            move(session, child, "cancelled", actor=actor, now=now, note="its parent was cancelled")
+
+
+def children(session: Session, action: Action) -> list[Action]:
+    return list(
+        session.scalars(select(Action).where(Action.parent_id == action.id).order_by(Action.created_at))
+    )
+
+
+def expire_overdue(session: Session, *, now: datetime) -> int:
+    """Dispatched or running past their timeout: retried while attempts remain, else failed."""
+    overdue = 0
+    for action in session.scalars(
+        select(Action).where(Action.state.in_(("dispatched", "running")), Action.dispatched_at.is_not(None))
+    ):
+        if (now - action.dispatched_at).total_seconds() < action.timeout_s:
+            continue
+        error = f"no result within {action.timeout_s:g} s of dispatch"
+        finish(session, action, ok=False, output={}, error=error, actor="engine", now=now)
+        overdue += 1
+    return overdue
+
+
+def audit(session: Session, action_id: uuid.UUID) -> list[ActionAudit]:
+    return list(
+        session.scalars(
+            select(ActionAudit).where(ActionAudit.action_id == action_id).order_by(ActionAudit.at)
+        )
+    )

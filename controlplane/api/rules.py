@@ -1,0 +1,88 @@
+"""Policy rules over HTTP: read and replace the YAML document (validated, versioned, with
+errors that point at the line), and read the record of evaluations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.api.deps import ADMIN, VIEWER, Principal, db_session
+from controlplane.errors import Rejected
+from controlplane.policy import rules as rules_mod
+from controlplane.policy.engine import RULES_SETTING, stored_rules
+from controlplane.store.models import RuleEvaluation
+from controlplane.store.settings_store import put_setting
+
+router = APIRouter(prefix="/rules", tags=["rules"])
+
+
+class RulesPut(BaseModel):
+    yaml: str = Field(max_length=256 * 1024, description="The whole rule list, as YAML.")
+    version: int = Field(
+        ge=0, description="The version you read (0 replaces the shipped playbooks); 409 if stale."
+    )
+
+
+def _document(version: int, text: str) -> dict[str, Any]:
+    return {"version": version, "yaml": text, "rules": rules_mod.dump_rules(rules_mod.parse_rules(text))}
+
+
+@router.get("", dependencies=[Depends(VIEWER)], summary="The rules in force")
+def read_rules(session: Session = Depends(db_session)) -> dict[str, Any]:
+    return _document(*stored_rules(session))
+
+
+@router.put("", summary="Replace the rules (validated first)")
+def replace_rules(
+    rules_in: RulesPut, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)
+) -> dict[str, Any]:
+    try:
+        rules_mod.parse_rules(rules_in.yaml)
+    except rules_mod.RuleError as exc:
+        raise Rejected(
+            f"the rules were refused ({len(exc.problems)} problem(s)); nothing changed",
+            [
+                {"kind": "body", "index": None, "field": p["path"], "reason": p["message"], "line": p["line"]}
+                for p in exc.problems
+            ],
+        ) from None
+    now = datetime.now(UTC).replace(tzinfo=None)
+    row = put_setting(
+        session,
+        setting_type=RULES_SETTING,
+        value={"yaml": rules_in.yaml},
+        expected_version=rules_in.version,
+        updated_by=who.name,
+        now=now,
+    )
+    return _document(row.version, rules_in.yaml)
+
+
+@router.get("/evaluations", dependencies=[Depends(VIEWER)], summary="Why rules fired or were held back")
+def evaluations(
+    session: Session = Depends(db_session),
+    rule: str | None = None,
+    outcome: str | None = Query(None, description="fired, suppressed, dry_run or error"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> list[dict[str, Any]]:
+    query = select(RuleEvaluation).order_by(RuleEvaluation.at.desc()).limit(limit)
+    if rule:
+        query = query.where(RuleEvaluation.rule == rule)
+    if outcome:
+        query = query.where(RuleEvaluation.outcome == outcome)
+    return [
+        {
+            "rule": e.rule,
+            "at": e.at.isoformat() + "Z",
+            "outcome": e.outcome,
+            "reason": e.reason,
+            "action_id": str(e.action_id) if e.action_id else None,
+            "context": e.context,
+        }
+        for e in session.scalars(query)
+    ]

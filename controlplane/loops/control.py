@@ -1,0 +1,78 @@
+"""The control loop of a `coreplane serve` process: take or keep the lead, and while
+leading run the catalog's clock (held recoveries, silent instances), action timeouts,
+the policy engine and the action plans, in one transaction per round. A round runs as
+soon as an event or an action changes (the notifier wakes it) and at least every
+``evaluate_interval_s``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from controlplane.actions import lifecycle, plans
+from controlplane.catalog import instances
+from controlplane.leader import Leadership
+from controlplane.notify import ACTIONS, EVENTS, NOTIFIER
+from controlplane.policy.engine import PolicyEngine
+from controlplane.settings import ControlSettings
+
+log = logging.getLogger("coreplane.control")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class ControlLoop:
+    def __init__(self, engine: Engine, settings: ControlSettings) -> None:
+        self.settings = settings
+        self.leadership = Leadership(engine, settings.lease_s)
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.policy = PolicyEngine()
+        self._next_renewal = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, now: datetime | None = None) -> bool:
+        """One round; returns whether this process leads."""
+        if time.monotonic() >= self._next_renewal:
+            was = self.leadership.is_leader
+            if self.leadership.run_once() and not was:
+                self.policy.reset(_now())
+            self._next_renewal = time.monotonic() + self.leadership.renew_every_s()
+        if not self.leadership.is_leader:
+            return False
+        now = now or _now()
+        with self.sessions.begin() as session:
+            instances.promote_held(session, now=now, hold_s=self.settings.recover_after_s)
+            instances.expire_silent(session, now=now)
+            lifecycle.expire_overdue(session, now=now)
+            self.policy.run_once(session, now=now)
+            plans.advance(session, now=now)
+        return True
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            seen = NOTIFIER.snapshot(EVENTS, ACTIONS)
+            try:
+                self.run_once()
+            except Exception:  # the loop outlives a bad round (the store restarting, say)
+                log.exception("control round failed")
+            wait_s = min(self.settings.evaluate_interval_s, self.leadership.renew_every_s())
+            NOTIFIER.wait(seen, wait_s)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        NOTIFIER.fire(EVENTS)  # wake the loop so it sees the stop
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.leadership.step_down()

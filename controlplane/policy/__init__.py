@@ -1,0 +1,1 @@
+"""The policy engine: rules that turn events and metrics into actions."""

@@ -1,0 +1,346 @@
+"""The policy engine: each round, every enabled rule in order looks at what happened
+(new events, a metric window, silence), and a rule whose trigger holds creates its
+action unless a dry run, its cooldown or its concurrency cap holds it back. Each firing
+and each suppression is recorded with its reason (``rule_evaluations``).
+
+Event-triggered actions carry the idempotency key ``rule:<name>:event:<id>``, so an
+event seen twice (a second round, a new leader re-reading the last minute) never
+starts two actions."""
+
+from __future__ import annotations
+
+import logging
+import operator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from controlplane.actions import lifecycle, plans
+from controlplane.errors import NotFound
+from controlplane.policy import rules as rules_mod
+from controlplane.policy.rules import Rule, RuleError
+from controlplane.store.models import Action, InfrastructureEvent, InfrastructureMetric, RuleEvaluation
+from controlplane.store.settings_store import get_setting
+
+log = logging.getLogger("coreplane.policy")
+
+RULES_SETTING = "policy.rules"
+LOOKBACK = timedelta(seconds=60)  # a new leader re-reads this much: keys make it harmless
+OPS = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass
+class Firing:
+    context: dict[str, Any]
+    why: str
+    key: str | None = None  # idempotency key
+    links: dict[str, Any] = field(default_factory=dict)
+
+
+def stored_rules(session: Session) -> tuple[int, str]:
+    """(version, YAML text): the stored document, or the shipped playbooks as version 0."""
+    try:
+        row = get_setting(session, setting_type=RULES_SETTING)
+    except NotFound:
+        return 0, rules_mod.load_default_rules()[0]
+    return row.version, (row.value or {}).get("yaml", "")
+
+
+def _event_context(e: InfrastructureEvent) -> dict[str, Any]:
+    return {
+        "id": str(e.id),
+        "event_type": e.event_type,
+        "service_name": e.service_name,
+        "status": e.status,
+        "timestamp": e.timestamp.isoformat() + "Z",
+        "details": e.details or {},
+    }
+
+
+class PolicyEngine:
+    def __init__(self) -> None:
+        self.reset(None)
+
+    def reset(self, now: datetime | None) -> None:
+        """Forget in-memory state (on taking the lead): events are re-read from ``now - LOOKBACK``."""
+        self.cursor = now - LOOKBACK if now else None
+        self.seen: dict[tuple[str, str], datetime] = {}  # (rule, event id) -> when seen
+        self.holding: dict[str, datetime] = {}  # rule -> since when its condition holds
+        self.last_note: dict[str, tuple[str, datetime]] = {}
+        self._rules: tuple[tuple[int, str], list[Rule]] | None = None
+
+    def rules(self, session: Session) -> list[Rule]:
+        """The rules in force, parsed again only when the stored document changes."""
+        version, text = stored_rules(session)
+        if self._rules is None or self._rules[0] != (version, text):
+            self._rules = ((version, text), rules_mod.parse_rules(text))
+        return self._rules[1]
+
+    def run_once(self, session: Session, *, now: datetime) -> list[RuleEvaluation]:
+        """One round of every rule; the caller commits."""
+        if self.cursor is None:
+            self.cursor = now - LOOKBACK
+        try:
+            rule_list = self.rules(session)
+        except (
+            RuleError
+        ) as exc:  # stored rules went bad (an older version of the schema): say so, act on none
+            log.error("policy rules do not validate: %s", exc)
+            rule_list = []
+        events = self._new_events(session, rule_list, now)
+        recorded = []
+        for rule in rule_list:
+            if not rule.enabled:
+                continue
+            try:
+                with session.begin_nested():
+                    for firing in self._triggered(session, rule, events, now):
+                        record = self._consider(session, rule, firing, now)
+                        if record is not None:
+                            recorded.append(record)
+            except Exception as exc:
+                log.exception("rule %s failed", rule.name)
+                recorded.append(self._record(session, rule, "error", f"{type(exc).__name__}: {exc}", now))
+        return recorded
+
+    # --- triggers ---------------------------------------------------------------------
+
+    def _new_events(
+        self, session: Session, rule_list: list[Rule], now: datetime
+    ) -> list[InfrastructureEvent]:
+        types = {r.trigger.event.type for r in rule_list if r.enabled and r.trigger.event}
+        if not types:
+            self.cursor = now - LOOKBACK
+            return []
+        events = list(
+            session.scalars(
+                select(InfrastructureEvent)
+                .where(InfrastructureEvent.event_type.in_(types), InfrastructureEvent.timestamp > self.cursor)
+                .order_by(InfrastructureEvent.timestamp)
+                .limit(5000)
+            )
+        )
+        # Keep a minute of overlap so a late event (an agent's clock, a slow batch) is still seen;
+        # ``seen`` and the idempotency keys make re-reading harmless.
+        self.cursor = max(self.cursor, now - LOOKBACK)
+        self.seen = {k: t for k, t in self.seen.items() if t > now - 2 * LOOKBACK}
+        return events
+
+    def _triggered(
+        self, session: Session, rule: Rule, events: list[InfrastructureEvent], now: datetime
+    ) -> list[Firing]:
+        trigger = rule.trigger
+        if trigger.event is not None:
+            return self._event_firings(session, rule, events, now)
+        if trigger.metric is not None:
+            return self._metric_firing(session, rule, now)
+        return self._absence_firing(session, rule, now)
+
+    def _event_firings(
+        self, session: Session, rule: Rule, events: list[InfrastructureEvent], now: datetime
+    ) -> list[Firing]:
+        t = rule.trigger.event
+        firings = []
+        for e in events:
+            if (rule.name, str(e.id)) in self.seen:
+                continue
+            details = e.details or {}
+            if (
+                e.event_type != t.type
+                or (t.service not in (None, "*") and e.service_name != t.service)
+                or (t.status is not None and e.status != t.status)
+                or any(details.get(k) != v for k, v in (t.match or {}).items())
+            ):
+                continue
+            if t.for_s and (now - e.timestamp).total_seconds() < t.for_s:
+                continue  # not held long enough yet: looked at again next round
+            if t.for_s and self._superseded(session, e):
+                self.seen[(rule.name, str(e.id))] = now
+                continue
+            self.seen[(rule.name, str(e.id))] = now
+            why = f"event {e.event_type} {e.status or ''} on {e.service_name}".replace("  ", " ")
+            if t.for_s:
+                why += f", held {t.for_s:g} s"
+            firings.append(
+                Firing(
+                    {"event": _event_context(e)},
+                    why,
+                    f"rule:{rule.name}:event:{e.id}",
+                    {"events": [str(e.id)]},
+                )
+            )
+        return firings
+
+    def _superseded(self, session: Session, e: InfrastructureEvent) -> bool:
+        """A later event of the same kind about the same instance with another status."""
+        query = select(InfrastructureEvent.status).where(
+            InfrastructureEvent.event_type == e.event_type,
+            InfrastructureEvent.service_name == e.service_name,
+            InfrastructureEvent.timestamp > e.timestamp,
+        )
+        instance = (e.details or {}).get("instance")
+        if instance is not None:
+            query = query.where(InfrastructureEvent.details["instance"].as_string() == instance)
+        return any(status != e.status for status in session.scalars(query.limit(100)))
+
+    def _window(self, session: Session, metric: str, service: str | None, tags: dict | None, since: datetime):  # type: ignore[no-untyped-def]
+        query = select(InfrastructureMetric.timestamp, InfrastructureMetric.value).where(
+            InfrastructureMetric.metric_type == metric, InfrastructureMetric.timestamp >= since
+        )
+        if service not in (None, "*"):
+            query = query.where(InfrastructureMetric.service_name == service)
+        for key, value in (tags or {}).items():
+            query = query.where(InfrastructureMetric.tags[key].as_string() == value)
+        return session.execute(query.order_by(InfrastructureMetric.timestamp)).all()
+
+    def _metric_firing(self, session: Session, rule: Rule, now: datetime) -> list[Firing]:
+        m = rule.trigger.metric
+        rows = self._window(session, m.name, m.service, m.tags, now - timedelta(seconds=m.window_s))
+        value = _aggregate(m.agg, rows)
+        if value is None or not OPS[m.op](value, m.threshold):
+            self.holding.pop(rule.name, None)
+            return []
+        since = self.holding.setdefault(rule.name, now)
+        if (now - since).total_seconds() < m.for_s:
+            return []
+        why = f"{m.agg}({m.name}[{m.window_s:g}s]) = {value:g} {m.op} {m.threshold:g}"
+        if m.for_s:
+            why += f" for {m.for_s:g} s"
+        return [Firing({"metric": {"name": m.name, "value": value, "agg": m.agg}, "service": m.service}, why)]
+
+    def _absence_firing(self, session: Session, rule: Rule, now: datetime) -> list[Firing]:
+        a = rule.trigger.absence
+        query = (
+            select(func.count())
+            .select_from(InfrastructureMetric)
+            .where(
+                InfrastructureMetric.service_name == a.service,
+                InfrastructureMetric.timestamp >= now - timedelta(seconds=a.for_s),
+            )
+        )
+        if a.metric:
+            query = query.where(InfrastructureMetric.metric_type == a.metric)
+        if session.scalar(query):
+            return []
+        what = a.metric or "any metric"
+        return [Firing({"service": a.service}, f"no {what} from {a.service} for {a.for_s:g} s")]
+
+    # --- suppression and action -------------------------------------------------------------
+
+    def _consider(self, session: Session, rule: Rule, firing: Firing, now: datetime) -> RuleEvaluation | None:
+        context = {**firing.context, "rule": rule.name, "now": now.isoformat() + "Z"}
+        target = str(rules_mod.render(rule.action.target, context, rule=rule.name, path="action.target"))
+        params = rules_mod.render(rule.action.params, context, rule=rule.name, path="action.params")
+        if firing.key and session.scalar(select(func.count()).where(Action.idempotency_key == firing.key)):
+            return None  # this very event already started its action
+        if rule.dry_run:
+            return self._note(
+                session,
+                rule,
+                "dry_run",
+                f"{firing.why}: would run {rule.action.kind} on {target} with {params}",
+                now,
+                context,
+            )
+        last = session.scalar(
+            select(func.max(Action.created_at)).where(Action.rule == rule.name, Action.parent_id.is_(None))
+        )
+        if last is not None and (now - last).total_seconds() < rule.cooldown_s:
+            left = rule.cooldown_s - (now - last).total_seconds()
+            return self._note(
+                session, rule, "suppressed", f"{firing.why}: cooldown, {left:.0f} s left", now, context
+            )
+        running = session.scalar(
+            select(func.count()).where(Action.rule == rule.name, Action.state.not_in(lifecycle.FINISHED))
+        )
+        if running >= rule.max_concurrency:
+            return self._note(
+                session,
+                rule,
+                "suppressed",
+                f"{firing.why}: {running} action(s) of this rule "
+                f"unfinished (max_concurrency {rule.max_concurrency})",
+                now,
+                context,
+            )
+        agent_id = None
+        if rule.action.kind not in plans.PLANS:
+            instance = plans.agent_of(session, target, params.get("instance"))
+            if instance is None:
+                return self._note(
+                    session, rule, "error", f"{firing.why}: no agent watches {target}", now, context
+                )
+            agent_id = instance.agent_id
+        action, _ = lifecycle.create(
+            session,
+            kind=rule.action.kind,
+            target=target,
+            params=params,
+            requested_by=f"rule:{rule.name}",
+            reason=firing.why,
+            idempotency_key=firing.key,
+            agent_id=agent_id,
+            rule=rule.name,
+            links=firing.links,
+            now=now,
+        )
+        self.holding.pop(rule.name, None)
+        return self._record(session, rule, "fired", firing.why, now, action.id, context)
+
+    def _note(
+        self, session: Session, rule: Rule, outcome: str, reason: str, now: datetime, context: dict
+    ) -> RuleEvaluation | None:
+        """Record a suppression, but not the same one every round while it lasts."""
+        previous = self.last_note.get(rule.name)
+        kind = f"{outcome}:{reason.split(':')[-1].split(',')[0].strip()}"
+        if previous and previous[0] == kind and (now - previous[1]).total_seconds() < 60:
+            return None
+        self.last_note[rule.name] = (kind, now)
+        return self._record(session, rule, outcome, reason, now, None, context)
+
+    def _record(
+        self,
+        session: Session,
+        rule: Rule,
+        outcome: str,
+        reason: str,
+        now: datetime,
+        action_id: Any = None,
+        context: dict | None = None,
+    ) -> RuleEvaluation:
+        row = RuleEvaluation(
+            rule=rule.name,
+            at=now,
+            outcome=outcome,
+            reason=reason[:4000],
+            action_id=action_id,
+            context=context,
+        )
+        session.add(row)
+        log.info("rule %s %s: %s", rule.name, outcome, reason)
+        return row
+
+
+def _aggregate(agg: str, rows: list) -> float | None:  # type: ignore[type-arg]
+    if not rows:
+        return None
+    values = [v for _, v in rows]
+    if agg == "avg":
+        return sum(values) / len(values)
+    if agg == "max":
+        return max(values)
+    if agg == "min":
+        return min(values)
+    (t0, v0), (t1, v1) = rows[0], rows[-1]
+    span = (t1 - t0).total_seconds()
+    return (v1 - v0) / span if span > 0 else None
