@@ -57,7 +57,7 @@ class ControlPlaneClient:
             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
         ).json()
 
-    def heartbeat(self, *, agent: str, hostname: str, uptime_s: float) -> None:
+    def heartbeat(self, *, agent: str, hostname: str, uptime_s: float, targets: list[dict] = ()) -> None:  # type: ignore[assignment]
         self._call(
             "POST",
             "/api/v1/agents/heartbeat",
@@ -66,8 +66,12 @@ class ControlPlaneClient:
                 "version": __version__,
                 "hostname": hostname,
                 "uptime_s": uptime_s,
+                "targets": list(targets),
             },
         )
+
+    def start_action(self, action_id: str) -> None:
+        self._call("POST", f"/api/v1/actions/{action_id}/start")
 
     def poll_actions(self, agent_id: str, wait_s: float) -> list[dict]:
         """Long-poll: the actions for this agent, waiting up to ``wait_s`` for one."""

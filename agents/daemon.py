@@ -88,12 +88,17 @@ class Agent:
         self.poll_client = ControlPlaneClient(
             config.control_plane_url, identity["token"], config.request_timeout_s
         )
-        self.actions = ActionLoop(self.poll_client, agent_id=identity["id"])
+        self.actions = ActionLoop(self.poll_client, agent_id=identity["id"], targets=config.targets)
         self.buffer = Buffer()
         self.spool = Spool(config.spool_dir, config.spool_max_bytes)
         self.loops = [TargetLoop(t, self.buffer) for t in config.targets]
         self.shipper = Shipper(self.client, self.spool, self.buffer, config.name)
-        self.heartbeat = HeartbeatLoop(self.client, agent=config.name, interval_s=config.heartbeat_interval_s)
+        self.heartbeat = HeartbeatLoop(
+            self.client,
+            agent=config.name,
+            interval_s=config.heartbeat_interval_s,
+            targets=lambda: [loop.catalog_entry() for loop in self.loops if loop.status is not None],
+        )
         self._stop = threading.Event()
 
     def _every(self, run_once, delay) -> None:  # type: ignore[no-untyped-def]
@@ -103,6 +108,17 @@ class Agent:
             except Exception:  # a loop must outlive one bad iteration
                 log.exception("agent loop iteration failed")
             self._stop.wait(delay())
+
+    def _ship(self) -> None:
+        # Every flush interval, and at once when a health change is waiting: the control
+        # plane must hear of a failed primary now, not at the next flush.
+        while not self._stop.is_set():
+            try:
+                self.shipper.run_once()
+            except Exception:
+                log.exception("agent loop iteration failed")
+            self.buffer.urgent.wait(self.config.flush_interval_s)
+            self.buffer.urgent.clear()
 
     def start(self) -> list[threading.Thread]:
         threads = [
@@ -114,11 +130,12 @@ class Agent:
             )
             for loop in self.loops
         ]
+        threads.append(threading.Thread(target=self._ship, name="shipper", daemon=True))
         threads.append(
             threading.Thread(
                 target=self._every,
-                args=(self.shipper.run_once, lambda: self.config.flush_interval_s),
-                name="shipper",
+                args=(self.actions.run_once, self.actions.delay),
+                name="actions",
                 daemon=True,
             )
         )
@@ -137,6 +154,7 @@ class Agent:
     def stop(self) -> None:
         """Stop the loops, then flush what was collected (to the control plane or the spool)."""
         self._stop.set()
+        self.buffer.urgent.set()
         for loop in self.loops:
             loop.close()
         self.shipper.run_once()
@@ -146,6 +164,7 @@ class Agent:
     def interrupt(self) -> None:
         """Ask the loops to finish (a signal handler calls this; stop() cleans up)."""
         self._stop.set()
+        self.buffer.urgent.set()
 
     def wait(self) -> None:
         self._stop.wait()

@@ -51,7 +51,7 @@ class HttpClient:
         if auth is not None:
             self.headers |= urllib3.make_headers(basic_auth=f"{auth[0]}:{auth[1]}")
         self.timeout_s = timeout_s
-        self._pool = urllib3.PoolManager(num_pools=2, maxsize=1, retries=False)
+        self._pool = urllib3.PoolManager(num_pools=2, maxsize=2, retries=False)
 
     def request(
         self,

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -45,11 +46,14 @@ class Buffer:
         self._lock = threading.Lock()
         self.metrics: list[dict] = []
         self.events: list[dict] = []
+        self.urgent = threading.Event()  # set when an event waits: the shipper sends at once
 
     def add(self, *, metrics: list[dict] = (), events: list[dict] = ()) -> None:  # type: ignore[assignment]
         with self._lock:
             self.metrics.extend(metrics)
             self.events.extend(events)
+        if events:
+            self.urgent.set()
 
     def drain(self) -> tuple[list[dict], list[dict]]:
         with self._lock:
@@ -72,10 +76,20 @@ class TargetLoop:
         self.buffer = buffer
         self.collector = None
         self.status: str | None = None
+        self.message = ""
+        self.role = target.role  # as configured, then as the backend says (a replica promoted)
+        self.reported_role = target.role
+        self.seen_role: str | None = None  # what the last successful probe saw (None after a failure)
         self.failures = 0
         self.tags = {"instance": instance_of(target.address), **target.tags}
         if target.role:
             self.tags["role"] = target.role
+
+    def catalog_entry(self) -> dict:
+        """This target as the catalog knows it (sent with each heartbeat)."""
+        return {"service": self.target.name, "kind": self.target.type, "address": self.tags["instance"],
+                "status": self.status, "role": self.seen_role, "message": self.message[:2000],
+                "tags": {k: v for k, v in self.target.tags.items()}}  # fmt: skip
 
     def _points(self, obs: Observation, at: str) -> list[dict]:
         return [
@@ -106,14 +120,19 @@ class TargetLoop:
              "timestamp": at, "value": float(self.failures), "tags": labels},
         ]  # fmt: skip
         events = []
-        if obs.status != self.status:
+        self.seen_role = obs.role if obs.status != "critical" else None
+        role = obs.role or self.role
+        if role != self.role:
+            self.role = self.tags["role"] = role
+        if obs.status != self.status or role != self.reported_role:
             events.append(
                 {"event_type": "health", "service_name": self.target.name, "timestamp": at,
                  "status": obs.status,
                  "details": {"message": obs.message, "previous": self.status, "type": self.target.type,
                              **self.tags}}
             )  # fmt: skip
-            self.status = obs.status
+            self.status, self.reported_role = obs.status, role
+        self.message = obs.message
         self.buffer.add(metrics=self._points(obs, at) + agent_points, events=events)
         return obs
 
@@ -221,15 +240,23 @@ class Shipper:
 class ActionLoop:
     """Long-polls the control plane for actions and runs each through its actuator."""
 
-    def __init__(self, client: ControlPlaneClient, *, agent_id: str, wait_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        client: ControlPlaneClient,
+        *,
+        agent_id: str,
+        wait_s: float = 20.0,
+        targets: list[TargetConfig] = (),  # type: ignore[assignment]
+    ) -> None:
         self.client = client
         self.agent_id = agent_id
         self.wait_s = wait_s
+        self.targets = list(targets)
         self.failures = 0
 
     def run_once(self) -> list[dict]:
         """One poll; returns what was reported, one {id, ok, output, error} per action."""
-        from agents.actuators import ActuatorError, actuator
+        from agents.actuators import ActuatorError, actuator, bind
 
         try:
             actions = self.client.poll_actions(self.agent_id, self.wait_s)
@@ -243,7 +270,12 @@ class ActionLoop:
         for action in actions:
             log.info("running action %s %s on %s", action["id"], action["kind"], action["target"])
             try:
-                output, ok, error = actuator(action["kind"])(action.get("params") or {}), True, None
+                self.client.start_action(action["id"])
+            except (Retryable, Refused) as exc:
+                log.warning("could not report the start of action %s: %s", action["id"], exc)
+            try:
+                params = bind(action["kind"], action.get("params") or {}, self.targets)
+                output, ok, error = actuator(action["kind"])(params), True, None
             except ActuatorError as exc:
                 output, ok, error = {}, False, str(exc)
             except Exception as exc:  # noqa: BLE001 - the backend's own error is the result
@@ -263,10 +295,18 @@ class ActionLoop:
 class HeartbeatLoop:
     """Tells the control plane this agent is alive, every ``interval_s`` seconds."""
 
-    def __init__(self, client: ControlPlaneClient, *, agent: str, interval_s: float) -> None:
+    def __init__(
+        self,
+        client: ControlPlaneClient,
+        *,
+        agent: str,
+        interval_s: float,
+        targets: Callable[[], list[dict]] = list,
+    ) -> None:
         self.client = client
         self.agent = agent
         self.interval_s = interval_s
+        self.targets = targets
         self.hostname = socket.gethostname()
         self.started = time.monotonic()
         self.failures = 0
@@ -275,7 +315,10 @@ class HeartbeatLoop:
         """Send one heartbeat; returns whether the control plane accepted it."""
         try:
             self.client.heartbeat(
-                agent=self.agent, hostname=self.hostname, uptime_s=time.monotonic() - self.started
+                agent=self.agent,
+                hostname=self.hostname,
+                uptime_s=time.monotonic() - self.started,
+                targets=self.targets(),
             )
         except (Retryable, Refused) as exc:
             self.failures += 1

@@ -28,6 +28,44 @@ def actuator(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return getattr(import_module(module), name)
 
 
+def bind(kind: str, params: dict[str, Any], targets: list[Any]) -> dict[str, Any]:
+    """Fill in the connection details from this agent's own targets when the control plane
+    names a catalog ``service`` (and ``instance``, host:port): credentials stay here."""
+    from agents.runtime import instance_of
+
+    service, instance = params.get("service"), params.get("instance")
+    if not service:
+        return params
+    mine = [t for t in targets if t.name == service]
+    if not mine:
+        raise ActuatorError(f"this agent watches no service {service!r}")
+
+    def find(*types: str, any_instance: bool = False) -> list[Any]:
+        return [
+            t for t in mine
+            if t.type in types and (any_instance or instance is None or instance_of(t.address) == instance)
+        ]  # fmt: skip
+
+    bound = dict(params)
+    if kind.startswith("redis."):
+        (target, *_) = find("redis") or [None]
+        if target is None:
+            raise ActuatorError(f"this agent watches no Redis {instance} in {service!r}")
+        bound["address"] = target.address
+    elif kind == "cache.flush":
+        redis_targets = find("redis")
+        if redis_targets:
+            bound["redis_url"] = redis_targets[0].address
+        memcached = find("memcached", any_instance=True)
+        if memcached:
+            bound["memcached_servers"] = [t.address for t in memcached]
+    elif kind == "celery.pool":
+        bound.setdefault("broker", next((t.address for t in find("celery", any_instance=True)), None))
+    elif kind == "haproxy.set_server":
+        bound.setdefault("socket", next((t.address for t in find("haproxy", any_instance=True)), None))
+    return bound
+
+
 def require(params: dict[str, Any], *names: str) -> list[Any]:
     missing = [n for n in names if params.get(n) in (None, "")]
     if missing:

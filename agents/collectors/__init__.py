@@ -14,6 +14,7 @@ class Observation:
     metrics: list[tuple[str, float, dict[str, str]]] = field(default_factory=list)
     status: str = "passing"  # passing | warning | critical
     message: str = ""
+    role: str | None = None  # as the backend reports it (primary, replica), when it has one
 
     def add(self, name: str, value: float | int | None, **tags: str) -> None:
         if value is not None:

@@ -29,6 +29,7 @@ class RedisCollector:
         info = self.client.info(*SECTIONS)
         obs = Observation()
         role = info["role"]
+        obs.role = "primary" if role == "master" else "replica"
         obs.add("coreplane_redis_ping_seconds", rtt)
         obs.add("coreplane_redis_up", 1, role=role)
         obs.add("coreplane_redis_is_primary", 1 if role == "master" else 0)
@@ -46,7 +47,8 @@ class RedisCollector:
                 lag if lag is not None and lag >= 0 else None,
             )
             if info.get("master_link_status") != "up":
-                obs.status, obs.message = "critical", "replica lost its primary link"
+                # Degraded, not down: it still serves reads, and it is what a failover promotes.
+                obs.status, obs.message = "warning", "replica lost its primary link"
         else:
             for key, value in info.items():
                 if key.startswith("slave") and isinstance(value, dict) and "offset" in value:
