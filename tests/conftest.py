@@ -61,6 +61,41 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_serve(env: dict[str, str], log: Path | None = None, timeout_s: float = 30):  # type: ignore[no-untyped-def]
+    """`coreplane serve` with ``env`` (the store migrated already), once /readyz answers."""
+    import subprocess
+    import time
+
+    import httpx
+
+    out = log.open("a") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "coreplane"), "serve"], env=env, stdout=out, stderr=out
+    )
+    url = f"http://127.0.0.1:{env['COREPLANE_SERVER__PORT']}/readyz"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            tail = log.read_text()[-3000:] if log else ""
+            pytest.fail(f"coreplane serve did not become ready:\n{tail}")
+        time.sleep(0.2)
+
+
+def migrate(env: dict[str, str]) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "coreplane"), "migrate"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
 class ControlPlane:
     """A real `coreplane serve` process on a free port with its own SQLite store."""
 
@@ -83,10 +118,7 @@ class ControlPlane:
 def control_plane(tmp_path_factory, services) -> ControlPlane:
     """`coreplane migrate` then `coreplane serve`, configured with every real service."""
     import secrets
-    import subprocess
-    import time
 
-    import httpx
     from dotenv import dotenv_values
 
     tmp = tmp_path_factory.mktemp("cp")
@@ -103,23 +135,8 @@ def control_plane(tmp_path_factory, services) -> ControlPlane:
     }
     log = tmp / "serve.log"
     cp = ControlPlane(f"http://127.0.0.1:{port}", token, env, log)
-    migrated = cp.coreplane("migrate")
-    assert migrated.returncode == 0, migrated.stderr
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "coreplane"), "serve"], env=env, stdout=out, stderr=out
-        )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{cp.url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"coreplane serve did not become ready:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+    migrate(env)
+    proc = start_serve(env, log)
     yield cp
     proc.terminate()
     proc.wait(timeout=15)

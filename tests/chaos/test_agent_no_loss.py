@@ -9,36 +9,14 @@ import threading
 import time
 import uuid
 
-import httpx
 import sqlalchemy as sa
 
 from agents.config import AgentConfig, TargetConfig
 from agents.daemon import Agent, load_or_register
 from controlplane.telemetry import HEARTBEAT_METRIC
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, start_serve
 
 OUTAGE_S = 60
-
-
-def _serve(env: dict) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/coreplane"), "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if (
-                httpx.get(f"http://127.0.0.1:{env['COREPLANE_SERVER__PORT']}/readyz", timeout=1).status_code
-                == 200
-            ):
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "coreplane serve did not start"
-        time.sleep(0.2)
 
 
 def test_every_batch_arrives_exactly_once_across_an_outage(tmp_path):
@@ -52,7 +30,7 @@ def test_every_batch_arrives_exactly_once_across_an_outage(tmp_path):
         ).returncode
         == 0
     )
-    server = _serve(env)
+    server = start_serve(env)
     config = AgentConfig(
         name=f"chaos-{uuid.uuid4().hex[:6]}",
         control_plane_url=f"http://127.0.0.1:{port}",
@@ -81,7 +59,7 @@ def test_every_batch_arrives_exactly_once_across_an_outage(tmp_path):
         server.wait()
         time.sleep(OUTAGE_S)
         assert agent.spool.depth()[0] > 50, "the agent did not spool during the outage"
-        server = _serve(env)
+        server = start_serve(env)
         deadline = time.monotonic() + 60
         while agent.spool.depth()[0] > 0:
             assert time.monotonic() < deadline, f"spool not drained: {agent.spool.depth()}"

@@ -92,31 +92,43 @@ def test_celery_pool_grows(services, celery_worker):
         time.sleep(0.5)
 
 
-def test_an_action_runs_through_the_control_plane_and_an_unknown_kind_fails(control_plane, haproxy_lb):
+def test_an_action_runs_through_the_control_plane_and_failures_carry_the_reason(control_plane, haproxy_lb):
     admin = {"Authorization": f"Bearer {control_plane.token}"}
     name = f"act-{uuid.uuid4().hex[:6]}"
     agent = httpx.post(
         f"{control_plane.url}/api/v1/agents/register", json={"name": name}, headers=admin
     ).json()
     sock, _ = haproxy_lb({"s1": free_port()})
-    drain = httpx.post(
-        f"{control_plane.url}/api/v1/actions",
-        json={"kind": "haproxy.set_server", "target": "haproxy", "agent": name,
-              "params": {"socket": sock, "backend": "app", "server": "s1", "state": "drain"}},
-        headers=admin,
-    ).json()  # fmt: skip
+
+    def create(params: dict) -> dict:
+        body = {"kind": "haproxy.set_server", "target": "haproxy", "agent": name, "params": params}
+        return httpx.post(f"{control_plane.url}/api/v1/actions", json=body, headers=admin).json()
+
+    drain = create({"socket": sock, "backend": "app", "server": "s1", "state": "drain"})
+    missing = create({"socket": sock, "backend": "app", "server": "s9", "state": "drain"})
+    client = ControlPlaneClient(control_plane.url, agent["token"], 10)
+    reports = ActionLoop(client, agent_id=agent["id"], wait_s=2).run_once()
+    client.close()
+    assert {r["id"]: r["ok"] for r in reports} == {drain["id"]: True, missing["id"]: False}
+    done = httpx.get(f"{control_plane.url}/api/v1/actions/{drain['id']}", headers=admin).json()
+    assert done["state"] == "succeeded"
+    assert done["result"]["output"]["status"] == "DRAIN"
+    assert [a["to_state"] for a in done["audit"]] == ["pending", "dispatched", "running", "succeeded"]
+    failed = httpx.get(f"{control_plane.url}/api/v1/actions/{missing['id']}", headers=admin).json()
+    assert failed["state"] == "failed"
+    assert "s9" in failed["result"]["error"]
+    # An unknown kind never reaches an agent: the API names the known ones.
     bogus = httpx.post(
         f"{control_plane.url}/api/v1/actions",
         json={"kind": "redis.explode", "target": "redis", "agent": name},
         headers=admin,
-    ).json()
-    client = ControlPlaneClient(control_plane.url, agent["token"], 10)
-    reports = ActionLoop(client, agent_id=agent["id"], wait_s=2).run_once()
-    client.close()
-    assert {r["id"]: r["ok"] for r in reports} == {drain["id"]: True, bogus["id"]: False}
-    done = httpx.get(f"{control_plane.url}/api/v1/actions/{drain['id']}", headers=admin).json()
-    assert done["state"] == "succeeded"
-    assert done["result"]["output"]["status"] == "DRAIN"
-    failed = httpx.get(f"{control_plane.url}/api/v1/actions/{bogus['id']}", headers=admin).json()
-    assert failed["state"] == "failed"
-    assert "unknown action kind 'redis.explode'" in failed["result"]["error"]
+    )
+    assert bogus.status_code == 422
+    assert "unknown action kind 'redis.explode'; known: cache.flush, cache.invalidate" in bogus.text
+
+
+def test_an_agent_refuses_a_kind_it_has_no_actuator_for():
+    with pytest.raises(
+        ActuatorError, match=r"unknown action kind 'redis\.explode'; this agent knows: cache\.flush"
+    ):
+        actuator("redis.explode")
