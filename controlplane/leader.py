@@ -25,7 +25,9 @@ from controlplane.store.models import LeaderLease
 
 log = logging.getLogger("coreplane.leader")
 
-LOCK_KEY = 0x636F7265  # "core": one cluster-wide advisory lock
+# One lock per store: advisory locks are per database, and a database may hold several
+# coreplane stores in different schemas (tests, benchmarks, staging next to production).
+LOCK = "SELECT pg_try_advisory_lock(hashtext('coreplane.leader.' || current_database() || '.' || current_schema()))"
 LEASE = "engine"
 
 
@@ -61,7 +63,7 @@ class Leadership:
                 )
                 self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(self.lease_s)))
             if not self.is_leader:
-                got = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+                got = self._conn.execute(LOCK).fetchone()[0]
                 if got:
                     self._take()
             else:

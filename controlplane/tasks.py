@@ -30,4 +30,13 @@ def make_celery(settings: Settings) -> Celery:
     def ping() -> str:
         return "pong"
 
+    @app.task(name="coreplane.sleep")
+    def sleep(seconds: float) -> float:
+        """Hold a worker process for ``seconds`` (at most 60): a load drill for scaling rules."""
+        import time
+
+        seconds = min(max(float(seconds), 0.0), 60.0)
+        time.sleep(seconds)
+        return seconds
+
     return app

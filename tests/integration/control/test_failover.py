@@ -6,8 +6,6 @@ the new primary, and the writer carries on without a restart."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 import time
 
@@ -18,23 +16,6 @@ from agents.config import AgentConfig, TargetConfig
 from agents.daemon import Agent, load_or_register
 from bench.redis_topology import redis_topology
 from controlplane.client import PrimaryResolver, primary_redis
-from tests.conftest import free_port, migrate, start_serve
-
-
-@pytest.fixture
-def control_plane_sqlite(tmp_path):
-    port, token = free_port(), secrets.token_urlsafe(32)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
-    env |= {
-        "COREPLANE_DATABASE_URL": f"sqlite:///{tmp_path}/store.db",
-        "COREPLANE_ADMIN_TOKEN": token,
-        "COREPLANE_SERVER__PORT": str(port),
-    }
-    migrate(env)
-    proc = start_serve(env, tmp_path / "serve.log")
-    yield f"http://127.0.0.1:{port}", token, tmp_path / "serve.log"
-    proc.terminate()
-    proc.wait(timeout=15)
 
 
 def _wait(what: str, check, timeout_s: float = 20.0, log=None):  # type: ignore[no-untyped-def]

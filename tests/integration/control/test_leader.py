@@ -1,0 +1,113 @@
+"""High availability: two `coreplane serve` on one PostgreSQL. Kill -9 the leader while
+plans are being carried out; the other takes over within two lease periods, finishes
+them, and the audit trail shows no action dispatched twice."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+
+import httpx
+import redis
+
+from agents.config import AgentConfig, TargetConfig
+from agents.daemon import Agent, load_or_register
+from bench.harness import fresh_schema
+from tests.conftest import free_port, require, start_serve
+
+LEASE_S = 2.0
+
+
+def _leader(url: str, admin: dict) -> dict:
+    return httpx.get(f"{url}/api/v1/leader", headers=admin, timeout=5).json()
+
+
+def test_the_follower_takes_over_and_nothing_is_dispatched_twice(services, tmp_path):
+    require(services.postgres.url, "postgres")
+    require(services.redis.url, "redis")
+    token = secrets.token_urlsafe(32)
+    admin = {"Authorization": f"Bearer {token}"}
+    with fresh_schema(services) as database_url:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
+        base |= {"COREPLANE_DATABASE_URL": database_url, "COREPLANE_ADMIN_TOKEN": token,
+                 "COREPLANE_CONTROL__LEASE_S": str(LEASE_S)}  # fmt: skip
+        ports = [free_port(), free_port()]
+        first = start_serve(base | {"COREPLANE_SERVER__PORT": str(ports[0])}, tmp_path / "a.log")
+        urls = [f"http://127.0.0.1:{p}" for p in ports]
+        deadline = time.monotonic() + 15
+        while not _leader(urls[0], admin)["this_process"]["leads"]:
+            assert time.monotonic() < deadline, "the first process never took the lead"
+            time.sleep(0.2)
+        second = start_serve(base | {"COREPLANE_SERVER__PORT": str(ports[1])}, tmp_path / "b.log")
+        agent = None
+        try:
+            assert not _leader(urls[1], admin)["this_process"]["leads"]
+            # A real agent, talking to the follower, with the real Redis as service "cache".
+            config = AgentConfig(
+                name="ha-agent", control_plane_url=urls[1], token_file=tmp_path / "agent.json",
+                spool_dir=tmp_path / "spool", heartbeat_interval_s=0.5, flush_interval_s=1,
+                targets=[TargetConfig(type="redis", name="cache", address=services.redis.url, role="primary",
+                                      interval_s=1)],
+            )  # fmt: skip
+            agent = Agent(config, load_or_register(config, token))
+            agent.start()
+            deadline = time.monotonic() + 15
+            while not httpx.get(f"{urls[1]}/api/v1/services", headers=admin).json():
+                assert time.monotonic() < deadline, "the agent's heartbeat never registered the cache"
+                time.sleep(0.2)
+
+            cache = redis.Redis.from_url(services.redis.url)
+            created, killed_at, took_over_at = [], None, None
+            for n in range(12):
+                cache.set(f"ha:{n}", "stale")
+                action = httpx.post(
+                    f"{urls[1]}/api/v1/actions", headers=admin,
+                    json={"kind": "cache.invalidate", "target": "cache", "params": {"keys": [f"ha:{n}"]},
+                          "idempotency_key": f"ha-{tmp_path.name}-{n}"},
+                ).json()  # fmt: skip
+                created.append(action["id"])
+                if n == 4:
+                    first.send_signal(signal.SIGKILL)
+                    first.wait()
+                    killed_at = time.monotonic()
+                if killed_at and took_over_at is None and _leader(urls[1], admin)["this_process"]["leads"]:
+                    took_over_at = time.monotonic()
+                time.sleep(0.3)
+            while took_over_at is None:
+                assert time.monotonic() - killed_at < 4 * LEASE_S, "the follower did not take over"
+                if _leader(urls[1], admin)["this_process"]["leads"]:
+                    took_over_at = time.monotonic()
+                time.sleep(0.05)
+            assert took_over_at - killed_at < 2 * LEASE_S, f"takeover took {took_over_at - killed_at:.2f} s"
+
+            def states() -> list[str]:
+                return [
+                    httpx.get(f"{urls[1]}/api/v1/actions/{a}", headers=admin).json()["state"] for a in created
+                ]
+
+            deadline = time.monotonic() + 30
+            while set(states()) != {"succeeded"}:
+                assert time.monotonic() < deadline, f"plans did not finish: {states()}"
+                time.sleep(0.3)
+            for action_id in created:
+                detail = httpx.get(f"{urls[1]}/api/v1/actions/{action_id}", headers=admin).json()
+                assert len(detail["children"]) == 1, detail  # one flush per plan, whoever led
+                child = httpx.get(
+                    f"{urls[1]}/api/v1/actions/{detail['children'][0]['id']}", headers=admin
+                ).json()
+                moves = [a["to_state"] for a in child["audit"]]
+                assert moves.count("dispatched") == 1, moves
+                assert child["state"] == "succeeded"
+            assert cache.exists(*[f"ha:{n}" for n in range(12)]) == 0
+            lease = _leader(urls[1], admin)["lease"]
+            assert lease["epoch"] == 2 and lease["holder"].endswith(f":{second.pid}")
+        finally:
+            if agent is not None:
+                agent.interrupt()
+                agent.stop()
+            for proc in (first, second):
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=20)

@@ -1,0 +1,99 @@
+"""Scaling, for real: a Celery backlog grows the worker pool through the agent, an idle
+queue shrinks it; never past the bounds; the cooldown holds between two changes."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from itertools import pairwise
+
+import httpx
+
+from agents.config import AgentConfig, TargetConfig
+from agents.daemon import Agent, load_or_register
+
+COOLDOWN_S = 6
+RULES = f"""
+- name: tasks-scale-up
+  trigger:
+    metric: {{name: coreplane_celery_queue_length, service: tasks, agg: max, window_s: 3, op: ">", threshold: 5,
+             for_s: 2}}
+  action: {{kind: scale, target: tasks, params: {{op: grow, n: 1, min: 1, max: 3}}}}
+  cooldown_s: {COOLDOWN_S}
+- name: tasks-scale-down
+  trigger:
+    metric: {{name: coreplane_celery_queue_length, service: tasks, agg: max, window_s: 3, op: "<", threshold: 1,
+             for_s: 3}}
+  action: {{kind: scale, target: tasks, params: {{op: shrink, n: 1, min: 1, max: 3}}}}
+  cooldown_s: {COOLDOWN_S}
+"""
+
+
+def test_a_backlog_grows_the_pool_and_idleness_shrinks_it(
+    control_plane_sqlite, celery_worker, services, tmp_path
+):
+    url, token, log = control_plane_sqlite
+    admin = {"Authorization": f"Bearer {token}"}
+    put = httpx.put(f"{url}/api/v1/rules", headers=admin, json={"yaml": RULES, "version": 0})
+    assert put.status_code == 200, put.text
+
+    def pool_size() -> int:
+        stats = celery_worker.control.inspect(timeout=2).stats() or {}
+        return len(next(iter(stats.values()))["pool"]["processes"]) if stats else -1
+
+    config = AgentConfig(
+        name="scaling-agent", control_plane_url=url, token_file=tmp_path / "agent.json",
+        spool_dir=tmp_path / "spool", heartbeat_interval_s=1, flush_interval_s=1,
+        targets=[TargetConfig(type="celery", name="tasks", address=services.rabbitmq.url, interval_s=1,
+                              options={"queues": ["celery"], "inspect_interval_s": 5})],
+    )  # fmt: skip
+    agent = Agent(config, load_or_register(config, token))
+    agent.start()
+    sizes = []
+    try:
+        assert pool_size() == 1
+        for _ in range(40):
+            celery_worker.send_task("coreplane.sleep", args=[1.0])
+        deadline = time.monotonic() + 90
+        grew = False
+        while True:
+            size = pool_size()
+            sizes.append(size)
+            grew = grew or size == 3
+            if grew and size == 1:
+                break
+            assert time.monotonic() < deadline, (
+                f"the pool went {sizes}; serve log:\n{log.read_text()[-2000:]}"
+            )
+            time.sleep(0.5)
+    finally:
+        agent.interrupt()
+        agent.stop()
+    observed = [s for s in sizes if s > 0]
+    assert max(observed) == 3 and min(observed) == 1, observed
+    assert observed[-1] == 1
+    fired = httpx.get(f"{url}/api/v1/rules/evaluations", headers=admin, params={"outcome": "fired"}).json()
+    for rule in ("tasks-scale-up", "tasks-scale-down"):
+        times = sorted(datetime.fromisoformat(e["at"].rstrip("Z")) for e in fired if e["rule"] == rule)
+        assert len(times) >= 2, f"{rule} fired {len(times)} time(s)"
+        gaps = [(b - a).total_seconds() for a, b in pairwise(times)]
+        assert min(gaps) >= COOLDOWN_S, f"{rule} fired {gaps} s apart, inside its {COOLDOWN_S} s cooldown"
+    # At the bound the agent refuses to go further: the step says so and the pool stays put.
+    deadline = time.monotonic() + 20
+    while True:
+        actions = httpx.get(
+            f"{url}/api/v1/actions", headers=admin, params={"kind": "scale", "limit": 100}
+        ).json()
+        if (
+            all(a["state"] in ("succeeded", "failed", "cancelled") for a in actions)
+            or time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.5)
+    outputs = [
+        step.get("skipped", "")
+        for a in actions if a["state"] == "succeeded"
+        for step in (a["result"]["output"].get("results") or [])
+    ]  # fmt: skip
+    assert all(a["state"] == "succeeded" for a in actions), [a["result"] for a in actions]
+    assert any("at its bound" in o for o in outputs) or len(actions) == 4, outputs
