@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import agent, ingest, query, select1
+from bench import agent, failover, ingest, query, select1
 from bench.results import save, table
 from controlplane.settings import load_settings
 
@@ -17,6 +17,8 @@ BENCHMARKS = {
     "query_p95_ms": query.run,
     # Writes agent_rss_mb and agent_cpu_pct.
     "agent_footprint": agent.run,
+    # Writes failover_median_s and failover_max_s (coreplane vs Redis Sentinel).
+    "failover": failover.run,
 }
 
 

@@ -71,12 +71,12 @@ def count_missing(node: RedisNode, numbers: list[int]) -> int:
     return missing
 
 
-def trial(topology: Topology, wait_replica: bool) -> tuple[float, int]:
-    """Write, kill -9 the primary, time the promotion, count lost acknowledged writes."""
+def trial(
+    topology: Topology, client: redis.Redis, wait_replica: bool, who: str = "Sentinel"
+) -> tuple[float, int]:
+    """Write through ``client``, kill -9 the primary, time the promotion, count lost acknowledged writes."""
     deadline = time.monotonic() + TRIAL_TIMEOUT_S
-    opts = {"socket_timeout": 0.5, "socket_connect_timeout": 0.2, "retry": Retry(NoBackoff(), 0)}
-    sentinel = Sentinel([("127.0.0.1", p) for p in topology.sentinel_ports], sentinel_kwargs=opts)
-    writer = Writer(sentinel.master_for(topology.master_name, **opts), wait_replica)
+    writer = Writer(client, wait_replica)
     writer.start()
     try:
         time.sleep(WRITE_BEFORE_KILL_S)
@@ -91,10 +91,10 @@ def trial(topology: Topology, wait_replica: bool) -> tuple[float, int]:
             new, promoted_at = wait_for_new_primary(topology, old, deadline - time.monotonic())
         except TimeoutError:
             raise TrialTimeout(
-                f"Sentinel promoted no replica within {TRIAL_TIMEOUT_S:.0f} s of killing {old}"
+                f"{who} promoted no replica within {TRIAL_TIMEOUT_S:.0f} s of killing {old}"
             ) from None
-        # redis-py follows the Sentinels, which switch only after the failover completes
-        # (about a second after the promotion here): let the writer find the new primary first.
+        # The client finds the new primary a little after the promotion (redis-py follows the
+        # Sentinels, which switch once the failover completes): count losses once it has.
         while writer.last_ack_at < promoted_at:
             if not writer.is_alive():
                 raise RuntimeError("the writer thread died (its traceback is above)")
@@ -107,9 +107,13 @@ def trial(topology: Topology, wait_replica: bool) -> tuple[float, int]:
     finally:
         writer.stop()
         writer.client.close()
-        for s in sentinel.sentinels:
-            s.close()
     return promoted_at - killed_at, count_missing(new, writer.acked)
+
+
+def sentinel_client(topology: Topology) -> redis.Redis:
+    opts = {"socket_timeout": 0.5, "socket_connect_timeout": 0.2, "retry": Retry(NoBackoff(), 0)}
+    sentinel = Sentinel([("127.0.0.1", p) for p in topology.sentinel_ports], sentinel_kwargs=opts)
+    return sentinel.master_for(topology.master_name, **opts)
 
 
 def sentinel_trials(trials: int = 10, down_after_ms: int = 1000, wait_trials: int = 3) -> dict:
@@ -120,11 +124,15 @@ def sentinel_trials(trials: int = 10, down_after_ms: int = 1000, wait_trials: in
             if i:
                 topology.reset()
             if i < trials:
-                seconds, lost = trial(topology, wait_replica=False)
+                seconds, lost = trial(topology, sentinel_client(topology), wait_replica=False)
                 times.append(round(seconds, 3))
                 lost_plain.append(lost)
             else:
-                lost_wait.append(trial(topology, wait_replica=True)[1])
+                lost_wait.append(trial(topology, sentinel_client(topology), wait_replica=True)[1])
+    return summary(times, lost_plain, lost_wait)
+
+
+def summary(times: list[float], lost_plain: list[int], lost_wait: list[int]) -> dict:
     return {
         "times_s": times,
         "median_s": round(statistics.median(times), 3),
