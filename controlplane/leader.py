@@ -27,7 +27,8 @@ log = logging.getLogger("coreplane.leader")
 
 # One lock per store: advisory locks are per database, and a database may hold several
 # coreplane stores in different schemas (tests, benchmarks, staging next to production).
-LOCK = "SELECT pg_try_advisory_lock(hashtext('coreplane.leader.' || current_database() || '.' || current_schema()))"
+STORE_KEY = "hashtext('coreplane.leader.' || current_database() || '.' || current_schema())"
+LOCK = f"SELECT pg_try_advisory_lock({STORE_KEY})"
 LEASE = "engine"
 
 

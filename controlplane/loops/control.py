@@ -43,7 +43,7 @@ class ControlLoop:
         if time.monotonic() >= self._next_renewal:
             was = self.leadership.is_leader
             if self.leadership.run_once() and not was:
-                self.policy.reset(_now())
+                self.policy.reset()
             self._next_renewal = time.monotonic() + self.leadership.renew_every_s()
         if not self.leadership.is_leader:
             return False

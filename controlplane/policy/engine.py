@@ -28,7 +28,7 @@ from controlplane.store.settings_store import get_setting
 log = logging.getLogger("coreplane.policy")
 
 RULES_SETTING = "policy.rules"
-LOOKBACK = timedelta(seconds=60)  # a new leader re-reads this much: keys make it harmless
+LOOKBACK = timedelta(seconds=60)  # how far back event rules look, every round
 OPS = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -69,11 +69,10 @@ def _event_context(e: InfrastructureEvent) -> dict[str, Any]:
 
 class PolicyEngine:
     def __init__(self) -> None:
-        self.reset(None)
+        self.reset()
 
-    def reset(self, now: datetime | None) -> None:
-        """Forget in-memory state (on taking the lead): events are re-read from ``now - LOOKBACK``."""
-        self.cursor = now - LOOKBACK if now else None
+    def reset(self) -> None:
+        """Forget in-memory state (on taking the lead)."""
         self.seen: dict[tuple[str, str], datetime] = {}  # (rule, event id) -> when seen
         self.holding: dict[str, datetime] = {}  # rule -> since when its condition holds
         self.last_note: dict[str, tuple[str, datetime]] = {}
@@ -88,13 +87,9 @@ class PolicyEngine:
 
     def run_once(self, session: Session, *, now: datetime) -> list[RuleEvaluation]:
         """One round of every rule; the caller commits."""
-        if self.cursor is None:
-            self.cursor = now - LOOKBACK
         try:
             rule_list = self.rules(session)
-        except (
-            RuleError
-        ) as exc:  # stored rules went bad (an older version of the schema): say so, act on none
+        except RuleError as exc:  # stored under an older schema of rules: say so, act on none
             log.error("policy rules do not validate: %s", exc)
             rule_list = []
         events = self._new_events(session, rule_list, now)
@@ -118,23 +113,23 @@ class PolicyEngine:
     def _new_events(
         self, session: Session, rule_list: list[Rule], now: datetime
     ) -> list[InfrastructureEvent]:
+        """Events of the types event rules watch, from the last LOOKBACK: a late event (an
+        agent's clock, a slow batch) is still seen; ``seen`` and the idempotency keys make
+        reading an event again harmless."""
+        self.seen = {k: t for k, t in self.seen.items() if t > now - timedelta(days=1, seconds=120)}
         types = {r.trigger.event.type for r in rule_list if r.enabled and r.trigger.event}
         if not types:
-            self.cursor = now - LOOKBACK
             return []
-        events = list(
+        return list(
             session.scalars(
                 select(InfrastructureEvent)
-                .where(InfrastructureEvent.event_type.in_(types), InfrastructureEvent.timestamp > self.cursor)
+                .where(
+                    InfrastructureEvent.event_type.in_(types), InfrastructureEvent.timestamp > now - LOOKBACK
+                )
                 .order_by(InfrastructureEvent.timestamp)
                 .limit(5000)
             )
         )
-        # Keep a minute of overlap so a late event (an agent's clock, a slow batch) is still seen;
-        # ``seen`` and the idempotency keys make re-reading harmless.
-        self.cursor = max(self.cursor, now - LOOKBACK)
-        self.seen = {k: t for k, t in self.seen.items() if t > now - 2 * LOOKBACK}
-        return events
 
     def _triggered(
         self, session: Session, rule: Rule, events: list[InfrastructureEvent], now: datetime
