@@ -1,9 +1,7 @@
-"""Cache flush by key, prefix or tag, in Redis and Memcached.
-
-Tags use version counters in Redis (``coreplane:tag:<name>``): bumping one invalidates
-every cached key stamped with the old version, in O(1) (the cache library reads them).
-Memcached cannot list keys, so a prefix flush there is refused with that reason.
-"""
+"""Cache flush by key, prefix or tag, through the same path as coreplane's cache library
+(controlplane.cache): tag and prefix version counters bumped in Redis (O(1), whatever
+the number of entries, Memcached included), keys removed from Redis and Memcached, and
+the broadcast that makes every process drop its in-process copies."""
 
 from __future__ import annotations
 
@@ -13,50 +11,40 @@ import redis
 from pymemcache.client.hash import HashClient
 
 from agents.actuators import ActuatorError
-
-TAG_KEY = "coreplane:tag:{}"
+from controlplane.cache import invalidation
+from controlplane.cache.layers import memcached_key
 
 
 def flush(params: dict[str, Any]) -> dict[str, Any]:
     keys: list[str] = list(params.get("keys") or [])
-    prefix: str | None = params.get("prefix")
+    prefixes = [params["prefix"]] if params.get("prefix") else list(params.get("prefixes") or [])
     tags: list[str] = list(params.get("tags") or [])
-    if not (keys or prefix or tags):
+    namespace = str(params.get("namespace") or "default")
+    if not (keys or prefixes or tags):
         raise ActuatorError("give keys, prefix or tags to flush")
-    if prefix and params.get("memcached_servers"):
+    try:
+        for prefix in prefixes:
+            invalidation.check_prefix(prefix)
+    except ValueError as exc:
+        raise ActuatorError(str(exc)) from None
+    if not params.get("redis_url"):
         # Refused before touching anything, so the action never half-applies.
-        raise ActuatorError("Memcached cannot flush by prefix (it cannot list keys): use keys or tags")
+        raise ActuatorError("cache invalidation needs the Redis that keeps tag versions (redis_url)")
     out: dict[str, Any] = {}
-    if params.get("redis_url"):
-        client = redis.Redis.from_url(params["redis_url"], socket_timeout=5)
-        try:
-            removed = client.unlink(*keys) if keys else 0
-            if prefix:
-                batch = []
-                for key in client.scan_iter(match=f"{_escape(prefix)}*", count=1000):
-                    batch.append(key)
-                    if len(batch) >= 500:
-                        removed += client.unlink(*batch)
-                        batch = []
-                if batch:
-                    removed += client.unlink(*batch)
-            versions = {tag: client.incr(TAG_KEY.format(tag)) for tag in tags}
-        finally:
-            client.close()
-        out["redis"] = {"removed": removed, "tag_versions": versions}
-    if params.get("memcached_servers"):
+    client = redis.Redis.from_url(params["redis_url"], socket_timeout=5)
+    try:
+        out["redis"] = invalidation.invalidate(
+            client, namespace=namespace, keys=keys, tags=tags, prefixes=prefixes
+        )
+    finally:
+        client.close()
+    if keys and params.get("memcached_servers"):
         nodes = [(h, int(p)) for h, _, p in (s.rpartition(":") for s in params["memcached_servers"])]
         # Acknowledged deletes: the action reports what really happened.
-        client = HashClient(nodes, connect_timeout=5, timeout=5, default_noreply=False)
+        mc = HashClient(nodes, connect_timeout=5, timeout=5, default_noreply=False)
         try:
-            existed = sum(1 for key in keys if client.delete(key, noreply=False))
+            existed = sum(1 for key in keys if mc.delete(memcached_key(f"{namespace}:{key}"), noreply=False))
         finally:
-            client.close()
+            mc.close()
         out["memcached"] = {"deleted": existed, "absent": len(keys) - existed}
-    if not out:
-        raise ActuatorError("give redis_url and/or memcached_servers")
     return out
-
-
-def _escape(prefix: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix)

@@ -7,11 +7,11 @@ import uuid
 import httpx
 import pytest
 import redis
-from pymemcache.client.base import Client
 
 from agents.actuators import ActuatorError, actuator
 from agents.client import ControlPlaneClient
 from agents.runtime import ActionLoop
+from controlplane.cache import Cache, MemcachedLayer, MemoryLayer, RedisLayer
 from tests.conftest import free_port, require
 
 
@@ -55,28 +55,34 @@ def test_promote_then_repoint(redis_pair):
 
 
 def test_cache_flush_by_key_prefix_and_tag(services):
+    """The actuator invalidates what coreplane's cache library wrote, in every layer."""
     require(services.redis.url, "redis")
     client = redis.Redis.from_url(services.redis.url)
-    prefix = f"flush:{uuid.uuid4().hex}:"
-    client.mset({f"{prefix}{i}": "v" for i in range(700)} | {"keep:" + prefix: "v"})
-    node = services.memcached.servers[0]
-    mc = Client((node.rsplit(":", 1)[0], int(node.rsplit(":", 1)[1])))
-    mc.set("flush-me", b"v", noreply=False)
+    namespace = f"flush-{uuid.uuid4().hex[:8]}"
+    cache = Cache(
+        [(MemoryLayer(), 60), (MemcachedLayer(services.memcached.servers), 300), (RedisLayer(client), 300)],
+        namespace=namespace, redis=client,
+    )  # fmt: skip
     tag = f"products-{uuid.uuid4().hex[:6]}"
-    out = actuator("cache.flush")({"redis_url": services.redis.url, "prefix": prefix, "tags": [tag]})
-    assert out["redis"]["removed"] == 700
-    assert out["redis"]["tag_versions"] == {tag: 1}
-    assert client.get("keep:" + prefix) == b"v"
-    out = actuator("cache.flush")(
-        {"redis_url": services.redis.url, "memcached_servers": [node], "keys": ["flush-me"]}
-    )
+    cache.set_many({f"user:{i}:profile": i for i in range(50)} | {"keep:me": 1}, tags=[])
+    cache.set("catalogue", ["a", "b"], tags=[tag])
+    cache.set("solo", "v")
+    assert cache.get("user:7:profile") == 7 and cache.get("catalogue") == ["a", "b"]
+    params = {"redis_url": services.redis.url, "memcached_servers": services.memcached.servers,
+              "namespace": namespace}  # fmt: skip
+    out = actuator("cache.flush")(params | {"prefix": "user:", "tags": [tag]})
+    assert out["redis"]["tag_versions"] == {tag: 1, f"prefix:{namespace}:user:": 1}
+    time.sleep(0.2)  # the broadcast reaches this process's listener
+    assert cache.get("user:7:profile") is None and cache.get("catalogue") is None
+    assert cache.get("keep:me") == 1  # another prefix
+    out = actuator("cache.flush")(params | {"keys": ["solo"]})
     assert out["memcached"] == {"deleted": 1, "absent": 0}
-    assert mc.get("flush-me") is None
-    with pytest.raises(ActuatorError, match="cannot flush by prefix"):
-        actuator("cache.flush")(
-            {"redis_url": services.redis.url, "memcached_servers": [node], "prefix": "keep:"}
-        )
-    assert client.get("keep:" + prefix) == b"v", "a refused flush must not half-apply"
+    assert out["redis"]["removed"] == 1
+    time.sleep(0.2)
+    assert cache.get("solo") is None
+    with pytest.raises(ActuatorError, match="must end with ':'"):
+        actuator("cache.flush")(params | {"prefix": "user"})
+    cache.close()
 
 
 def test_celery_pool_grows(services, celery_worker):

@@ -1,0 +1,236 @@
+"""The multi-layer cache against the real Redis and Memcached: each layer and the stack,
+tag and prefix invalidation across three processes, a layer killed and restarted, and a
+stampede on a cold key (once per process; once overall with the lease)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+import redis
+
+from agents.config import AgentConfig, TargetConfig
+from agents.daemon import Agent, load_or_register
+from controlplane.cache import Cache, CacheError, MemcachedLayer, MemoryLayer, RedisLayer, backup
+from tests.conftest import ROOT, free_port, require
+
+
+@pytest.fixture
+def redis_client(services):
+    require(services.redis.url, "redis")
+    client = redis.Redis.from_url(services.redis.url)
+    yield client
+    client.close()
+
+
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def test_each_layer_and_the_stack_fill_upwards(services, redis_client):
+    require(services.memcached.servers, "memcached")
+    memory, memcached, red = (
+        MemoryLayer(),
+        MemcachedLayer(services.memcached.servers),
+        RedisLayer(redis_client),
+    )
+    cache = Cache([(memory, 60), (memcached, 300), (red, 3600)], namespace=namespace(), redis=redis_client)
+    cache.set_many({f"item:{i}": {"i": i} for i in range(20)}, tags=["items"])
+    full = [cache._key(f"item:{i}") for i in range(20)]
+    for layer in (memory, memcached, red):  # written to every layer
+        assert len(layer.get_many(full)) == 20, layer.name
+    memory.clear()
+    assert cache.get("item:3") == {"i": 3}  # from Memcached ...
+    assert memory.get(full[3]) is not None  # ... and back in memory
+    memory.clear()
+    memcached.delete_many(full)
+    assert cache.get_many(["item:4", "item:5"]) == {"item:4": {"i": 4}, "item:5": {"i": 5}}  # from Redis
+    assert len(memcached.get_many(full[4:6])) == 2  # filled on the way up
+    stats = cache.stats()["layers"]
+    assert stats["memory"]["misses"] >= 3 and stats["redis"]["hits"] == 2 and stats["memcached"]["hits"] == 1
+    # The in-process layer keeps an entry at most its own TTL (jittered), whatever was asked.
+    short = Cache([(MemoryLayer(), 0.1), (red, 60)], namespace=namespace(), redis=redis_client, jitter=0)
+    short.set("k", 1, ttl_s=60)
+    time.sleep(0.15)
+    assert short.memory.get(short._key("k")) is None and short.get("k") == 1
+    cache.close()
+    short.close()
+
+
+def _worker(config: dict) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.cache.worker", json.dumps(config)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert "ready" in json.loads(proc.stdout.readline())
+    return proc
+
+
+def _ask(proc: subprocess.Popen, command: dict) -> dict:
+    proc.stdin.write(json.dumps(command) + "\n")
+    proc.stdin.flush()
+    return json.loads(proc.stdout.readline())
+
+
+def test_tags_and_prefixes_invalidate_in_three_processes(services, redis_client):
+    ns = namespace()
+    config = {"redis_url": services.redis.url, "memcached": services.memcached.servers, "namespace": ns}
+    workers = [_worker(config) for _ in range(3)]
+    try:
+        keys = {"product:1": ["products"], "product:2": ["products"], "user:42:name": [], "user:7:name": [],
+                "other": []}  # fmt: skip
+        for w in workers:
+            assert _ask(w, {"op": "fill", "keys": keys}) == {"filled": 5}
+        before = [_ask(w, {"op": "peek", "keys": list(keys)}) for w in workers]
+        assert all(b["memory"] == 5 and None not in b["values"].values() for b in before)
+        # The invalidating process has the same layers (it deletes keys from Memcached itself).
+        here = Cache(
+            [(MemcachedLayer(services.memcached.servers), 300), (RedisLayer(redis_client), 300)],
+            namespace=ns, redis=redis_client,
+        )  # fmt: skip
+        here.invalidate(tags=["products"], prefixes=["user:42:"])
+        time.sleep(0.2)
+        for w in workers:
+            values = _ask(w, {"op": "peek", "keys": list(keys)})["values"]
+            assert (
+                values["product:1"] is None and values["product:2"] is None and values["user:42:name"] is None
+            )
+            assert values["user:7:name"] is not None and values["other"] is not None
+        here.invalidate(keys=["other"])
+        time.sleep(0.2)
+        for w in workers:
+            answer = _ask(w, {"op": "peek", "keys": ["other", "user:7:name"]})
+            assert answer["values"]["other"] is None and answer["values"]["user:7:name"] is not None
+        here.close()
+    finally:
+        for w in workers:
+            w.stdin.close()
+            w.wait(timeout=10)
+
+
+def test_a_layer_killed_mid_test_is_skipped_and_rejoins(redis_client, tmp_path):
+    binary = shutil.which("memcached") or "/usr/bin/memcached"
+    port = free_port()
+    command = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16", "-u", "memcache"]
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return proc
+            except OSError:  # not up yet
+                assert time.monotonic() < deadline, "memcached did not start"
+                time.sleep(0.05)
+
+    proc = start()
+    memcached = MemcachedLayer([f"127.0.0.1:{port}"], dead_timeout_s=0.5)
+    cache = Cache(
+        [(MemoryLayer(), 60), (memcached, 300), (RedisLayer(redis_client), 300)],
+        namespace=namespace(), redis=redis_client, retry_after_s=0.5,
+    )  # fmt: skip
+    try:
+        cache.set("a", 1)
+        proc.kill()
+        proc.wait()
+        cache.memory.clear()
+        assert cache.get("a") == 1  # Memcached is gone: served from Redis, no exception
+        assert cache.set("b", 2) and cache.get_or_set("c", lambda: 3) == 3
+        assert cache.stats()["layers"]["memcached"]["errors"] >= 1
+        strict = Cache([(memcached, 300)], namespace=namespace(), strict=True)
+        with pytest.raises(CacheError, match="memcached"):
+            strict.set("x", 1)
+        proc = start()
+        time.sleep(0.6)  # past retry_after_s and the node's dead_timeout
+        deadline = time.monotonic() + 5
+        while not memcached.get_many([cache._key("d")]):
+            cache.set("d", 4)
+            assert time.monotonic() < deadline, "Memcached did not rejoin"
+            time.sleep(0.2)
+    finally:
+        cache.close()
+        proc.kill()
+
+
+@pytest.mark.parametrize(("lease_s", "loads"), [(0, 3), (5, 1)])
+def test_a_stampede_loads_once_per_process_and_once_overall_with_the_lease(
+    services, redis_client, lease_s, loads
+):
+    ns = namespace()
+    counter = f"{ns}:loads"
+    workers = [_worker({"redis_url": services.redis.url, "namespace": ns}) for _ in range(3)]
+    try:
+        for w in workers:  # all three start their 100 calls at (nearly) the same moment
+            w.stdin.write(json.dumps({"op": "stampede", "key": "cold", "threads": 100, "lease_s": lease_s,
+                                      "counter": counter}) + "\n")  # fmt: skip
+            w.stdin.flush()
+        answers = [json.loads(w.stdout.readline()) for w in workers]
+    finally:
+        for w in workers:
+            w.stdin.close()
+            w.wait(timeout=10)
+    assert all(a["calls"] == 100 and a["results"] == ["loaded"] for a in answers)
+    assert all(a["loads"] <= 1 for a in answers)  # single-flight inside each process
+    assert int(redis_client.get(counter)) == loads
+    redis_client.delete(counter)
+
+
+def test_a_namespace_exported_and_imported_keeps_values_ttls_and_validity(redis_client):
+    ns = namespace()
+    cache = Cache([(RedisLayer(redis_client), 3600)], namespace=ns, redis=redis_client, jitter=0)
+    cache.set_many({f"page:{i}": f"v{i}" for i in range(30)}, ttl_s=600, tags=["pages"])
+    cache.set("gone", "old", tags=["doomed"])
+    dump = io.BytesIO()
+    assert backup.export_namespace(redis_client, ns, dump) == 31
+    cache.invalidate(tags=["doomed"])  # after the backup
+    redis_client.delete(*redis_client.keys(f"{ns}:*"))  # a cold cache
+    assert cache.get("page:3") is None
+    dump.seek(0)
+    assert backup.import_namespace(redis_client, dump) == 31
+    assert cache.get("page:3") == "v3" and 500 < redis_client.pttl(f"{ns}:page:3") / 1000 <= 600
+    assert cache.get("gone") is None  # invalidated since the backup: an import does not revive it
+    cache.close()
+
+
+def test_hit_ratios_reach_the_console_through_the_agent(
+    services, redis_client, control_plane_sqlite, tmp_path
+):
+    url, token, _log = control_plane_sqlite
+    ns = namespace()
+    cache = Cache([(MemoryLayer(), 60), (RedisLayer(redis_client), 300)], namespace=ns, redis=redis_client,
+                  report_every_s=0.5)  # fmt: skip
+    for i in range(4):
+        cache.get_or_set(f"k{i}", lambda: "v")  # 4 misses, then 12 hits in memory
+        for _ in range(3):
+            cache.get(f"k{i}")
+    config = AgentConfig(
+        name="cache-stats", control_plane_url=url, token_file=tmp_path / "agent.json", spool_dir=tmp_path / "spool",
+        flush_interval_s=0.5,
+        targets=[TargetConfig(type="cache", name="cache", address=services.redis.url, interval_s=0.5)],
+    )  # fmt: skip
+    agent = Agent(config, load_or_register(config, token))
+    agent.start()
+    try:
+        with httpx.Client(base_url=url) as browser:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/login").text).group(1)
+            browser.post("/login", data={"token": token, "csrf": csrf})
+            deadline = time.monotonic() + 20
+            while f'data-cache="{ns}/memory"' not in (page := browser.get("/").text):
+                assert time.monotonic() < deadline, "the console never showed the cache's hit ratio"
+                time.sleep(0.3)
+        row = re.search(rf'data-cache="{ns}/memory"><td>{ns}</td><td>memory</td><td>([0-9.]+) %', page)
+        assert row and float(row.group(1)) == 75.0  # 12 hits of 16 reads
+    finally:
+        agent.interrupt()
+        agent.stop()
+        cache.close()

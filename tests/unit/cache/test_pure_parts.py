@@ -1,0 +1,85 @@
+"""The cache's parts that need no service: the in-process layer, serializers, prefix tags,
+and the whole stack with only the in-process layer."""
+
+import time
+
+import pytest
+
+from controlplane.cache import Cache, MemoryLayer
+from controlplane.cache.invalidation import check_prefix, implicit_tags
+from controlplane.cache.layers import memcached_key
+from controlplane.cache.serializers import serializer
+
+
+def test_the_memory_layer_evicts_least_recently_used_by_count_and_by_bytes():
+    layer = MemoryLayer(max_entries=3, max_bytes=1000)
+    layer.set_many({"a": b"1", "b": b"2", "c": b"3"}, ttl_s=60)
+    assert layer.get("a") == b"1"  # a is now the most recently used
+    layer.set_many({"d": b"4"}, ttl_s=60)
+    assert layer.get_many(["a", "b", "c", "d"]) == {"a": b"1", "c": b"3", "d": b"4"}
+    assert layer.evictions == 1
+    layer.set_many({"big": b"x" * 990}, ttl_s=60)
+    assert layer.size()[1] <= 1000 and layer.get("big") == b"x" * 990
+    layer.set_many({"huge": b"x" * 2000}, ttl_s=60)  # larger than the whole layer: not stored
+    assert layer.get("huge") is None and layer.get("big") is not None
+
+
+def test_the_memory_layer_expires_entries():
+    layer = MemoryLayer()
+    layer.set_many({"a": b"1"}, ttl_s=0.05)
+    assert layer.get("a") == b"1"
+    time.sleep(0.06)
+    assert layer.get("a") is None and layer.size() == (0, 0)
+
+
+def test_serializers_round_trip_and_pickle_needs_an_opt_in():
+    value = {"n": 1, "list": [1, "two"], "nested": {"ok": True}}
+    for name in ("json", "msgpack"):
+        codec = serializer(name)
+        assert codec.loads(codec.dumps(value)) == value
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        serializer("pickle")
+    codec = serializer("pickle", allow_pickle=True)
+    assert codec.loads(codec.dumps({1, 2})) == {1, 2}
+
+
+def test_prefixes_are_colon_segments_and_become_tags():
+    assert implicit_tags("app", "user:42:profile") == ["prefix:app:user:", "prefix:app:user:42:"]
+    assert implicit_tags("app", "plain") == []
+    check_prefix("user:42:")
+    with pytest.raises(ValueError, match="must end with ':'"):
+        check_prefix("user:4")
+
+
+def test_memcached_keys_stay_within_its_rules():
+    assert memcached_key("app:user:1") == "app:user:1"
+    long_key = memcached_key("k" * 300)
+    spaced = memcached_key("a key with spaces")
+    assert len(long_key) < 250 and " " not in spaced and spaced != "a key with spaces"
+
+
+def test_an_in_process_cache_reads_through_once_per_key_under_concurrency():
+    import threading
+
+    cache = Cache(namespace="unit")
+    calls = []
+
+    def loader():
+        calls.append(1)
+        time.sleep(0.05)
+        return {"v": 1}
+
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_set("k", loader))) for _ in range(50)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and results == [{"v": 1}] * 50
+    assert cache.get("k") == {"v": 1}
+    cache.invalidate(keys=["k"])
+    assert cache.get("k") is None
+    with pytest.raises(Exception, match="needs Redis"):
+        cache.invalidate(tags=["t"])
