@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 TargetType = Literal[
     "redis", "memcached", "postgres", "rabbitmq", "celery", "elasticsearch",
-    "s3", "haproxy", "channels", "http", "host",
+    "s3", "haproxy", "channels", "http", "host", "cache",
 ]  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import agent, failover, ingest, query, select1
+from bench import agent, cache, failover, ingest, query, select1
 from bench.results import save, table
 from controlplane.settings import load_settings
 
@@ -19,6 +19,8 @@ BENCHMARKS = {
     "agent_footprint": agent.run,
     # Writes failover_median_s and failover_max_s (coreplane vs Redis Sentinel).
     "failover": failover.run,
+    # cache_l1_hit_vs_redis_get, cache_zipf_hit_ratio, cache_invalidation_p99_ms, cache_miss_overhead.
+    "cache": cache.run,
 }
 
 

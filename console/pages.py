@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -65,6 +66,24 @@ def _agents(session: Session) -> list[dict]:
     return [{"name": name, "last_seen": last_seen} for name, last_seen in rows]
 
 
+def _cache_ratios(session: Session, now: datetime) -> list[dict]:
+    """The latest hit ratio per cache namespace and layer, from the agents' cache collector."""
+    rows = session.execute(
+        select(InfrastructureMetric.timestamp, InfrastructureMetric.value, InfrastructureMetric.tags)
+        .where(
+            InfrastructureMetric.metric_type == "coreplane_cache_hit_ratio",
+            InfrastructureMetric.timestamp >= now - timedelta(minutes=5),
+        )
+        .order_by(InfrastructureMetric.timestamp.desc())
+        .limit(5000)
+    ).all()
+    latest: dict[tuple[str, str], dict] = {}
+    for at, value, tags in rows:
+        key = ((tags or {}).get("namespace", "?"), (tags or {}).get("layer", "?"))
+        latest.setdefault(key, {"namespace": key[0], "layer": key[1], "hit_ratio": value, "at": at})
+    return sorted(latest.values(), key=lambda r: (r["namespace"], r["layer"]))
+
+
 @router.get("/")
 async def home(
     request: Request, _role: str = Depends(require_session), session: Session = Depends(db_session)
@@ -73,7 +92,11 @@ async def home(
     return _render(
         request,
         "home.html",
-        {"backends": backends, "agents": _agents(session)},
+        {
+            "backends": backends,
+            "agents": _agents(session),
+            "cache": _cache_ratios(session, datetime.now(UTC).replace(tzinfo=None)),
+        },
         block="backends",
     )
 

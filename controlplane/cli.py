@@ -252,6 +252,61 @@ def flower(
     celery.start(argv)
 
 
+cache_app = typer.Typer(help="Back up and restore a cache namespace (values and remaining TTLs).")
+app.add_typer(cache_app, name="cache")
+
+
+def _cache_clients(settings: Settings, location: str):  # type: ignore[no-untyped-def]
+    import redis
+
+    if not settings.redis.url:
+        typer.echo("coreplane: COREPLANE_REDIS__URL is unset: the cache's Redis is needed", err=True)
+        raise typer.Exit(2)
+    s3 = None
+    if location.startswith("s3://"):
+        if not settings.s3.endpoint:
+            typer.echo("coreplane: COREPLANE_S3__ENDPOINT is unset: needed for an s3:// location", err=True)
+            raise typer.Exit(2)
+        from minio import Minio
+
+        s3 = Minio(settings.s3.endpoint, access_key=settings.s3.access_key, secret_key=settings.s3.secret_key,
+                   secure=settings.s3.secure)  # fmt: skip
+    return redis.Redis.from_url(settings.redis.url), s3
+
+
+@cache_app.command("export")
+def cache_export(
+    namespace: Annotated[str, typer.Argument(help="The cache namespace to back up.")],
+    to: Annotated[str, typer.Option(help="A file path, or s3://bucket/object.")],
+) -> None:
+    """Write a namespace's entries (and the tag versions they were written under)."""
+    from controlplane.cache import backup
+
+    client, s3 = _cache_clients(_settings(), to)
+    if s3 is not None:
+        bucket, _, name = to.removeprefix("s3://").partition("/")
+        count = backup.export_to_s3(client, namespace, s3, bucket, name or f"{namespace}.ndjson")
+    else:
+        with Path(to).open("wb") as out:
+            count = backup.export_namespace(client, namespace, out)
+    typer.echo(f"coreplane: exported {count} entr{'y' if count == 1 else 'ies'} of {namespace!r} to {to}")
+
+
+@cache_app.command("import")
+def cache_import(source: Annotated[str, typer.Argument(help="A file path, or s3://bucket/object.")]) -> None:
+    """Restore entries from an export, with their remaining TTLs, to warm a cold cache."""
+    from controlplane.cache import backup
+
+    client, s3 = _cache_clients(_settings(), source)
+    if s3 is not None:
+        bucket, _, name = source.removeprefix("s3://").partition("/")
+        count = backup.import_from_s3(client, s3, bucket, name)
+    else:
+        with Path(source).open("rb") as inp:
+            count = backup.import_namespace(client, inp)
+    typer.echo(f"coreplane: imported {count} entr{'y' if count == 1 else 'ies'} from {source}")
+
+
 @app.command()
 def version() -> None:
     """Print coreplane's version."""

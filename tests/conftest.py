@@ -143,6 +143,29 @@ def control_plane(tmp_path_factory, services) -> ControlPlane:
 
 
 @pytest.fixture
+def control_plane_sqlite(tmp_path, services):
+    """(URL, admin token, log path) of a fresh, private `coreplane serve` on SQLite, with the
+    real services' addresses: for tests that need the rules, catalog and actions empty."""
+    import secrets
+
+    from dotenv import dotenv_values
+
+    port, token = free_port(), secrets.token_urlsafe(32)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
+    env |= {k: v for k, v in dotenv_values(SERVICES_ENV).items() if v is not None}
+    env |= {
+        "COREPLANE_DATABASE_URL": f"sqlite:///{tmp_path}/store.db",
+        "COREPLANE_ADMIN_TOKEN": token,
+        "COREPLANE_SERVER__PORT": str(port),
+    }
+    migrate(env)
+    proc = start_serve(env, tmp_path / "serve.log")
+    yield f"http://127.0.0.1:{port}", token, tmp_path / "serve.log"
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+@pytest.fixture
 def haproxy_lb(tmp_path):
     """start(servers={"s1": port, ...}, check=False) -> (admin socket, frontend port): an
     HAProxy instance from scripts/haproxy-instance.sh whose backend `app` has those servers."""

@@ -21,6 +21,8 @@ class RedisCollector:
             target.address, socket_timeout=target.timeout_s, socket_connect_timeout=target.timeout_s
         )
         self.rates = Rates()
+        self._rdb: bool | None = None
+        self._rdb_checked = 0.0
 
     def collect(self) -> Observation:
         started = time.perf_counter()
@@ -72,14 +74,27 @@ class RedisCollector:
             "coreplane_redis_keys",
             sum(v.get("keys", 0) for k, v in info.items() if k.startswith("db") and isinstance(v, dict)),
         )
-        persisted = info.get("aof_enabled") or info.get("rdb_last_save_time", 0) > 0
         obs.add("coreplane_redis_persistence_enabled", 1 if info.get("aof_enabled") else 0, mode="aof")
+        rdb = self._rdb_enabled()
+        persisted = info.get("aof_enabled") or rdb
+        if rdb is not None:
+            obs.add("coreplane_redis_persistence_enabled", 1 if rdb else 0, mode="rdb")
         if not obs.message:
             kind = "replica" if role == "slave" else "primary"
             obs.message = f"{kind}, {info.get('connected_slaves', 0)} replica(s)"
             if not persisted:
                 obs.message += ", unpersisted"
         return obs
+
+    def _rdb_enabled(self) -> bool | None:
+        """Whether RDB snapshots are configured (None when CONFIG is not allowed)."""
+        if self._rdb is None or self._rdb_checked + 60 < time.monotonic():
+            try:
+                self._rdb = bool(self.client.config_get("save").get("save"))
+            except redis.ResponseError:
+                self._rdb = None
+            self._rdb_checked = time.monotonic()
+        return self._rdb
 
     def close(self) -> None:
         self.client.close()

@@ -18,6 +18,7 @@ COLLECTORS = {
     "channels": "agents.collectors.channels:ChannelsCollector",
     "http": "agents.collectors.http:HttpCollector",
     "host": "agents.collectors.host:HostCollector",
+    "cache": "agents.collectors.cache:CacheCollector",
 }
 
 
