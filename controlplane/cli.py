@@ -298,12 +298,21 @@ def cache_import(source: Annotated[str, typer.Argument(help="A file path, or s3:
     from controlplane.cache import backup
 
     client, s3 = _cache_clients(_settings(), source)
+    errors: tuple[type[Exception], ...] = (OSError,)
     if s3 is not None:
-        bucket, _, name = source.removeprefix("s3://").partition("/")
-        count = backup.import_from_s3(client, s3, bucket, name)
-    else:
-        with Path(source).open("rb") as inp:
-            count = backup.import_namespace(client, inp)
+        from minio.error import S3Error
+
+        errors += (S3Error,)
+    try:
+        if s3 is not None:
+            bucket, _, name = source.removeprefix("s3://").partition("/")
+            count = backup.import_from_s3(client, s3, bucket, name)
+        else:
+            with Path(source).open("rb") as inp:
+                count = backup.import_namespace(client, inp)
+    except errors as exc:
+        typer.echo(f"coreplane: cannot read {source}: {getattr(exc, 'message', None) or exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"coreplane: imported {count} entr{'y' if count == 1 else 'ies'} from {source}")
 
 

@@ -46,6 +46,11 @@ def test_redis_memory_and_keys_grow_when_keys_are_written(services):
     )
     assert figure(after, "coreplane_redis_is_primary") == 1
     assert after.status == "passing"
+    # An unpersisted cache shows: RDB and AOF as Redis is configured.
+    persistence = {tags["mode"]: value for name, value, tags in after.metrics
+                   if name == "coreplane_redis_persistence_enabled"}  # fmt: skip
+    assert persistence["rdb"] == (1 if client.config_get("save")["save"] else 0)
+    assert persistence["aof"] == (1 if client.config_get("appendonly")["appendonly"] == "yes" else 0)
 
 
 def test_redis_connected_replicas_drop_when_a_replica_stops(services):

@@ -234,3 +234,21 @@ def test_hit_ratios_reach_the_console_through_the_agent(
         agent.interrupt()
         agent.stop()
         cache.close()
+
+
+def test_a_namespace_round_trips_through_an_s3_object(services, redis_client, control_plane):
+    require(services.s3.endpoint, "s3")
+    ns = namespace()
+    cache = Cache([(RedisLayer(redis_client), 3600)], namespace=ns, redis=redis_client)
+    cache.set_many({f"doc:{i}": {"i": i} for i in range(10)}, ttl_s=600)
+    target = f"s3://coreplane-backups/{ns}.ndjson"
+    exported = control_plane.coreplane("cache", "export", ns, "--to", target)
+    assert exported.returncode == 0, exported.stderr
+    assert "exported 10 entries" in exported.stdout
+    redis_client.delete(*redis_client.keys(f"{ns}:*"))
+    imported = control_plane.coreplane("cache", "import", target)
+    assert imported.returncode == 0, imported.stderr
+    assert cache.get("doc:7") == {"i": 7}
+    missing = control_plane.coreplane("cache", "import", "s3://coreplane-backups/nothing-here.ndjson")
+    assert missing.returncode != 0
+    cache.close()

@@ -83,3 +83,38 @@ def test_an_in_process_cache_reads_through_once_per_key_under_concurrency():
     assert cache.get("k") is None
     with pytest.raises(Exception, match="needs Redis"):
         cache.invalidate(tags=["t"])
+
+
+def test_a_stale_value_is_served_while_one_refresh_runs():
+    cache = Cache(namespace="swr")
+    calls = []
+
+    def loader():
+        calls.append(time.monotonic())
+        time.sleep(0.1)
+        return len(calls)
+
+    assert cache.get_or_set("k", loader, ttl_s=0.05, stale_ttl_s=5) == 1
+    time.sleep(0.06)  # past its TTL, within the stale window
+    started = time.monotonic()
+    assert [cache.get_or_set("k", loader, ttl_s=0.05, stale_ttl_s=5) for _ in range(5)] == [1] * 5
+    assert time.monotonic() - started < 0.05  # served stale at once, not after the reload
+    time.sleep(0.2)
+    assert len(calls) == 2  # one background refresh for the five stale reads
+    assert cache.get("k") == 2
+
+
+def test_the_figures_reach_prometheus():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from controlplane.cache.prometheus import CacheMetrics
+
+    cache = Cache(namespace="prom")
+    cache.get_or_set("a", lambda: 1)
+    cache.get("a")
+    registry = CollectorRegistry()
+    registry.register(CacheMetrics(cache))
+    text = generate_latest(registry).decode()
+    assert 'coreplane_cache_hits_total{layer="memory",namespace="prom"} 1.0' in text
+    assert 'coreplane_cache_misses_total{layer="memory",namespace="prom"} 1.0' in text
+    assert 'coreplane_cache_entries{namespace="prom"} 1.0' in text
