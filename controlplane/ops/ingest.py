@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from controlplane.catalog import instances
@@ -20,6 +22,9 @@ from controlplane.settings import IngestSettings, RetentionSettings
 from controlplane.store import partitions
 from controlplane.store.models import IngestBatch
 from controlplane.store.writes import EventRow, upsert_rollups, write_events, write_points
+
+# deadlock_detected, lock_not_available, serialization_failure
+RETRYABLE = {"40P01", "55P03", "40001"}
 
 
 def _err(kind: str, index: int | None, field: str | None, reason: str, code: str) -> dict:
@@ -109,17 +114,28 @@ def _claim_batch(session: Session, batch: IngestBatchIn, now: datetime) -> bool:
     return session.execute(stmt).first() is not None
 
 
-def prepare_partitions(engine: Engine, batch: IngestBatchIn) -> None:
-    """Create, in their own transaction, the daily partitions the batch will write to."""
+def prepare_partitions(engine: Engine, batch: IngestBatchIn, attempts: int = 5) -> None:
+    """Create, in their own transaction, the daily partitions the batch will write to.
+
+    Creating a partition locks its parent exclusively; a reader that meanwhile touches
+    the new partition (the policy engine, a query) can deadlock with it, and PostgreSQL
+    then aborts one side: if it is us, we try again rather than fail the batch."""
     if engine.dialect.name != "postgresql":
         return
-    with engine.begin() as conn:
-        partitions.ensure_partitions(
-            conn, table="infrastructure_metrics", days={p.timestamp.date() for p in batch.metrics}
-        )
-        partitions.ensure_partitions(
-            conn, table="infrastructure_events", days={e.timestamp.date() for e in batch.events}
-        )
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as conn:
+                partitions.ensure_partitions(
+                    conn, table="infrastructure_metrics", days={p.timestamp.date() for p in batch.metrics}
+                )
+                partitions.ensure_partitions(
+                    conn, table="infrastructure_events", days={e.timestamp.date() for e in batch.events}
+                )
+            return
+        except OperationalError as exc:
+            if attempt == attempts or getattr(exc.orig, "sqlstate", None) not in RETRYABLE:
+                raise
+            time.sleep(0.05 * attempt)
 
 
 def ingest_batch(

@@ -45,7 +45,10 @@ def ensure_partitions(conn: Connection, *, table: str, days: Iterable[date]) -> 
         if _key(conn, name) in _known:
             continue
         exists = conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar()
-        if not exists:
+        if exists:
+            # Remembered only once seen committed: a creation rolled back must be retried.
+            _known.add(_key(conn, name))
+        else:
             # Serialises concurrent creators (ingest threads, replicas) on one lock per table.
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": table})
             conn.execute(
@@ -55,7 +58,6 @@ def ensure_partitions(conn: Connection, *, table: str, days: Iterable[date]) -> 
                 )
             )
             created.append(name)
-        _known.add(_key(conn, name))
     return created
 
 
