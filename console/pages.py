@@ -12,11 +12,12 @@ from jinja2_fragments.fastapi import Jinja2Blocks
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from controlplane import __version__
+from controlplane import __version__, users
 from controlplane.api.deps import db_session
 from controlplane.auth import matches
 from controlplane.backends import probe_all
-from controlplane.store.models import InfrastructureMetric
+from controlplane.errors import Conflict, NotFound, Rejected
+from controlplane.store.models import InfrastructureMetric, User
 from controlplane.telemetry import HEARTBEAT_METRIC
 
 templates = Jinja2Blocks(directory=Path(__file__).parent / "templates")
@@ -49,8 +50,32 @@ def require_session(request: Request) -> str:
     return role
 
 
+def require_role(min_role: str):  # type: ignore[no-untyped-def]
+    """A page dependency: a session at ``min_role`` or above (403 below it)."""
+
+    def check(role: str = Depends(require_session)) -> str:
+        if users.RANK.get(role, 0) < users.RANK[min_role]:
+            raise HTTPException(403, f"this page needs the {min_role} role; you are {role}")
+        return role
+
+    return check
+
+
+def _actor(request: Request) -> str:
+    return f"user:{request.session.get('user', '?')}"
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
 def _render(request: Request, name: str, context: dict, block: str | None = None) -> Response:
-    context = {"csrf": csrf_token(request), "role": request.session.get("role"), **context}
+    context = {
+        "csrf": csrf_token(request),
+        "role": request.session.get("role"),
+        "user": request.session.get("user"),
+        **context,
+    }
     if block and request.headers.get("HX-Request") == "true":
         return templates.TemplateResponse(request, name, context, block_name=block)
     return templates.TemplateResponse(request, name, context)
@@ -107,15 +132,83 @@ def login_form(request: Request) -> Response:
 
 
 @router.post("/login")
-def login(request: Request, token: str = Form(""), csrf: str = Form("")) -> Response:
+def login(
+    request: Request,
+    username: str = Form(""),
+    password: str = Form(""),
+    token: str = Form(""),
+    csrf: str = Form(""),
+    session: Session = Depends(db_session),
+) -> Response:
+    """A user name and password, or (to bootstrap, before any user exists) the admin token."""
     check_csrf(request, csrf)
-    if not token or not matches(token, request.app.state.admin_token_digest):
-        response = _render(request, "login.html", {"error": "That token is not valid."})
+    limiter = request.app.state.login_limiter
+    client, who = f"ip:{_client(request)}", f"user:{username or '(admin token)'}"
+    wait = limiter.retry_after(client, who)
+    if wait > 0:
+        response = _render(
+            request, "login.html", {"error": f"Too many failed logins: try again in {wait:.0f} s."}
+        )
+        response.status_code, response.headers["Retry-After"] = 429, str(int(wait) + 1)
+        return response
+    if username:
+        user = users.authenticate(session, username, password)
+        identity = (user.username, user.role) if user else None
+    else:
+        ok = bool(token) and matches(token, request.app.state.admin_token_digest)
+        identity = ("admin-token", "admin") if ok else None
+    if identity is None:
+        limiter.failed(client, who)
+        users.audit(session, actor=who, action="login.failed", client=_client(request))
+        response = _render(
+            request, "login.html", {"error": "That user name and password (or token) did not match."}
+        )
         response.status_code = 401
         return response
+    limiter.succeeded(who)
+    users.audit(session, actor=f"user:{identity[0]}", action="login", client=_client(request))
     request.session.clear()
-    request.session["role"] = "admin"
+    request.session["user"], request.session["role"] = identity
     return RedirectResponse("/", status_code=303)
+
+
+@router.get("/users")
+def users_page(
+    request: Request, _role: str = Depends(require_role("admin")), session: Session = Depends(db_session)
+) -> Response:
+    rows = session.scalars(select(User).order_by(User.username)).all()
+    return _render(request, "users.html", {"users": rows, "roles": users.ROLES, "error": None})
+
+
+@router.post("/users")
+def users_change(
+    request: Request,
+    op: str = Form(...),
+    username: str = Form(...),
+    role: str = Form("viewer"),
+    password: str = Form(""),
+    csrf: str = Form(""),
+    _role: str = Depends(require_role("admin")),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Add a user, change a role, disable or enable: each change is audited."""
+    check_csrf(request, csrf)
+    actor = _actor(request)
+    try:
+        if op == "add":
+            users.create_user(session, username=username, password=password, role=role, actor=actor)
+        elif op == "role":
+            users.set_role(session, username=username, role=role, actor=actor)
+        elif op in ("disable", "enable"):
+            users.set_disabled(session, username=username, disabled=op == "disable", actor=actor)
+        else:
+            raise HTTPException(400, f"unknown change {op!r}: add, role, disable or enable")
+    except (Rejected, Conflict, NotFound) as exc:  # refused before anything was written
+        rows = session.scalars(select(User).order_by(User.username)).all()
+        response = _render(request, "users.html", {"users": rows, "roles": users.ROLES, "error": str(exc)})
+        response.status_code = 422 if isinstance(exc, Rejected) else 409 if isinstance(exc, Conflict) else 404
+        return response
+    return RedirectResponse("/users", status_code=303)
 
 
 @router.post("/logout")

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.middleware.sessions import SessionMiddleware
 
 import console
+from console.limits import LoginLimiter
 from console.pages import LoginRequired
 from console.pages import router as console_router
 from controlplane import __version__, auth
@@ -99,6 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.admin_token_digest, secret = _bootstrap_credentials(app, settings)
+    app.state.login_limiter = LoginLimiter()
 
     app.add_middleware(
         SessionMiddleware,

@@ -252,6 +252,78 @@ def flower(
     celery.start(argv)
 
 
+user_app = typer.Typer(help="Console users: add, list, change a role, disable or enable.")
+app.add_typer(user_app, name="user")
+
+
+def _user_change(change) -> None:  # type: ignore[no-untyped-def]
+    from controlplane.errors import Conflict, NotFound, Rejected
+    from controlplane.store.db import make_engine, make_sessionmaker
+
+    engine = make_engine(_settings().database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            change(session)
+    except (Rejected, Conflict, NotFound) as exc:
+        typer.echo(f"coreplane: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
+) -> None:
+    """Add a console user (the password is asked for, or read from stdin)."""
+    import sys
+
+    from controlplane import users
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _user_change(lambda s: users.create_user(s, username=username, password=password, role=role, actor="cli"))
+    typer.echo(f"coreplane: added {username} ({role})")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """Users, their roles and whether they are disabled."""
+    from sqlalchemy import select
+
+    from controlplane.store.models import User
+
+    def show(session) -> None:  # type: ignore[no-untyped-def]
+        for user in session.scalars(select(User).order_by(User.username)):
+            typer.echo(f"{user.username}\t{user.role}\t{'disabled' if user.disabled else 'active'}")
+
+    _user_change(show)
+
+
+@user_app.command("set-role")
+def user_set_role(username: str, role: str) -> None:
+    """Change a user's role."""
+    from controlplane import users
+
+    _user_change(lambda s: users.set_role(s, username=username, role=role, actor="cli"))
+    typer.echo(f"coreplane: {username} is now {role}")
+
+
+@user_app.command("disable")
+def user_disable(
+    username: str, enable: Annotated[bool, typer.Option(help="Enable instead.")] = False
+) -> None:
+    """Disable (or, with --enable, enable) a user."""
+    from controlplane import users
+
+    _user_change(lambda s: users.set_disabled(s, username=username, disabled=not enable, actor="cli"))
+    typer.echo(f"coreplane: {username} is {'enabled' if enable else 'disabled'}")
+
+
 cache_app = typer.Typer(help="Back up and restore a cache namespace (values and remaining TTLs).")
 app.add_typer(cache_app, name="cache")
 

@@ -277,6 +277,21 @@ class RuleEvaluation(Base):
     context: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
 
 
+class AuditEntry(Base):
+    """Every change a person (or token) made: who, what, to which thing, from where."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))  # user.create, rules.replace, login.failed, ...
+    target: Mapped[str | None] = mapped_column(String(200))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    client: Mapped[str | None] = mapped_column(String(100))
+
+
 class LeaderLease(Base):
     """Who leads (evaluates rules, dispatches actions) and until when; the PostgreSQL
     advisory lock decides, this row tells everyone else."""

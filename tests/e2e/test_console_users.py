@@ -1,0 +1,67 @@
+"""Console users against a real `coreplane serve`: roles enforced on the server, CSRF on
+every form, hashed passwords, login rate limiting, an audit entry for every change."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import sqlalchemy as sa
+
+PASSWORD = "correct horse battery staple"
+
+
+def _login(url: str, **form: str) -> tuple[httpx.Client, httpx.Response]:
+    client = httpx.Client(base_url=url)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+    return client, client.post("/login", data={"csrf": csrf, **form})
+
+
+def _csrf(client: httpx.Client, page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', client.get(page).text).group(1)
+
+
+def test_users_roles_csrf_rate_limit_and_audit(control_plane_sqlite, tmp_path):
+    url, token, _log = control_plane_sqlite
+    admin, answer = _login(url, token=token)
+    assert answer.status_code == 303
+    assert admin.get("/users").status_code == 200
+    csrf = _csrf(admin, "/users")
+    for name, role in (("vera", "viewer"), ("otto", "operator")):
+        added = admin.post("/users", data={"csrf": csrf, "op": "add", "username": name, "password": PASSWORD,
+                                           "role": role})  # fmt: skip
+        assert added.status_code == 303, added.text
+    # A form without its CSRF token is refused, and nothing changes.
+    forged = admin.post("/users", data={"op": "role", "username": "vera", "role": "admin"})
+    assert forged.status_code == 403
+    refused = admin.post("/users", data={"csrf": csrf, "op": "add", "username": "weak", "password": "short",
+                                         "role": "viewer"})  # fmt: skip
+    assert refused.status_code == 422 and "at least 12 characters" in refused.text
+
+    viewer, answer = _login(url, username="vera", password=PASSWORD)
+    assert answer.status_code == 303
+    home = viewer.get("/")
+    assert home.status_code == 200 and 'href="/users"' not in home.text and "vera · viewer" in home.text
+    assert viewer.get("/users").status_code == 403  # the page, and ...
+    assert viewer.post("/users", data={"csrf": _csrf(viewer, "/"), "op": "role", "username": "vera",
+                                       "role": "admin"}).status_code == 403  # ... a forged change  # fmt: skip
+
+    # Five failures for one name, then even the right password waits.
+    for _ in range(5):
+        _, wrong = _login(url, username="otto", password="not the password")
+        assert wrong.status_code == 401
+    _, limited = _login(url, username="otto", password=PASSWORD)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    with engine.connect() as conn:
+        hashes = conn.execute(sa.text("SELECT password_hash FROM users")).scalars().all()
+        audit = conn.execute(sa.text("SELECT actor, action, target FROM audit_log ORDER BY at")).all()
+    engine.dispose()
+    assert all(h.startswith("$argon2id$") and PASSWORD not in h for h in hashes) and len(hashes) == 2
+    actions = [(a.action, a.target) for a in audit]
+    assert ("user.create", "vera") in actions and ("user.create", "otto") in actions
+    assert len([a for a in audit if a.action == "login.failed" and a.actor == "user:otto"]) == 5
+    assert ("user.role", "vera") not in actions  # the forged and refused changes left no trace
+    for client in (admin, viewer):
+        client.close()
