@@ -12,7 +12,7 @@ from jinja2_fragments.fastapi import Jinja2Blocks
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from controlplane import __version__, users
+from controlplane import __version__, audit, users
 from controlplane.api.deps import db_session
 from controlplane.auth import matches
 from controlplane.backends import probe_all
@@ -159,14 +159,14 @@ def login(
         identity = ("admin-token", "admin") if ok else None
     if identity is None:
         limiter.failed(client, who)
-        users.audit(session, actor=who, action="login.failed", client=_client(request))
+        audit.record(session, actor=who, action="login.failed", client=_client(request))
         response = _render(
             request, "login.html", {"error": "That user name and password (or token) did not match."}
         )
         response.status_code = 401
         return response
     limiter.succeeded(who)
-    users.audit(session, actor=f"user:{identity[0]}", action="login", client=_client(request))
+    audit.record(session, actor=f"user:{identity[0]}", action="login", client=_client(request))
     request.session.clear()
     request.session["user"], request.session["role"] = identity
     return RedirectResponse("/", status_code=303)

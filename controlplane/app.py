@@ -21,6 +21,7 @@ from controlplane import __version__, auth
 from controlplane.api import (
     actions,
     agents,
+    audit_routes,
     catalog,
     events,
     health,
@@ -134,6 +135,7 @@ def create_app(settings: Settings) -> FastAPI:
         catalog.router,
         rules.router,
         leader_routes.router,
+        audit_routes.router,
     ):
         api.include_router(router)
     app.include_router(api)

@@ -1,20 +1,20 @@
 """Console users: passwords hashed with Argon2id (argon2-cffi), roles viewer < operator <
-admin, and the audit log every change goes to. Functions take the session first and
+admin; every change goes to the audit log. Functions take the session first and
 never commit."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane.audit import record
 from controlplane.errors import Conflict, NotFound, Rejected
-from controlplane.store.models import AuditEntry, User
+from controlplane.store.models import User
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES, start=1)}
@@ -27,13 +27,6 @@ _DUMMY = _hasher.hash("not a password anyone has")
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def audit(session: Session, *, actor: str, action: str, target: str | None = None,
-          details: dict[str, Any] | None = None, client: str | None = None) -> None:  # fmt: skip
-    session.add(
-        AuditEntry(at=_now(), actor=actor, action=action, target=target, details=details, client=client)
-    )
 
 
 def _check(role: str, password: str | None) -> None:
@@ -53,7 +46,7 @@ def create_user(session: Session, *, username: str, password: str, role: str, ac
         raise Conflict(f"a user named {username!r} exists already")
     user = User(username=username, password_hash=_hasher.hash(password), role=role, created_at=_now())
     session.add(user)
-    audit(session, actor=actor, action="user.create", target=username, details={"role": role})
+    record(session, actor=actor, action="user.create", target=username, details={"role": role})
     return user
 
 
@@ -67,7 +60,7 @@ def get_user(session: Session, username: str) -> User:
 def set_role(session: Session, *, username: str, role: str, actor: str) -> User:
     _check(role, None)
     user = get_user(session, username)
-    audit(session, actor=actor, action="user.role", target=username, details={"from": user.role, "to": role})
+    record(session, actor=actor, action="user.role", target=username, details={"from": user.role, "to": role})
     user.role = role
     return user
 
@@ -75,7 +68,7 @@ def set_role(session: Session, *, username: str, role: str, actor: str) -> User:
 def set_disabled(session: Session, *, username: str, disabled: bool, actor: str) -> User:
     user = get_user(session, username)
     user.disabled = disabled
-    audit(session, actor=actor, action="user.disable" if disabled else "user.enable", target=username)
+    record(session, actor=actor, action="user.disable" if disabled else "user.enable", target=username)
     return user
 
 

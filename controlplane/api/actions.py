@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane import audit
 from controlplane.actions import lifecycle, plans
 from controlplane.api.deps import AGENT_OR_ADMIN, OPERATOR, VIEWER, Principal, db_session
 from controlplane.errors import NotFound, Rejected
@@ -141,6 +142,9 @@ def create_action(
         timeout_s=timeout,
         now=_now(),
     )
+    if _created:
+        audit.record(session, actor=f"{who.kind}:{who.name}", action="action.create",
+                     target=f"{action.kind} {action.target}", details={"id": str(action.id)})  # fmt: skip
     return _out(action)
 
 
@@ -195,6 +199,7 @@ def cancel_action(
     lifecycle.cancel(
         session, action, actor=f"{who.kind}:{who.name}", now=_now(), note="cancelled over the API"
     )
+    audit.record(session, actor=f"{who.kind}:{who.name}", action="action.cancel", target=str(action.id))
     return _out(action)
 
 

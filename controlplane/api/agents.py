@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from controlplane import audit
 from controlplane.api.catalog import InstanceIn
 from controlplane.api.deps import ADMIN, AGENT_OR_ADMIN, Principal, db_session
 from controlplane.auth import digest, new_token
@@ -43,7 +44,7 @@ class AgentRegistered(BaseModel):
 )
 def register(
     agent_in: AgentRegisterIn,
-    _admin: Principal = Depends(ADMIN),
+    admin: Principal = Depends(ADMIN),
     session: Session = Depends(db_session),
 ) -> AgentRegistered:
     if session.scalars(select(Agent).where(Agent.name == agent_in.name)).first() is not None:
@@ -52,6 +53,7 @@ def register(
     agent = Agent(name=agent_in.name, token_digest=digest(token), registered_at=_now())
     session.add(agent)
     session.flush()
+    audit.record(session, actor=f"{admin.kind}:{admin.name}", action="agent.register", target=agent.name)
     return AgentRegistered(id=agent.id, name=agent.name, token=token)
 
 

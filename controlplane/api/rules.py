@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane import audit
 from controlplane.api.deps import ADMIN, VIEWER, Principal, db_session
 from controlplane.errors import Rejected
 from controlplane.policy import rules as rules_mod
@@ -60,6 +61,8 @@ def replace_rules(
         updated_by=who.name,
         now=now,
     )
+    audit.record(session, actor=f"{who.kind}:{who.name}", action="rules.replace", target=RULES_SETTING,
+                 details={"version": row.version})  # fmt: skip
     return _document(row.version, rules_in.yaml)
 
 

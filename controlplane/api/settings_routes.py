@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from controlplane import audit
 from controlplane.api.deps import ADMIN, VIEWER, Principal, db_session
 from controlplane.errors import Conflict, Rejected
 from controlplane.schemas.ingest import UtcDatetime
@@ -75,6 +76,8 @@ def replace_setting(
         )
     except IntegrityError:
         raise Conflict(f"{setting_type!r} was written concurrently: GET it and retry") from None
+    audit.record(session, actor=f"{principal.kind}:{principal.name}", action="setting.replace",
+                 target=setting_type, details={"version": row.version})  # fmt: skip
     return SettingOut.model_validate(row, from_attributes=True)
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from controlplane import audit
 from controlplane.api.deps import ADMIN, Principal, db_session
 from controlplane.auth import digest, new_token
 from controlplane.errors import NotFound
@@ -45,12 +46,14 @@ def create_token(
     )
     session.add(row)
     session.flush()
+    audit.record(session, actor=f"{admin.kind}:{admin.name}", action="token.create", target=row.name,
+                 details={"id": str(row.id), "role": row.role})  # fmt: skip
     return TokenCreated(id=row.id, name=row.name, role=row.role, token=token)
 
 
 @router.delete("/{token_id}", status_code=204, summary="Revoke an API token")
 def revoke_token(
-    token_id: uuid.UUID, _admin: Principal = Depends(ADMIN), session: Session = Depends(db_session)
+    token_id: uuid.UUID, admin: Principal = Depends(ADMIN), session: Session = Depends(db_session)
 ) -> None:
     revoked = session.execute(
         update(ApiToken)
@@ -59,3 +62,4 @@ def revoke_token(
     ).rowcount
     if not revoked:
         raise NotFound(f"no active token {token_id}")
+    audit.record(session, actor=f"{admin.kind}:{admin.name}", action="token.revoke", target=str(token_id))

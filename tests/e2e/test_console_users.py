@@ -63,5 +63,13 @@ def test_users_roles_csrf_rate_limit_and_audit(control_plane_sqlite, tmp_path):
     assert ("user.create", "vera") in actions and ("user.create", "otto") in actions
     assert len([a for a in audit if a.action == "login.failed" and a.actor == "user:otto"]) == 5
     assert ("user.role", "vera") not in actions  # the forged and refused changes left no trace
+    # API changes are audited too, and the log is readable by admins only.
+    bearer = {"Authorization": f"Bearer {token}"}
+    put = httpx.put(
+        f"{url}/api/v1/settings/feature.flags", headers=bearer, json={"value": {"x": 1}, "version": 0}
+    )
+    assert put.status_code == 200
+    log = httpx.get(f"{url}/api/v1/audit", headers=bearer, params={"action": "setting.replace"}).json()
+    assert [(e["actor"], e["target"]) for e in log] == [("admin:admin", "feature.flags")]
     for client in (admin, viewer):
         client.close()
