@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.middleware.sessions import SessionMiddleware
 
 import console
+from console.actions import router as console_actions_router
 from console.limits import LoginLimiter
 from console.pages import LoginRequired
 from console.pages import router as console_router
@@ -141,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api)
     _add_component_schemas(app)
     app.include_router(console_router)
+    app.include_router(console_actions_router)
     app.mount("/static", StaticFiles(directory=Path(console.__file__).parent / "static"), name="static")
     return app
 

@@ -217,6 +217,9 @@ def _celery_or_exit(settings: Settings):  # type: ignore[no-untyped-def]
 def worker(
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "celery",
+    name: Annotated[
+        str | None, typer.Option(help="Worker node name, e.g. tasks-1@%h [default: celery@<host>].")
+    ] = None,
     ping: Annotated[
         bool, typer.Option("--ping", help="Exit 0 if a worker answers a ping (health check).")
     ] = False,
@@ -227,9 +230,8 @@ def worker(
         answers = celery.control.ping(timeout=3.0)
         typer.echo(f"{len(answers)} worker(s) answered")
         raise typer.Exit(0 if answers else 1)
-    celery.worker_main(
-        ["worker", f"--concurrency={concurrency}", f"--queues={queues}", "--loglevel=INFO", "-E"]
-    )
+    argv = ["worker", f"--concurrency={concurrency}", f"--queues={queues}", "--loglevel=INFO", "-E"]
+    celery.worker_main(argv + ([f"--hostname={name}"] if name else []))
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -198,25 +199,33 @@ def haproxy_lb(tmp_path):
         subprocess.run(["bash", helper, "stop", name], check=True)
 
 
-@pytest.fixture
-def celery_worker(services, control_plane):
-    """A real `coreplane worker --concurrency=1`, answering pings; yields the Celery app."""
+@contextlib.contextmanager
+def running_worker(services: Settings, env: dict[str, str], *args: str, name: str | None = None):  # type: ignore[no-untyped-def]
+    """A real `coreplane worker --concurrency=1 ARGS`, answering pings; yields the Celery app."""
     import subprocess
     import time
 
     from controlplane.tasks import make_celery
 
     proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "coreplane"), "worker", "--concurrency=1"],
-        env=control_plane.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [str(ROOT / ".venv" / "bin" / "coreplane"), "worker", "--concurrency=1", *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     celery = make_celery(services)
     deadline = time.monotonic() + 60
-    while not celery.control.ping(timeout=1):
+    while not celery.control.ping(timeout=1, destination=[name] if name else None):
         assert proc.poll() is None and time.monotonic() < deadline, "the Celery worker did not come up"
-    yield celery
-    proc.terminate()
     try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield celery
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def celery_worker(services, control_plane):
+    with running_worker(services, control_plane.env) as celery:
+        yield celery

@@ -3,34 +3,51 @@ queue shrinks it; never past the bounds; the cooldown holds between two changes.
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from datetime import datetime
 from itertools import pairwise
 
 import httpx
+import pytest
+from dotenv import dotenv_values
 
 from agents.config import AgentConfig, TargetConfig
 from agents.daemon import Agent, load_or_register
+from tests.conftest import SERVICES_ENV, running_worker
 
 COOLDOWN_S = 6
+RUN = uuid.uuid4().hex[:8]
+QUEUE, WORKER = f"scaling-{RUN}", f"scaling-{RUN}@test"
 RULES = f"""
 - name: tasks-scale-up
   trigger:
     metric: {{name: coreplane_celery_queue_length, service: tasks, agg: max, window_s: 3, op: ">", threshold: 5,
              for_s: 2}}
-  action: {{kind: scale, target: tasks, params: {{op: grow, n: 1, min: 1, max: 3}}}}
+  action: {{kind: scale, target: tasks, params: {{op: grow, n: 1, min: 1, max: 3, destination: ["{WORKER}"]}}}}
   cooldown_s: {COOLDOWN_S}
 - name: tasks-scale-down
   trigger:
     metric: {{name: coreplane_celery_queue_length, service: tasks, agg: max, window_s: 3, op: "<", threshold: 1,
              for_s: 3}}
-  action: {{kind: scale, target: tasks, params: {{op: shrink, n: 1, min: 1, max: 3}}}}
+  action: {{kind: scale, target: tasks, params: {{op: shrink, n: 1, min: 1, max: 3, destination: ["{WORKER}"]}}}}
   cooldown_s: {COOLDOWN_S}
 """
 
 
+@pytest.fixture
+def own_worker(services, control_plane_sqlite):
+    """A worker of this test's own, on a queue of its own: no other worker takes its tasks,
+    and pool changes reach only it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
+    env |= {k: v for k, v in dotenv_values(SERVICES_ENV).items() if v is not None}
+    with running_worker(services, env, f"--queues={QUEUE}", f"--name={WORKER}", name=WORKER) as celery:
+        yield celery
+
+
 def test_a_backlog_grows_the_pool_and_idleness_shrinks_it(
-    control_plane_sqlite, celery_worker, services, tmp_path
+    control_plane_sqlite, own_worker, services, tmp_path
 ):
     url, token, log = control_plane_sqlite
     admin = {"Authorization": f"Bearer {token}"}
@@ -38,14 +55,14 @@ def test_a_backlog_grows_the_pool_and_idleness_shrinks_it(
     assert put.status_code == 200, put.text
 
     def pool_size() -> int:
-        stats = celery_worker.control.inspect(timeout=2).stats() or {}
-        return len(next(iter(stats.values()))["pool"]["processes"]) if stats else -1
+        stats = own_worker.control.inspect(timeout=2, destination=[WORKER]).stats() or {}
+        return len(stats[WORKER]["pool"]["processes"]) if WORKER in stats else -1
 
     config = AgentConfig(
         name="scaling-agent", control_plane_url=url, token_file=tmp_path / "agent.json",
         spool_dir=tmp_path / "spool", heartbeat_interval_s=1, flush_interval_s=1,
         targets=[TargetConfig(type="celery", name="tasks", address=services.rabbitmq.url, interval_s=1,
-                              options={"queues": ["celery"], "inspect_interval_s": 5})],
+                              options={"queues": [QUEUE], "inspect_interval_s": 5})],
     )  # fmt: skip
     agent = Agent(config, load_or_register(config, token))
     agent.start()
@@ -53,7 +70,7 @@ def test_a_backlog_grows_the_pool_and_idleness_shrinks_it(
     try:
         assert pool_size() == 1
         for _ in range(40):
-            celery_worker.send_task("coreplane.sleep", args=[1.0])
+            own_worker.send_task("coreplane.sleep", args=[1.0], queue=QUEUE)
         deadline = time.monotonic() + 90
         grew = False
         while True:

@@ -1,0 +1,162 @@
+"""Console pages for actions: the list, one action's lifecycle and audit trail (refreshed
+while it runs), and triggering one (operators) through a confirmation step that says
+exactly what will happen before anything does."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from console.pages import _actor, _client, _render, check_csrf, require_role
+from controlplane import audit
+from controlplane.actions import lifecycle
+from controlplane.api.deps import db_session
+from controlplane.catalog.instances import describe
+from controlplane.store.models import Action, RuleEvaluation
+
+router = APIRouter(include_in_schema=False)
+KINDS = {
+    "cache.invalidate": "Invalidate cache entries (tags, a prefix or keys) in every process",
+    "failover": "Promote a Redis replica and repoint the others",
+    "scale": "Grow or shrink the Celery worker pool",
+    "drain": "Set an HAProxy server's state (drain, maint, ready)",
+}
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
+def _params(kind: str, form: dict[str, str]) -> dict:
+    """The action's parameters from the form, as the API would take them."""
+    if kind == "cache.invalidate":
+        params = {"namespace": form.get("namespace") or "default", "tags": _split(form.get("tags", "")),
+                  "keys": _split(form.get("keys", ""))}  # fmt: skip
+        if form.get("prefix"):
+            params["prefix"] = form["prefix"]
+        if not (params["tags"] or params["keys"] or form.get("prefix")):
+            raise HTTPException(422, "give tags, keys or a prefix to invalidate")
+        return params
+    if kind == "failover":
+        return {"force": form.get("force") == "on"}
+    if kind == "scale":
+        return {"op": form.get("op", "grow"), "n": int(form.get("n") or 1),
+                "min": int(form.get("min") or 1), "max": int(form.get("max") or 4)}  # fmt: skip
+    if kind == "drain":
+        return {"backend": form.get("backend", ""), "server": form.get("server", ""),
+                "state": form.get("state", "drain")}  # fmt: skip
+    raise HTTPException(422, f"unknown action kind {kind!r}; the console offers {', '.join(KINDS)}")
+
+
+def _plan(session: Session, kind: str, target: str, params: dict) -> list[str]:
+    """What will happen, in words, from the catalog as it is now."""
+    services = {s["name"]: s for s in describe(session)}
+    service = services.get(target)
+    if service is None:
+        return [f"Nothing: {target!r} is not in the catalog, so no agent would carry it out."]
+    watched = [i for i in service["instances"] if i["agent"]]
+    if kind == "cache.invalidate":
+        what = f"the tag versions of {', '.join(params['tags']) or 'no tag'}"
+        if params.get("prefix"):
+            what += f" and the prefix {params['prefix']!r}"
+        keys = ", ".join(params["keys"]) or "(none)"
+        steps = [
+            f"Bump {what} in namespace {params['namespace']!r}, and delete keys {keys}.",
+            "Every process using the cache drops its in-process copies at once (broadcast).",
+        ]
+    elif kind == "failover":
+        guard = (
+            "Fail over even if the primary is up."
+            if params["force"]
+            else "Refuse unless the primary is critical."
+        )
+        steps = [
+            guard,
+            "Promote the healthy replica with the highest replication offset, then repoint the others.",
+        ]
+    elif kind == "scale":
+        steps = [f"{params['op'].capitalize()} the worker pool by {params['n']}, "
+                 f"within {params['min']}..{params['max']} processes."]  # fmt: skip
+    else:
+        steps = [f"Set {params['backend']}/{params['server']} to {params['state'].upper()} in HAProxy."]
+    agents = sorted({i["agent"] for i in watched})
+    steps.append(
+        f"Carried out by agent(s) {', '.join(agents)}." if agents else "No agent watches it: it fails."
+    )
+    return steps
+
+
+@router.get("/actions")
+def actions_page(
+    request: Request, role: str = Depends(require_role("viewer")), session: Session = Depends(db_session)
+) -> Response:
+    rows = session.scalars(
+        select(Action).where(Action.parent_id.is_(None)).order_by(Action.created_at.desc()).limit(100)
+    ).all()
+    services = [s["name"] for s in describe(session)]
+    return _render(request, "actions.html", {"actions": rows, "kinds": KINDS, "services": services,
+                                             "can_act": role in ("operator", "admin")})  # fmt: skip
+
+
+async def _submitted(request: Request) -> tuple[dict[str, str], str, str, dict]:
+    """(form, kind, target, params) of a trigger form, its CSRF token checked."""
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    check_csrf(request, form.get("csrf", ""))
+    kind, target = form.get("kind", ""), form.get("target", "")
+    return form, kind, target, _params(kind, form)
+
+
+@router.post("/actions/preview")
+async def preview(
+    request: Request, _role: str = Depends(require_role("operator")), session: Session = Depends(db_session)
+) -> Response:
+    form, kind, target, params = await _submitted(request)
+    # The key makes a confirmation posted twice (a double click, the back button) one action.
+    form["idempotency_key"] = f"console-{uuid.uuid4().hex}"
+    context = {"kind": kind, "target": target, "params": params, "form": form,
+               "steps": _plan(session, kind, target, params)}  # fmt: skip
+    return _render(request, "action_confirm.html", context)
+
+
+@router.post("/actions/confirm")
+async def confirm(
+    request: Request, _role: str = Depends(require_role("operator")), session: Session = Depends(db_session)
+) -> Response:
+    form, kind, target, params = await _submitted(request)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    action, created = lifecycle.create(
+        session, kind=kind, target=target, params=params, requested_by=_actor(request),
+        reason=form.get("reason") or "from the console", idempotency_key=form.get("idempotency_key") or None,
+        timeout_s=request.app.state.settings.control.action_timeout_s, now=now,
+    )  # fmt: skip
+    if created:
+        audit.record(session, actor=_actor(request), action="action.create", target=f"{kind} {target}",
+                     details={"id": str(action.id)}, client=_client(request))  # fmt: skip
+    return RedirectResponse(f"/actions/{action.id}", status_code=303)
+
+
+@router.get("/actions/{action_id}")
+def action_page(
+    request: Request,
+    action_id: uuid.UUID,
+    _role: str = Depends(require_role("viewer")),
+    session: Session = Depends(db_session),
+) -> Response:
+    action = session.get(Action, action_id)
+    if action is None:
+        raise HTTPException(404, f"no action {action_id}")
+    context = {
+        "action": action,
+        "audit": lifecycle.audit(session, action_id),
+        "steps": lifecycle.children(session, action),
+        "evaluations": session.scalars(
+            select(RuleEvaluation).where(RuleEvaluation.action_id == action_id)
+        ).all(),
+        "finished": action.state in lifecycle.FINISHED,
+    }
+    return _render(request, "action.html", context, block="live")

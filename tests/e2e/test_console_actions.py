@@ -1,0 +1,90 @@
+"""Triggering an action from the console, for real: an operator previews a cache
+invalidation (the page says what will happen and who will do it), confirms, and watches
+it succeed against the real Redis; a confirmation posted twice is one action; a viewer
+has no form and the server refuses a forged request; a missing CSRF token is refused."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import httpx
+import redis
+
+from agents.config import AgentConfig, TargetConfig
+from agents.daemon import Agent, load_or_register
+from tests.conftest import require
+
+PASSWORD = "correct horse battery staple"
+
+
+def _login(url: str, **form: str) -> httpx.Client:
+    client = httpx.Client(base_url=url)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+    assert client.post("/login", data={"csrf": csrf, **form}).status_code == 303
+    return client
+
+
+def _csrf(page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def test_an_operator_previews_confirms_and_watches_an_invalidation(control_plane_sqlite, services, tmp_path):
+    require(services.redis.url, "redis")
+    url, token, _log = control_plane_sqlite
+    admin = _login(url, token=token)
+    csrf = _csrf(admin.get("/users").text)
+    for name, role in (("otto", "operator"), ("vera", "viewer")):
+        admin.post(
+            "/users", data={"csrf": csrf, "op": "add", "username": name, "password": PASSWORD, "role": role}
+        )
+    config = AgentConfig(
+        name="console-agent", control_plane_url=url, token_file=tmp_path / "agent.json", spool_dir=tmp_path / "spool",
+        heartbeat_interval_s=0.5, flush_interval_s=1,
+        targets=[TargetConfig(type="redis", name="cache", address=services.redis.url, role="primary", interval_s=1)],
+    )  # fmt: skip
+    agent = Agent(config, load_or_register(config, token))
+    agent.start()
+    tag = f"products-{uuid.uuid4().hex[:6]}"
+    try:
+        operator = _login(url, username="otto", password=PASSWORD)
+        deadline = time.monotonic() + 15
+        while '<option value="cache">' not in (page := operator.get("/actions").text):
+            assert time.monotonic() < deadline, "the catalog never listed the cache"
+            time.sleep(0.2)
+        assert "Trigger an action" in page
+        form = {"csrf": _csrf(page), "kind": "cache.invalidate", "target": "cache", "tags": tag,
+                "namespace": "default", "reason": "products repriced"}  # fmt: skip
+        assert (
+            operator.post("/actions/preview", data={k: v for k, v in form.items() if k != "csrf"}).status_code
+            == 403
+        )
+        preview = operator.post("/actions/preview", data=form)
+        assert preview.status_code == 200
+        assert f"Bump the tag versions of {tag}" in preview.text and "agent(s) console-agent" in preview.text
+        hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', preview.text))
+        done = operator.post("/actions/confirm", data=hidden)
+        assert done.status_code == 303
+        again = operator.post("/actions/confirm", data=hidden)  # posted twice: one action
+        assert again.headers["location"] == done.headers["location"]
+        deadline = time.monotonic() + 15
+        while 'data-state="succeeded"' not in (detail := operator.get(done.headers["location"]).text):
+            assert 'data-state="failed"' not in detail, detail
+            assert time.monotonic() < deadline, "the invalidation did not succeed"
+            time.sleep(0.2)
+        assert "cache.flush" in detail and "user:otto" in detail and "products repriced" in detail
+        assert redis.Redis.from_url(services.redis.url).get(f"coreplane:tag:{tag}") == b"1"
+
+        viewer = _login(url, username="vera", password=PASSWORD)
+        page = viewer.get("/actions").text
+        assert (
+            "Trigger an action" not in page and done.headers["location"] in page
+        )  # sees it, cannot start one
+        forged = viewer.post("/actions/confirm", data={**hidden, "csrf": _csrf(page), "idempotency_key": "x"})
+        assert forged.status_code == 403
+        for client in (admin, operator, viewer):
+            client.close()
+    finally:
+        agent.interrupt()
+        agent.stop()
