@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,15 +115,12 @@ async def home(
     request: Request, _role: str = Depends(require_session), session: Session = Depends(db_session)
 ) -> Response:
     backends = await probe_all(request.app.state.settings, request.app.state.engine)
+    # Off the event loop: a query waiting on the store must not stall every other request.
+    agents, cache = await asyncio.to_thread(
+        lambda: (_agents(session), _cache_ratios(session, datetime.now(UTC).replace(tzinfo=None)))
+    )
     return _render(
-        request,
-        "home.html",
-        {
-            "backends": backends,
-            "agents": _agents(session),
-            "cache": _cache_ratios(session, datetime.now(UTC).replace(tzinfo=None)),
-        },
-        block="backends",
+        request, "home.html", {"backends": backends, "agents": agents, "cache": cache}, block="backends"
     )
 
 

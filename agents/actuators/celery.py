@@ -14,6 +14,8 @@ def pool(params: dict[str, Any]) -> dict[str, Any]:
     app = Celery(broker=broker)
     destination = params.get("destination")  # worker names; all when unset
     kwargs = {"reply": True, "timeout": 5.0, "destination": destination}
+    if destination:
+        kwargs["limit"] = len(destination)  # stop waiting once every named worker answered
     n = int(params.get("n", 1))
     if op in ("grow", "shrink") and (params.get("min") is not None or params.get("max") is not None):
         n, sizes = _within_bounds(app, op, n, params.get("min"), params.get("max"), destination)
@@ -40,7 +42,8 @@ def _within_bounds(
     app: Celery, op: str, n: int, low: int | None, high: int | None, destination
 ) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
     """How far ``op`` may go without a pool leaving [low, high] (by the pool closest to the bound)."""
-    stats = app.control.inspect(timeout=2.0, destination=destination).stats() or {}
+    limit = len(destination) if destination else None
+    stats = app.control.inspect(timeout=2.0, destination=destination, limit=limit).stats() or {}
     sizes = {worker: len(s.get("pool", {}).get("processes", [])) for worker, s in stats.items()}
     if not sizes:
         raise ActuatorError("no worker answered to report its pool size")

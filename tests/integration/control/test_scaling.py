@@ -69,7 +69,7 @@ def test_a_backlog_grows_the_pool_and_idleness_shrinks_it(
     sizes = []
     try:
         assert pool_size() == 1
-        for _ in range(40):
+        for _ in range(60):
             own_worker.send_task("coreplane.sleep", args=[1.0], queue=QUEUE)
         deadline = time.monotonic() + 90
         grew = False
