@@ -20,7 +20,6 @@ from controlplane.leader import Leadership
 from controlplane.notify import ACTIONS, EVENTS, NOTIFIER
 from controlplane.policy.engine import PolicyEngine
 from controlplane.settings import ControlSettings
-from controlplane.store.db import writer
 
 log = logging.getLogger("coreplane.control")
 
@@ -33,7 +32,7 @@ class ControlLoop:
     def __init__(self, engine: Engine, settings: ControlSettings) -> None:
         self.settings = settings
         self.leadership = Leadership(engine, settings.lease_s)
-        self.sessions = sessionmaker(writer(engine), expire_on_commit=False)
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.policy = PolicyEngine()
         self._next_renewal = 0.0
         self._stop = threading.Event()

@@ -8,13 +8,6 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-WRITER = "coreplane_writer"  # execution option: this engine's transactions will write
-
-
-def writer(engine: Engine) -> Engine:
-    """The same engine (and pool), its transactions taking SQLite's write lock at BEGIN."""
-    return engine.execution_options(**{WRITER: True})
-
 
 def make_engine(database_url: str) -> Engine:
     """An engine for the store; on SQLite, creates the parent folder and enables WAL."""
@@ -36,12 +29,11 @@ def make_engine(database_url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn):  # type: ignore[no-untyped-def]
-            # ... and a transaction that reads and then writes while others write (the control
-            # loop's round) asks for the write lock up front: otherwise its first write fails at
-            # once with "database is locked" when another transaction committed since its read
-            # (busy_timeout cannot help there). Readers keep WAL's lock-free reads.
-            immediate = conn.get_execution_options().get(WRITER, False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            # ... and takes the write lock up front: a transaction that read and then writes
+            # after another one committed would fail at once with "database is locked"
+            # (busy_timeout cannot help there); waiting at BEGIN it just queues. (Async routes
+            # run their queries off the event loop, so this wait never stalls other requests.)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
