@@ -5,7 +5,6 @@ exactly what will happen before anything does."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -17,6 +16,7 @@ from controlplane import audit
 from controlplane.actions import lifecycle
 from controlplane.api.deps import db_session
 from controlplane.catalog.instances import describe
+from controlplane.clock import utcnow
 from controlplane.store.models import Action, RuleEvaluation
 
 router = APIRouter(include_in_schema=False)
@@ -128,7 +128,7 @@ async def confirm(
     request: Request, _role: str = Depends(require_role("operator")), session: Session = Depends(db_session)
 ) -> Response:
     form, kind, target, params = await _submitted(request)
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     action, created = lifecycle.create(
         session, kind=kind, target=target, params=params, requested_by=_actor(request),
         reason=form.get("reason") or "from the console", idempotency_key=form.get("idempotency_key") or None,

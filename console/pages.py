@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -17,6 +17,7 @@ from controlplane import __version__, audit, users
 from controlplane.api.deps import db_session
 from controlplane.auth import matches
 from controlplane.backends import probe_all
+from controlplane.clock import utcnow
 from controlplane.errors import Conflict, NotFound, Rejected
 from controlplane.store.models import InfrastructureMetric, User
 from controlplane.telemetry import HEARTBEAT_METRIC
@@ -116,9 +117,7 @@ async def home(
 ) -> Response:
     backends = await probe_all(request.app.state.settings, request.app.state.engine)
     # Off the event loop: a query waiting on the store must not stall every other request.
-    agents, cache = await asyncio.to_thread(
-        lambda: (_agents(session), _cache_ratios(session, datetime.now(UTC).replace(tzinfo=None)))
-    )
+    agents, cache = await asyncio.to_thread(lambda: (_agents(session), _cache_ratios(session, utcnow())))
     return _render(
         request, "home.html", {"backends": backends, "agents": agents, "cache": cache}, block="backends"
     )

@@ -3,11 +3,11 @@ thing, from where). The caller commits, with the change itself."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from controlplane.clock import utcnow
 from controlplane.store.models import AuditEntry
 
 
@@ -20,5 +20,5 @@ def record(
     details: dict[str, Any] | None = None,
     client: str | None = None,
 ) -> None:
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     session.add(AuditEntry(at=now, actor=actor, action=action, target=target, details=details, client=client))

@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane.clock import utcnow
 from controlplane.store.models import InfrastructureSetting
 
 ADMIN_TOKEN_SETTING = "auth.admin_token"  # noqa: S105 - a settings key
@@ -43,7 +43,7 @@ def _put_setting(session: Session, setting_type: str, value: dict) -> None:
         InfrastructureSetting(
             setting_type=setting_type,
             value=value,
-            updated_at=datetime.now(UTC).replace(tzinfo=None),
+            updated_at=utcnow(),
         )
     )
 

@@ -15,12 +15,13 @@ import contextlib
 import logging
 import os
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from controlplane.clock import utcnow
 from controlplane.store.models import LeaderLease
 
 log = logging.getLogger("coreplane.leader")
@@ -30,10 +31,6 @@ log = logging.getLogger("coreplane.leader")
 STORE_KEY = "hashtext('coreplane.leader.' || current_database() || '.' || current_schema())"
 LOCK = f"SELECT pg_try_advisory_lock({STORE_KEY})"
 LEASE = "engine"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Leadership:
@@ -79,7 +76,7 @@ class Leadership:
     def _take(self) -> None:
         with self.sessions.begin() as session:
             row = session.get(LeaderLease, LEASE, with_for_update=True)
-            now = _now()
+            now = utcnow()
             if row is None:
                 row = LeaderLease(name=LEASE, holder=self.holder, epoch=1, acquired_at=now, expires_at=now)
                 session.add(row)
@@ -95,7 +92,7 @@ class Leadership:
             row = session.get(LeaderLease, LEASE)
             if row is None or row.holder != self.holder or row.epoch != self.epoch:
                 raise RuntimeError(f"the lease row names {row.holder if row else 'nobody'}, not us")
-            row.expires_at = _now() + timedelta(seconds=self.lease_s)
+            row.expires_at = utcnow() + timedelta(seconds=self.lease_s)
 
     def step_down(self) -> None:
         self.is_leader = False
@@ -115,5 +112,5 @@ def current(session: Session) -> dict | None:
         "epoch": row.epoch,
         "acquired_at": row.acquired_at,
         "expires_at": row.expires_at,
-        "live": row.expires_at > _now(),
+        "live": row.expires_at > utcnow(),
     }

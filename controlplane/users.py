@@ -5,7 +5,6 @@ never commit."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -13,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.audit import record
+from controlplane.clock import utcnow
 from controlplane.errors import Conflict, NotFound, Rejected
 from controlplane.store.models import User
 
@@ -23,10 +23,6 @@ USERNAME = re.compile(r"[A-Za-z0-9._\-]{1,100}")
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
 _DUMMY = _hasher.hash("not a password anyone has")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _check(role: str, password: str | None) -> None:
@@ -44,7 +40,7 @@ def create_user(session: Session, *, username: str, password: str, role: str, ac
         raise Rejected.field(why, "username", "invalid name", kind="body")
     if session.scalars(select(User).where(User.username == username)).first() is not None:
         raise Conflict(f"a user named {username!r} exists already")
-    user = User(username=username, password_hash=_hasher.hash(password), role=role, created_at=_now())
+    user = User(username=username, password_hash=_hasher.hash(password), role=role, created_at=utcnow())
     session.add(user)
     record(session, actor=actor, action="user.create", target=username, details={"role": role})
     return user

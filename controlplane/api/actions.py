@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 from controlplane import audit
 from controlplane.actions import lifecycle, plans
 from controlplane.api.deps import AGENT_OR_ADMIN, OPERATOR, VIEWER, Principal, db_session
+from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected
 from controlplane.notify import ACTIONS, NOTIFIER
 from controlplane.schemas.ingest import UtcDatetime
@@ -23,10 +23,6 @@ from controlplane.store.models import Action, Agent, RuleEvaluation
 
 router = APIRouter(tags=["actions"])
 KINDS = sorted({*plans.PLANS, *plans.AGENT_KINDS})
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class ActionCreate(BaseModel):
@@ -140,7 +136,7 @@ def create_action(
         agent_id=_agent_for(session, action_in),
         max_attempts=action_in.max_attempts,
         timeout_s=timeout,
-        now=_now(),
+        now=utcnow(),
     )
     if _created:
         audit.record(session, actor=f"{who.kind}:{who.name}", action="action.create",
@@ -197,7 +193,7 @@ def cancel_action(
     if action is None:
         raise NotFound(f"no action {action_id}")
     lifecycle.cancel(
-        session, action, actor=f"{who.kind}:{who.name}", now=_now(), note="cancelled over the API"
+        session, action, actor=f"{who.kind}:{who.name}", now=utcnow(), note="cancelled over the API"
     )
     audit.record(session, actor=f"{who.kind}:{who.name}", action="action.cancel", target=str(action.id))
     return _out(action)
@@ -205,7 +201,7 @@ def cancel_action(
 
 def _claim(request: Request, agent_id: uuid.UUID) -> list[ActionOut]:
     with request.app.state.sessionmaker.begin() as session:
-        return [_out(a) for a in lifecycle.claim(session, agent_id, now=_now())]
+        return [_out(a) for a in lifecycle.claim(session, agent_id, now=utcnow())]
 
 
 @router.get("/agents/{agent_id}/actions", response_model=list[ActionOut])
@@ -246,7 +242,7 @@ def start_action(
     action = _agent_action(session, action_id, who)
     if action.state != "dispatched":
         raise HTTPException(409, f"the action is {action.state}; only a dispatched action can start")
-    lifecycle.move(session, action, "running", actor=f"{who.kind}:{who.name}", now=_now())
+    lifecycle.move(session, action, "running", actor=f"{who.kind}:{who.name}", now=utcnow())
     return _out(action)
 
 
@@ -267,6 +263,6 @@ def post_result(
         output=result_in.output,
         error=result_in.error,
         actor=f"{who.kind}:{who.name}",
-        now=_now(),
+        now=utcnow(),
     )
     return _out(action)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -15,15 +14,12 @@ from controlplane.api.catalog import InstanceIn
 from controlplane.api.deps import ADMIN, AGENT_OR_ADMIN, Principal, db_session
 from controlplane.auth import digest, new_token
 from controlplane.catalog import instances
+from controlplane.clock import utcnow
 from controlplane.errors import Conflict
 from controlplane.store.models import Agent, InfrastructureMetric
 from controlplane.telemetry import HEARTBEAT_METRIC
 
 router = APIRouter(prefix="/agents", tags=["agents"])
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class AgentRegisterIn(BaseModel):
@@ -50,7 +46,7 @@ def register(
     if session.scalars(select(Agent).where(Agent.name == agent_in.name)).first() is not None:
         raise Conflict(f"an agent named {agent_in.name!r} is registered already: pick another name")
     token = new_token()
-    agent = Agent(name=agent_in.name, token_digest=digest(token), registered_at=_now())
+    agent = Agent(name=agent_in.name, token_digest=digest(token), registered_at=utcnow())
     session.add(agent)
     session.flush()
     audit.record(session, actor=f"{admin.kind}:{admin.name}", action="agent.register", target=agent.name)
@@ -77,7 +73,7 @@ def heartbeat(
     principal: Principal = Depends(AGENT_OR_ADMIN),
     session: Session = Depends(db_session),
 ) -> dict:
-    now = _now()
+    now = utcnow()
     session.add(
         InfrastructureMetric(
             metric_type=HEARTBEAT_METRIC,

@@ -4,7 +4,7 @@ instance's health history, registration, and Prometheus http_sd."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -12,15 +12,12 @@ from pydantic import BaseModel, Field
 
 from controlplane.api.deps import OPERATOR, VIEWER, Principal
 from controlplane.catalog import instances
+from controlplane.clock import utcnow
 from controlplane.errors import NotFound
 from controlplane.notify import CATALOG, NOTIFIER
 from controlplane.schemas.ingest import NAME_PATTERN
 
 router = APIRouter(tags=["catalog"])
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class InstanceIn(BaseModel):
@@ -82,7 +79,7 @@ def instance_history(
     limit: int = Query(200, ge=1, le=5000),
 ) -> list[dict[str, Any]]:
     with request.app.state.sessionmaker.begin() as session:
-        since = _now() - timedelta(hours=hours)
+        since = utcnow() - timedelta(hours=hours)
         return instances.history(session, name, address, since=since, limit=limit)
 
 
@@ -94,7 +91,7 @@ def register_instances(
     with request.app.state.sessionmaker.begin() as session:
         for item in instances_in:
             report = instances.InstanceReport(**item.model_dump())
-            instances.report(session, report, agent_id=who.agent_id, now=_now(), hold_s=hold)
+            instances.report(session, report, agent_id=who.agent_id, now=utcnow(), hold_s=hold)
     return {"registered": len(instances_in)}
 
 

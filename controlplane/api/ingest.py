@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 import zlib
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from controlplane import telemetry
 from controlplane.api.deps import AGENT_OR_ADMIN, Principal
+from controlplane.clock import utcnow
 from controlplane.errors import Rejected
 from controlplane.ops.ingest import ingest_batch, prepare_partitions
 from controlplane.schemas.ingest import IngestBatchIn, IngestResult
@@ -120,7 +120,7 @@ async def ingest(request: Request, principal: Principal = Depends(AGENT_OR_ADMIN
 
 def _store(request: Request, batch: IngestBatchIn, agent_id: uuid.UUID | None) -> IngestResult:
     settings = request.app.state.settings
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     prepare_partitions(request.app.state.engine, batch)
     with request.app.state.sessionmaker.begin() as session:
         return ingest_batch(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import VIEWER, db_session
+from controlplane.clock import utcnow
 from controlplane.errors import Rejected
 from controlplane.schemas.ingest import UtcDatetime
 from controlplane.store.queries import SeriesQuery, bucket_count, pick_source, series
@@ -65,7 +66,7 @@ def query_metrics(
     source: Literal["auto", "raw", "1m", "1h"] = "auto",
     session: Session = Depends(db_session),
 ) -> MetricsOut:
-    end_at = _naive_utc(end) if end else datetime.now(UTC).replace(tzinfo=None)
+    end_at = _naive_utc(end) if end else utcnow()
     start_at = _naive_utc(start) if start else end_at - timedelta(hours=1)
     if start_at >= end_at:
         raise Rejected.field(

@@ -3,7 +3,6 @@ errors that point at the line), and read the record of evaluations."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.api.deps import ADMIN, VIEWER, Principal, db_session
+from controlplane.clock import utcnow
 from controlplane.errors import Rejected
 from controlplane.policy import rules as rules_mod
 from controlplane.policy.engine import RULES_SETTING, stored_rules
@@ -52,7 +52,7 @@ def replace_rules(
                 for p in exc.problems
             ],
         ) from None
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     row = put_setting(
         session,
         setting_type=RULES_SETTING,

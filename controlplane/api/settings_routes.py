@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.api.deps import ADMIN, VIEWER, Principal, db_session
+from controlplane.clock import utcnow
 from controlplane.errors import Conflict, Rejected
 from controlplane.schemas.ingest import UtcDatetime
 from controlplane.store.settings_store import get_setting, put_setting, setting_history
@@ -72,7 +72,7 @@ def replace_setting(
             value=setting_in.value,
             expected_version=setting_in.version,
             updated_by=principal.name,
-            now=datetime.now(UTC).replace(tzinfo=None),
+            now=utcnow(),
         )
     except IntegrityError:
         raise Conflict(f"{setting_type!r} was written concurrently: GET it and retry") from None

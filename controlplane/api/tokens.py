@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 from controlplane import audit
 from controlplane.api.deps import ADMIN, Principal, db_session
 from controlplane.auth import digest, new_token
+from controlplane.clock import utcnow
 from controlplane.errors import NotFound
 from controlplane.store.models import ApiToken
 
@@ -41,7 +41,7 @@ def create_token(
         name=token_in.name,
         role=token_in.role,
         token_digest=digest(token),
-        created_at=datetime.now(UTC).replace(tzinfo=None),
+        created_at=utcnow(),
         created_by=admin.name,
     )
     session.add(row)
@@ -58,7 +58,7 @@ def revoke_token(
     revoked = session.execute(
         update(ApiToken)
         .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC).replace(tzinfo=None))
+        .values(revoked_at=utcnow())
     ).rowcount
     if not revoked:
         raise NotFound(f"no active token {token_id}")

@@ -9,23 +9,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from controlplane.actions import lifecycle, plans
 from controlplane.catalog import instances
+from controlplane.clock import utcnow
 from controlplane.leader import Leadership
 from controlplane.notify import ACTIONS, EVENTS, NOTIFIER
 from controlplane.policy.engine import PolicyEngine
 from controlplane.settings import ControlSettings
 
 log = logging.getLogger("coreplane.control")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class ControlLoop:
@@ -47,7 +44,7 @@ class ControlLoop:
             self._next_renewal = time.monotonic() + self.leadership.renew_every_s()
         if not self.leadership.is_leader:
             return False
-        now = now or _now()
+        now = now or utcnow()
         with self.sessions.begin() as session:
             instances.promote_held(session, now=now, hold_s=self.settings.recover_after_s)
             instances.expire_silent(session, now=now)

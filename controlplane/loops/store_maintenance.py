@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete
 
+from controlplane.clock import utcnow
 from controlplane.settings import RetentionSettings
 from controlplane.store import partitions
 from controlplane.store.models import (
@@ -38,7 +39,7 @@ class StoreMaintenance:
         self.retention = retention
 
     def run_once(self, now: datetime | None = None) -> MaintenanceReport:
-        now = now or datetime.now(UTC).replace(tzinfo=None)
+        now = now or utcnow()
         today = now.date()
         report = MaintenanceReport()
         keep_days = max([self.retention.raw_days, *self.retention.metric_type_days.values()])
