@@ -78,7 +78,6 @@ class TargetLoop:
         self.status: str | None = None
         self.message = ""
         self.role = target.role  # as configured, then as the backend says (a replica promoted)
-        self.reported_role = target.role
         self.seen_role: str | None = None  # what the last successful probe saw (None after a failure)
         self.failures = 0
         self.tags = {"instance": instance_of(target.address), **target.tags}
@@ -121,17 +120,17 @@ class TargetLoop:
         ]  # fmt: skip
         events = []
         self.seen_role = obs.role if obs.status != "critical" else None
-        role = obs.role or self.role
-        if role != self.role:
-            self.role = self.tags["role"] = role
-        if obs.status != self.status or role != self.reported_role:
+        role_changed = obs.role is not None and obs.role != self.role
+        if role_changed:
+            self.role = self.tags["role"] = obs.role
+        if obs.status != self.status or role_changed:
             events.append(
                 {"event_type": "health", "service_name": self.target.name, "timestamp": at,
                  "status": obs.status,
                  "details": {"message": obs.message, "previous": self.status, "type": self.target.type,
                              **self.tags}}
             )  # fmt: skip
-            self.status, self.reported_role = obs.status, role
+            self.status = obs.status
         self.message = obs.message
         self.buffer.add(metrics=self._points(obs, at) + agent_points, events=events)
         return obs

@@ -199,6 +199,40 @@ def haproxy_lb(tmp_path):
         subprocess.run(["bash", helper, "stop", name], check=True)
 
 
+def csrf_of(page: str) -> str:
+    """The CSRF token of a console page's form."""
+    import re
+
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def console_login(url: str, **form: str):  # type: ignore[no-untyped-def]
+    """(client, answer) of a console login with ``form`` (username/password or token)."""
+    import httpx
+
+    client = httpx.Client(base_url=url)
+    return client, client.post("/login", data={"csrf": csrf_of(client.get("/login").text), **form})
+
+
+@contextlib.contextmanager
+def running_agent(url: str, token: str, tmp_path: Path, *targets, name: str = "test-agent", **options):  # type: ignore[no-untyped-def]
+    """A real agent (in this process) reporting to ``url``, registered with the admin
+    ``token``, watching ``targets``; stopped (and flushed) on exit."""
+    from agents.config import AgentConfig
+    from agents.daemon import Agent, load_or_register
+
+    options = {"heartbeat_interval_s": 0.5, "flush_interval_s": 1} | options
+    config = AgentConfig(name=name, control_plane_url=url, token_file=tmp_path / f"{name}.json",
+                         spool_dir=tmp_path / f"{name}.spool", targets=list(targets), **options)  # fmt: skip
+    agent = Agent(config, load_or_register(config, token))
+    agent.start()
+    try:
+        yield agent
+    finally:
+        agent.interrupt()
+        agent.stop()
+
+
 @contextlib.contextmanager
 def running_worker(services: Settings, env: dict[str, str], *args: str, name: str | None = None):  # type: ignore[no-untyped-def]
     """A real `coreplane worker --concurrency=1 ARGS`, answering pings; yields the Celery app."""

@@ -238,43 +238,16 @@ class PolicyEngine:
         params = rules_mod.render(rule.action.params, context, rule=rule.name, path="action.params")
         if firing.key and session.scalar(select(func.count()).where(Action.idempotency_key == firing.key)):
             return None  # this very event already started its action
-        if rule.dry_run:
-            return self._note(
-                session,
-                rule,
-                "dry_run",
-                f"{firing.why}: would run {rule.action.kind} on {target} with {params}",
-                now,
-                context,
-            )
-        last = session.scalar(
-            select(func.max(Action.created_at)).where(Action.rule == rule.name, Action.parent_id.is_(None))
-        )
-        if last is not None and (now - last).total_seconds() < rule.cooldown_s:
-            left = rule.cooldown_s - (now - last).total_seconds()
-            return self._note(
-                session, rule, "suppressed", f"{firing.why}: cooldown, {left:.0f} s left", now, context
-            )
-        running = session.scalar(
-            select(func.count()).where(Action.rule == rule.name, Action.state.not_in(lifecycle.FINISHED))
-        )
-        if running >= rule.max_concurrency:
-            return self._note(
-                session,
-                rule,
-                "suppressed",
-                f"{firing.why}: {running} action(s) of this rule "
-                f"unfinished (max_concurrency {rule.max_concurrency})",
-                now,
-                context,
-            )
+        held = self._held_back(session, rule, target, params, now)
+        if held is not None:
+            outcome, kind, why = held
+            return self._note(session, rule, outcome, kind, f"{firing.why}: {why}", now, context)
         agent_id = None
-        if rule.action.kind not in plans.PLANS:
+        if rule.action.kind not in plans.PLANS:  # an agent's own step: the agent watching the target
             instance = plans.agent_of(session, target, params.get("instance"))
             if instance is None:
-                return self._note(
-                    session, rule, "error", f"{firing.why}: no agent watches {target}", now, context
-                )
+                why = f"{firing.why}: no agent watches {target}"
+                return self._note(session, rule, "error", "no_agent", why, now, context)
             agent_id = instance.agent_id
         action, _ = lifecycle.create(
             session,
@@ -292,12 +265,40 @@ class PolicyEngine:
         self.holding.pop(rule.name, None)
         return self._record(session, rule, "fired", firing.why, now, action.id, context)
 
+    def _held_back(
+        self, session: Session, rule: Rule, target: str, params: dict, now: datetime
+    ) -> tuple[str, str, str] | None:
+        """(outcome, kind, why) when the rule may not act now: a dry run, its cooldown or its
+        concurrency cap."""
+        if rule.dry_run:
+            return "dry_run", "dry_run", f"would run {rule.action.kind} on {target} with {params}"
+        last = session.scalar(
+            select(func.max(Action.created_at)).where(Action.rule == rule.name, Action.parent_id.is_(None))
+        )
+        if last is not None and (now - last).total_seconds() < rule.cooldown_s:
+            return (
+                "suppressed",
+                "cooldown",
+                f"cooldown, {rule.cooldown_s - (now - last).total_seconds():.0f} s left",
+            )
+        running = session.scalar(
+            select(func.count()).where(Action.rule == rule.name, Action.state.not_in(lifecycle.FINISHED))
+        )
+        if running >= rule.max_concurrency:
+            why = f"{running} action(s) of this rule unfinished (max_concurrency {rule.max_concurrency})"
+            return "suppressed", "concurrency", why
+        if (
+            rule.action.kind not in plans.PLANS
+            and plans.agent_of(session, target, params.get("instance")) is None
+        ):
+            return "error", "no_agent", f"no agent watches {target}"
+        return None
+
     def _note(
-        self, session: Session, rule: Rule, outcome: str, reason: str, now: datetime, context: dict
+        self, session: Session, rule: Rule, outcome: str, kind: str, reason: str, now: datetime, context: dict
     ) -> RuleEvaluation | None:
-        """Record a suppression, but not the same one every round while it lasts."""
+        """Record a suppression, but not the same kind of one every round while it lasts."""
         previous = self.last_note.get(rule.name)
-        kind = f"{outcome}:{reason.split(':')[-1].split(',')[0].strip()}"
         if previous and previous[0] == kind and (now - previous[1]).total_seconds() < 60:
             return None
         self.last_note[rule.name] = (kind, now)

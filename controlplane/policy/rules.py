@@ -13,10 +13,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-KNOWN_KINDS = frozenset(
-    {"failover", "scale", "drain", "cache.invalidate", "cache.flush"}  # any backend
-    | {"redis.promote", "redis.repoint", "haproxy.set_server", "celery.pool"}  # one backend's own
-)
+from controlplane.actions.plans import AGENT_KINDS, PLANS
+
+# What the engine can carry out: its own plans, and the steps agents take.
+KNOWN_KINDS = frozenset(PLANS) | AGENT_KINDS
 TRIGGERS = ("event", "metric", "absence")
 DAY_S = 86400
 

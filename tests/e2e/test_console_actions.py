@@ -12,49 +12,37 @@ import uuid
 import httpx
 import redis
 
-from agents.config import AgentConfig, TargetConfig
-from agents.daemon import Agent, load_or_register
-from tests.conftest import require
+from agents.config import TargetConfig
+from tests.conftest import console_login, csrf_of, require, running_agent
 
 PASSWORD = "correct horse battery staple"
 
 
 def _login(url: str, **form: str) -> httpx.Client:
-    client = httpx.Client(base_url=url)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
-    assert client.post("/login", data={"csrf": csrf, **form}).status_code == 303
+    client, answer = console_login(url, **form)
+    assert answer.status_code == 303
     return client
-
-
-def _csrf(page: str) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
 
 
 def test_an_operator_previews_confirms_and_watches_an_invalidation(control_plane_sqlite, services, tmp_path):
     require(services.redis.url, "redis")
     url, token, _log = control_plane_sqlite
     admin = _login(url, token=token)
-    csrf = _csrf(admin.get("/users").text)
+    csrf = csrf_of(admin.get("/users").text)
     for name, role in (("otto", "operator"), ("vera", "viewer")):
         admin.post(
             "/users", data={"csrf": csrf, "op": "add", "username": name, "password": PASSWORD, "role": role}
         )
-    config = AgentConfig(
-        name="console-agent", control_plane_url=url, token_file=tmp_path / "agent.json", spool_dir=tmp_path / "spool",
-        heartbeat_interval_s=0.5, flush_interval_s=1,
-        targets=[TargetConfig(type="redis", name="cache", address=services.redis.url, role="primary", interval_s=1)],
-    )  # fmt: skip
-    agent = Agent(config, load_or_register(config, token))
-    agent.start()
     tag = f"products-{uuid.uuid4().hex[:6]}"
-    try:
+    cache = TargetConfig(type="redis", name="cache", address=services.redis.url, role="primary", interval_s=1)
+    with running_agent(url, token, tmp_path, cache, name="console-agent"):
         operator = _login(url, username="otto", password=PASSWORD)
         deadline = time.monotonic() + 15
         while '<option value="cache">' not in (page := operator.get("/actions").text):
             assert time.monotonic() < deadline, "the catalog never listed the cache"
             time.sleep(0.2)
         assert "Trigger an action" in page
-        form = {"csrf": _csrf(page), "kind": "cache.invalidate", "target": "cache", "tags": tag,
+        form = {"csrf": csrf_of(page), "kind": "cache.invalidate", "target": "cache", "tags": tag,
                 "namespace": "default", "reason": "products repriced"}  # fmt: skip
         assert (
             operator.post("/actions/preview", data={k: v for k, v in form.items() if k != "csrf"}).status_code
@@ -81,10 +69,9 @@ def test_an_operator_previews_confirms_and_watches_an_invalidation(control_plane
         assert (
             "Trigger an action" not in page and done.headers["location"] in page
         )  # sees it, cannot start one
-        forged = viewer.post("/actions/confirm", data={**hidden, "csrf": _csrf(page), "idempotency_key": "x"})
+        forged = viewer.post(
+            "/actions/confirm", data={**hidden, "csrf": csrf_of(page), "idempotency_key": "x"}
+        )
         assert forged.status_code == 403
         for client in (admin, operator, viewer):
             client.close()
-    finally:
-        agent.interrupt()
-        agent.stop()

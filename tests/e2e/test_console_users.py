@@ -3,27 +3,21 @@ every form, hashed passwords, login rate limiting, an audit entry for every chan
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import sqlalchemy as sa
+
+from tests.conftest import console_login, csrf_of
 
 PASSWORD = "correct horse battery staple"
 
 
-def _login(url: str, **form: str) -> tuple[httpx.Client, httpx.Response]:
-    client = httpx.Client(base_url=url)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
-    return client, client.post("/login", data={"csrf": csrf, **form})
-
-
 def _csrf(client: httpx.Client, page: str) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', client.get(page).text).group(1)
+    return csrf_of(client.get(page).text)
 
 
 def test_users_roles_csrf_rate_limit_and_audit(control_plane_sqlite, tmp_path):
     url, token, _log = control_plane_sqlite
-    admin, answer = _login(url, token=token)
+    admin, answer = console_login(url, token=token)
     assert answer.status_code == 303
     assert admin.get("/users").status_code == 200
     csrf = _csrf(admin, "/users")
@@ -38,7 +32,7 @@ def test_users_roles_csrf_rate_limit_and_audit(control_plane_sqlite, tmp_path):
                                          "role": "viewer"})  # fmt: skip
     assert refused.status_code == 422 and "at least 12 characters" in refused.text
 
-    viewer, answer = _login(url, username="vera", password=PASSWORD)
+    viewer, answer = console_login(url, username="vera", password=PASSWORD)
     assert answer.status_code == 303
     home = viewer.get("/")
     assert home.status_code == 200 and 'href="/users"' not in home.text and "vera · viewer" in home.text
@@ -48,9 +42,9 @@ def test_users_roles_csrf_rate_limit_and_audit(control_plane_sqlite, tmp_path):
 
     # Five failures for one name, then even the right password waits.
     for _ in range(5):
-        _, wrong = _login(url, username="otto", password="not the password")
+        _, wrong = console_login(url, username="otto", password="not the password")
         assert wrong.status_code == 401
-    _, limited = _login(url, username="otto", password=PASSWORD)
+    _, limited = console_login(url, username="otto", password=PASSWORD)
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
 
     engine = sa.create_engine(f"sqlite:///{tmp_path}/store.db")

@@ -14,14 +14,12 @@ import sys
 import time
 import uuid
 
-import httpx
 import pytest
 import redis
 
-from agents.config import AgentConfig, TargetConfig
-from agents.daemon import Agent, load_or_register
+from agents.config import TargetConfig
 from controlplane.cache import Cache, CacheError, MemcachedLayer, MemoryLayer, RedisLayer, backup
-from tests.conftest import ROOT, free_port, require
+from tests.conftest import ROOT, console_login, free_port, require, running_agent
 
 
 @pytest.fixture
@@ -213,26 +211,18 @@ def test_hit_ratios_reach_the_console_through_the_agent(
         cache.get_or_set(f"k{i}", lambda: "v")  # 4 misses, then 12 hits in memory
         for _ in range(3):
             cache.get(f"k{i}")
-    config = AgentConfig(
-        name="cache-stats", control_plane_url=url, token_file=tmp_path / "agent.json", spool_dir=tmp_path / "spool",
-        flush_interval_s=0.5,
-        targets=[TargetConfig(type="cache", name="cache", address=services.redis.url, interval_s=0.5)],
-    )  # fmt: skip
-    agent = Agent(config, load_or_register(config, token))
-    agent.start()
+    stats = TargetConfig(type="cache", name="cache", address=services.redis.url, interval_s=0.5)
     try:
-        with httpx.Client(base_url=url) as browser:
-            csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/login").text).group(1)
-            browser.post("/login", data={"token": token, "csrf": csrf})
+        with running_agent(url, token, tmp_path, stats, name="cache-stats", flush_interval_s=0.5):
+            browser, _ = console_login(url, token=token)
             deadline = time.monotonic() + 20
             while f'data-cache="{ns}/memory"' not in (page := browser.get("/").text):
                 assert time.monotonic() < deadline, "the console never showed the cache's hit ratio"
                 time.sleep(0.3)
+            browser.close()
         row = re.search(rf'data-cache="{ns}/memory"><td>{ns}</td><td>memory</td><td>([0-9.]+) %', page)
         assert row and float(row.group(1)) == 75.0  # 12 hits of 16 reads
     finally:
-        agent.interrupt()
-        agent.stop()
         cache.close()
 
 

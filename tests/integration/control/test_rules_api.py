@@ -12,8 +12,8 @@ import httpx
 import pytest
 import redis
 
-from agents.config import AgentConfig, TargetConfig
-from agents.daemon import Agent, load_or_register
+from agents.config import TargetConfig
+from tests.conftest import running_agent
 
 
 @pytest.mark.parametrize(
@@ -72,14 +72,8 @@ def test_a_data_change_invalidates_its_tag_and_a_dry_run_only_says_so(
     url, token, log = control_plane_sqlite
     admin = {"Authorization": f"Bearer {token}"}
     tag = f"products-{uuid.uuid4().hex[:6]}"
-    config = AgentConfig(
-        name="cache-agent", control_plane_url=url, token_file=tmp_path / "agent.json", spool_dir=tmp_path / "spool",
-        heartbeat_interval_s=0.5, flush_interval_s=1,
-        targets=[TargetConfig(type="redis", name="cache", address=services.redis.url, role="primary", interval_s=1)],
-    )  # fmt: skip
-    agent = Agent(config, load_or_register(config, token))
-    agent.start()
-    try:
+    cache = TargetConfig(type="redis", name="cache", address=services.redis.url, role="primary", interval_s=1)
+    with running_agent(url, token, tmp_path, cache, name="cache-agent"):
         deadline = time.monotonic() + 15
         while httpx.get(f"{url}/api/v1/services/cache", headers=admin).status_code != 200:
             assert time.monotonic() < deadline, "the agent never registered the cache"
@@ -123,6 +117,3 @@ def test_a_data_change_invalidates_its_tag_and_a_dry_run_only_says_so(
         assert notes[0]["outcome"] == "dry_run"
         assert "would run drain on lb" in notes[0]["reason"] and "web1" in notes[0]["reason"]
         assert httpx.get(f"{url}/api/v1/actions", headers=admin, params={"kind": "drain"}).json() == []
-    finally:
-        agent.interrupt()
-        agent.stop()

@@ -13,9 +13,8 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 
-from agents.config import AgentConfig, TargetConfig
-from agents.daemon import Agent, load_or_register
-from tests.conftest import SERVICES_ENV, running_worker
+from agents.config import TargetConfig
+from tests.conftest import SERVICES_ENV, running_agent, running_worker
 
 COOLDOWN_S = 6
 RUN = uuid.uuid4().hex[:8]
@@ -58,36 +57,27 @@ def test_a_backlog_grows_the_pool_and_idleness_shrinks_it(
         stats = own_worker.control.inspect(timeout=2, destination=[WORKER]).stats() or {}
         return len(stats[WORKER]["pool"]["processes"]) if WORKER in stats else -1
 
-    config = AgentConfig(
-        name="scaling-agent", control_plane_url=url, token_file=tmp_path / "agent.json",
-        spool_dir=tmp_path / "spool", heartbeat_interval_s=1, flush_interval_s=1,
-        targets=[TargetConfig(type="celery", name="tasks", address=services.rabbitmq.url, interval_s=1,
-                              options={"queues": [QUEUE], "inspect_interval_s": 5})],
-    )  # fmt: skip
-    agent = Agent(config, load_or_register(config, token))
-    agent.start()
+    tasks = TargetConfig(type="celery", name="tasks", address=services.rabbitmq.url, interval_s=1,
+                         options={"queues": [QUEUE], "inspect_interval_s": 5})  # fmt: skip
     sizes = []
-    try:
+    with running_agent(url, token, tmp_path, tasks, name="scaling-agent", heartbeat_interval_s=1):
         assert pool_size() == 1
         for _ in range(60):
             own_worker.send_task("coreplane.sleep", args=[1.0], queue=QUEUE)
-        deadline = (
-            time.monotonic() + 180
-        )  # the backlog drains, then two shrinks 6 s cooldown apart; CI is slow
+        # The backlog drains, two shrinks come 6 s apart, then one more finds the pool at its
+        # bound; a slow CI machine needs the room.
+        deadline = time.monotonic() + 180
         grew = False
         while True:
             size = pool_size()
             sizes.append(size)
             grew = grew or size == 3
-            if grew and size == 1:
+            if grew and size == 1 and _bound_outputs(url, admin):
                 break
             assert time.monotonic() < deadline, (
                 f"the pool went {sizes}; serve log:\n{log.read_text()[-2000:]}"
             )
             time.sleep(0.5)
-    finally:
-        agent.interrupt()
-        agent.stop()
     observed = [s for s in sizes if s > 0]
     assert max(observed) == 3 and min(observed) == 1, observed
     assert observed[-1] == 1
@@ -97,22 +87,17 @@ def test_a_backlog_grows_the_pool_and_idleness_shrinks_it(
         assert len(times) >= 2, f"{rule} fired {len(times)} time(s)"
         gaps = [(b - a).total_seconds() for a, b in pairwise(times)]
         assert min(gaps) >= COOLDOWN_S, f"{rule} fired {gaps} s apart, inside its {COOLDOWN_S} s cooldown"
-    # At the bound the agent refuses to go further: the step says so and the pool stays put.
-    deadline = time.monotonic() + 20
-    while True:
-        actions = httpx.get(
-            f"{url}/api/v1/actions", headers=admin, params={"kind": "scale", "limit": 100}
-        ).json()
-        if (
-            all(a["state"] in ("succeeded", "failed", "cancelled") for a in actions)
-            or time.monotonic() > deadline
-        ):
-            break
-        time.sleep(0.5)
-    outputs = [
-        step.get("skipped", "")
+    # At the bound the agent refused to go further: the step says so, and every step succeeded.
+    actions = httpx.get(f"{url}/api/v1/actions", headers=admin, params={"kind": "scale", "limit": 100}).json()
+    assert all(a["state"] in ("succeeded", "running", "pending", "dispatched") for a in actions), actions
+    assert any("at its bound" in o for o in _bound_outputs(url, admin))
+
+
+def _bound_outputs(url: str, admin: dict) -> list[str]:
+    """What the finished scale actions' steps said about the pool's bounds."""
+    actions = httpx.get(f"{url}/api/v1/actions", headers=admin, params={"kind": "scale", "limit": 100}).json()
+    return [
+        step["skipped"]
         for a in actions if a["state"] == "succeeded"
-        for step in (a["result"]["output"].get("results") or [])
+        for step in (a["result"]["output"].get("results") or []) if "skipped" in step
     ]  # fmt: skip
-    assert all(a["state"] == "succeeded" for a in actions), [a["result"] for a in actions]
-    assert any("at its bound" in o for o in outputs) or len(actions) == 4, outputs
