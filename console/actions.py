@@ -4,6 +4,7 @@ exactly what will happen before anything does."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -118,8 +119,9 @@ async def preview(
     form, kind, target, params = await _submitted(request)
     # The key makes a confirmation posted twice (a double click, the back button) one action.
     form["idempotency_key"] = f"console-{uuid.uuid4().hex}"
-    context = {"kind": kind, "target": target, "params": params, "form": form,
-               "steps": _plan(session, kind, target, params)}  # fmt: skip
+    # Queries run off the event loop: one waiting on the store must not stall other requests.
+    steps = await asyncio.to_thread(_plan, session, kind, target, params)
+    context = {"kind": kind, "target": target, "params": params, "form": form, "steps": steps}
     return _render(request, "action_confirm.html", context)
 
 
@@ -128,16 +130,21 @@ async def confirm(
     request: Request, _role: str = Depends(require_role("operator")), session: Session = Depends(db_session)
 ) -> Response:
     form, kind, target, params = await _submitted(request)
-    now = utcnow()
-    action, created = lifecycle.create(
-        session, kind=kind, target=target, params=params, requested_by=_actor(request),
-        reason=form.get("reason") or "from the console", idempotency_key=form.get("idempotency_key") or None,
-        timeout_s=request.app.state.settings.control.action_timeout_s, now=now,
-    )  # fmt: skip
-    if created:
-        audit.record(session, actor=_actor(request), action="action.create", target=f"{kind} {target}",
-                     details={"id": str(action.id)}, client=_client(request))  # fmt: skip
-    return RedirectResponse(f"/actions/{action.id}", status_code=303)
+
+    def create() -> uuid.UUID:
+        action, created = lifecycle.create(
+            session, kind=kind, target=target, params=params, requested_by=_actor(request),
+            reason=form.get("reason") or "from the console",
+            idempotency_key=form.get("idempotency_key") or None,
+            timeout_s=request.app.state.settings.control.action_timeout_s, now=utcnow(),
+        )  # fmt: skip
+        if created:
+            audit.record(session, actor=_actor(request), action="action.create", target=f"{kind} {target}",
+                         details={"id": str(action.id)}, client=_client(request))  # fmt: skip
+        return action.id
+
+    action_id = await asyncio.to_thread(create)
+    return RedirectResponse(f"/actions/{action_id}", status_code=303)
 
 
 @router.get("/actions/{action_id}")
