@@ -18,10 +18,11 @@ import socket
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.clock import utcnow
+from controlplane.store.db import libpq_dsn
 from controlplane.store.models import LeaderLease
 
 log = logging.getLogger("coreplane.leader")
@@ -54,12 +55,9 @@ class Leadership:
             if self._conn is None:
                 import psycopg
 
-                dsn = (
-                    make_url(self.engine.url)
-                    .set(drivername="postgresql")
-                    .render_as_string(hide_password=False)
+                self._conn = psycopg.connect(
+                    libpq_dsn(self.engine.url), autocommit=True, connect_timeout=max(1, int(self.lease_s))
                 )
-                self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(self.lease_s)))
             if not self.is_leader:
                 got = self._conn.execute(LOCK).fetchone()[0]
                 if got:

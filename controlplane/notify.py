@@ -106,10 +106,9 @@ class Listener:
     reconnects (with a capped backoff) when the store goes away."""
 
     def __init__(self, database_url: str) -> None:
-        from sqlalchemy.engine import make_url
+        from controlplane.store.db import libpq_dsn
 
-        url = make_url(database_url)
-        self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.dsn = libpq_dsn(database_url)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

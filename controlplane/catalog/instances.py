@@ -253,14 +253,14 @@ def describe(session: Session, service_name: str | None = None) -> list[dict]:
     services = list(session.scalars(query))
     if not services:
         return []
-    agents = dict(session.execute(select(Agent.id, Agent.name)).all())
-    by_service: dict[uuid.UUID, list[CatalogInstance]] = {s.id: [] for s in services}
-    for instance in session.scalars(
-        select(CatalogInstance)
+    by_service: dict[uuid.UUID, list[tuple[CatalogInstance, str | None]]] = {s.id: [] for s in services}
+    for instance, agent in session.execute(
+        select(CatalogInstance, Agent.name)
+        .outerjoin(Agent, CatalogInstance.agent_id == Agent.id)
         .where(CatalogInstance.service_id.in_(by_service))
         .order_by(CatalogInstance.address)
     ):
-        by_service[instance.service_id].append(instance)
+        by_service[instance.service_id].append((instance, agent))
     return [
         {
             "name": s.name,
@@ -276,11 +276,11 @@ def describe(session: Session, service_name: str | None = None) -> list[dict]:
                     "health_since": i.health_since,
                     "pending_health": i.pending_health,
                     "tags": i.tags or {},
-                    "agent": agents.get(i.agent_id),
+                    "agent": agent,
                     "last_seen_at": i.last_seen_at,
                     "ttl_s": i.ttl_s,
                 }
-                for i in by_service[s.id]
+                for i, agent in by_service[s.id]
             ],
         }
         for s in services

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -37,6 +37,12 @@ def make_engine(database_url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def libpq_dsn(database_url: str | URL) -> str:
+    """The store's URL as psycopg takes it directly (for connections outside SQLAlchemy's
+    pool: the leader's lock, the LISTEN connection)."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
