@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from controlplane.api import (
 from controlplane.api.deps import VIEWER, authenticate, refuse_nul_bytes
 from controlplane.loops.control import ControlLoop
 from controlplane.loops.store_maintenance import StoreMaintenance
-from controlplane.notify import Listener
+from controlplane.notify import CHANNELS, NOTIFIER, Listener
 from controlplane.schemas.ingest import IngestBatchIn
 from controlplane.settings import Settings
 from controlplane.store.db import make_engine, make_sessionmaker
@@ -63,6 +65,31 @@ def _bootstrap_credentials(app: FastAPI, settings: Settings) -> tuple[str, str]:
     return token_digest, secret
 
 
+def _answer_waiters_on_stop(app: FastAPI) -> None:
+    """On SIGTERM/SIGINT, long polls and blocking queries answer at once (they check
+    ``app.state.stopping``) instead of being cancelled by uvicorn's graceful-shutdown
+    timeout, which would hand their clients a 500. Chained in front of uvicorn's own
+    handler, which stays in charge of the shutdown (and restores the handlers after)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach only the main thread; a server in a thread has none
+    loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        app.state.stopping = True
+        for channel in CHANNELS:
+            NOTIFIER.fire(channel)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+        if callable(previous):
+
+            def handler(signum: int, frame, previous=previous) -> None:  # type: ignore[no-untyped-def]
+                loop.call_soon_threadsafe(stopping)
+                previous(signum, frame)
+
+            signal.signal(sig, handler)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app. The store must already be migrated (`coreplane migrate`)."""
     engine = make_engine(settings.database_url)
@@ -79,6 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
         if listener is not None:
             listener.start()
         control.start()
+        _answer_waiters_on_stop(app)
         yield
         loop.cancel()
         await asyncio.to_thread(control.stop)
@@ -98,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.stopping = False
     app.state.control = control
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)

@@ -115,17 +115,15 @@ class FollowingConnection(redis.Connection):
         self._failed = False
         super().__init__(**kwargs)
 
-    def connect(self) -> None:
-        # The retry wraps the address lookup too: each attempt may go to a new primary
-        # (redis-py's own connect would retry the same, dead, address).
-        self.retry.call_with_retry(self._connect_to_primary, lambda _error: None)
-
-    def _connect_to_primary(self) -> None:
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        # Every way redis-py opens a socket (connect(), and send_packed_command on a
+        # connection dropped mid-command) comes through here, so each attempt goes to the
+        # primary named now; connect() and the command's Retry repeat it through a failover.
         if self._sock:
             return
         self.host, self.port = self.resolver.primary(refresh=self._failed)
         try:
-            self.connect_check_health(check_health=True, retry_socket_connect=False)
+            super().connect_check_health(check_health=check_health, retry_socket_connect=False)
         except (RedisConnectionError, TimeoutError):
             self._failed = True  # ask the control plane, not the cache, on the retry
             raise

@@ -219,7 +219,7 @@ async def poll_actions(
         seen = NOTIFIER.generation(ACTIONS)
         actions = await asyncio.to_thread(_claim, request, agent_id)
         left = deadline - loop.time()
-        if actions or left <= 0 or await request.is_disconnected():
+        if actions or left <= 0 or request.app.state.stopping or await request.is_disconnected():
             return actions
         # Woken at once when an action is created (here or, over NOTIFY, in another process);
         # the periodic look also catches retries whose backoff has passed.

@@ -60,7 +60,8 @@ async def read_service(
         if not found:
             raise NotFound(f"no service {name!r} in the catalog")
         left = deadline - loop.time()
-        if index is None or found[0]["index"] > index or left <= 0 or await request.is_disconnected():
+        changed = index is None or found[0]["index"] > index
+        if changed or left <= 0 or request.app.state.stopping or await request.is_disconnected():
             response.headers["X-Coreplane-Index"] = str(found[0]["index"])
             return found[0]
         await NOTIFIER.wait_async(CATALOG, seen, min(left, 5.0))
