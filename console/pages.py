@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from jinja2_fragments.fastapi import Jinja2Blocks
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane import __version__, audit, users
 from controlplane.api.deps import db_session
 from controlplane.auth import matches
-from controlplane.backends import probe_all
-from controlplane.clock import utcnow
 from controlplane.errors import Conflict, NotFound, Rejected
-from controlplane.store.models import InfrastructureMetric, User
-from controlplane.telemetry import HEARTBEAT_METRIC
+from controlplane.store.models import User
 
 templates = Jinja2Blocks(directory=Path(__file__).parent / "templates")
 templates.env.globals["version"] = __version__
@@ -81,46 +76,6 @@ def _render(request: Request, name: str, context: dict, block: str | None = None
     if block and request.headers.get("HX-Request") == "true":
         return templates.TemplateResponse(request, name, context, block_name=block)
     return templates.TemplateResponse(request, name, context)
-
-
-def _agents(session: Session) -> list[dict]:
-    rows = session.execute(
-        select(InfrastructureMetric.service_name, func.max(InfrastructureMetric.timestamp))
-        .where(InfrastructureMetric.metric_type == HEARTBEAT_METRIC)
-        .group_by(InfrastructureMetric.service_name)
-        .order_by(InfrastructureMetric.service_name)
-    ).all()
-    return [{"name": name, "last_seen": last_seen} for name, last_seen in rows]
-
-
-def _cache_ratios(session: Session, now: datetime) -> list[dict]:
-    """The latest hit ratio per cache namespace and layer, from the agents' cache collector."""
-    rows = session.execute(
-        select(InfrastructureMetric.timestamp, InfrastructureMetric.value, InfrastructureMetric.tags)
-        .where(
-            InfrastructureMetric.metric_type == "coreplane_cache_hit_ratio",
-            InfrastructureMetric.timestamp >= now - timedelta(minutes=5),
-        )
-        .order_by(InfrastructureMetric.timestamp.desc())
-        .limit(5000)
-    ).all()
-    latest: dict[tuple[str, str], dict] = {}
-    for at, value, tags in rows:
-        key = ((tags or {}).get("namespace", "?"), (tags or {}).get("layer", "?"))
-        latest.setdefault(key, {"namespace": key[0], "layer": key[1], "hit_ratio": value, "at": at})
-    return sorted(latest.values(), key=lambda r: (r["namespace"], r["layer"]))
-
-
-@router.get("/")
-async def home(
-    request: Request, _role: str = Depends(require_session), session: Session = Depends(db_session)
-) -> Response:
-    backends = await probe_all(request.app.state.settings, request.app.state.engine)
-    # Off the event loop: a query waiting on the store must not stall every other request.
-    agents, cache = await asyncio.to_thread(lambda: (_agents(session), _cache_ratios(session, utcnow())))
-    return _render(
-        request, "home.html", {"backends": backends, "agents": agents, "cache": cache}, block="backends"
-    )
 
 
 @router.get("/login")

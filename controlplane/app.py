@@ -14,12 +14,23 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import IntegrityError
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import WebSocketRoute
 
 import console
-from console.actions import router as console_actions_router
+from console import actions as console_actions
+from console import (
+    agents_page,
+    catalog_pages,
+    events_page,
+    explore,
+    live,
+    overview,
+    pages,
+    rules_page,
+    settings_page,
+)
 from console.limits import LoginLimiter
 from console.pages import LoginRequired
-from console.pages import router as console_router
 from controlplane import __version__, auth
 from controlplane.api import (
     actions,
@@ -97,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     maintenance = StoreMaintenance(engine, settings.retention)
     control = ControlLoop(engine, settings.control)
     listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
+    live.configure_django(settings.server.channel_layer_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -107,7 +119,11 @@ def create_app(settings: Settings) -> FastAPI:
             listener.start()
         control.start()
         _answer_waiters_on_stop(app)
+        stop_live = asyncio.Event()
+        bridge = asyncio.create_task(live.bridge(stop_live))
         yield
+        stop_live.set()
+        bridge.cancel()
         loop.cancel()
         await asyncio.to_thread(control.stop)
         if listener is not None:
@@ -170,8 +186,10 @@ def create_app(settings: Settings) -> FastAPI:
         api.include_router(router)
     app.include_router(api)
     _add_component_schemas(app)
-    app.include_router(console_router)
-    app.include_router(console_actions_router)
+    for page in (pages, overview, catalog_pages, explore, events_page, console_actions, rules_page,
+                 agents_page, settings_page):  # fmt: skip
+        app.include_router(page.router)
+    app.router.routes.append(WebSocketRoute("/ws/console", live.endpoint()))
     app.mount("/static", StaticFiles(directory=Path(console.__file__).parent / "static"), name="static")
     return app
 

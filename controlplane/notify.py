@@ -59,12 +59,17 @@ class Notifier:
             )
 
     async def wait_async(self, channel: str, seen: int, timeout_s: float) -> bool:
+        return await self.wait_any_async({channel: seen}, timeout_s)
+
+    async def wait_any_async(self, seen: dict[str, int], timeout_s: float) -> bool:
+        """Wait (without a thread) until any channel in ``seen`` moves past the generation seen."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self._cond:
-            if self._generation[channel] != seen:
+            if any(self._generation[c] != g for c, g in seen.items()):
                 return True
-            self._futures[channel].add((loop, future))
+            for channel in seen:
+                self._futures[channel].add((loop, future))
         try:
             await asyncio.wait_for(future, timeout_s)
             return True
@@ -72,7 +77,8 @@ class Notifier:
             return False
         finally:
             with self._cond:
-                self._futures[channel].discard((loop, future))
+                for channel in seen:
+                    self._futures[channel].discard((loop, future))
 
 
 def _resolve(future: asyncio.Future) -> None:

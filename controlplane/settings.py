@@ -37,6 +37,11 @@ class ServerSettings(BaseModel):
     probe_timeout_s: float = Field(
         2.0, gt=0, le=30, description="Timeout of each backend reachability probe on the console."
     )
+    channel_layer_url: str | None = Field(
+        None,
+        description="Redis URL of the console's Django Channels layer; in memory (per process) when unset.",
+        repr=False,
+    )
 
 
 class PostgresSettings(BaseModel):

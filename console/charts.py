@@ -1,0 +1,63 @@
+"""Chart data for console/static/charts.js (uPlot): series from the store's range queries,
+aligned on one time axis. Queries pick the roll-ups when the step allows, so a chart over
+an hour reads 1-minute roll-ups, not raw points."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from controlplane.store.queries import SeriesQuery, pick_source, series
+
+
+def _epoch(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.removesuffix("Z")).replace(tzinfo=UTC).timestamp())
+
+
+def aligned(found: list[dict], label_key: str = "service_name", unit: str = "") -> dict:
+    """{x: [epoch s], series: [{label, values}], unit} with one value slot per x (None = gap)."""
+    xs = sorted({p[0] for s in found for p in s["points"]})
+    slot = {x: i for i, x in enumerate(xs)}
+    out = []
+    for s in found:
+        values: list[float | None] = [None] * len(xs)
+        for x, v in s["points"]:
+            values[slot[x]] = v
+        label = s["labels"].get(label_key) or s["labels"].get("service_name")
+        out.append({"label": str(label), "values": values})
+    return {"x": [_epoch(x) for x in xs], "series": out, "unit": unit}
+
+
+def query(
+    session: Session,
+    metric_type: str,
+    *,
+    now: datetime,
+    window: timedelta = timedelta(hours=1),
+    step_s: int = 60,
+    agg: str = "avg",
+    service_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    group_by: str | None = None,
+) -> list[dict]:
+    q = SeriesQuery(metric_type=metric_type, start=now - window, end=now, step_s=step_s, agg=agg,
+                    service_name=service_name, tags=tags or {}, group_by=group_by)  # fmt: skip
+    return series(session, q, pick_source(q))
+
+
+def combined(found: list[dict], agg: str) -> dict:
+    """One series over every service: a tile's figure (sum for counts, max for lags, else mean)."""
+    data = aligned(found)
+    values = []
+    for i in range(len(data["x"])):
+        column = [s["values"][i] for s in data["series"] if s["values"][i] is not None]
+        if not column:
+            values.append(None)
+        elif agg in ("sum", "count"):
+            values.append(sum(column))
+        elif agg == "max":
+            values.append(max(column))
+        else:
+            values.append(sum(column) / len(column))
+    return {"x": data["x"], "series": [{"label": "all", "values": values}], "unit": data["unit"]}

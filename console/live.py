@@ -1,0 +1,177 @@
+"""Live console pages: a websocket per open page, served by Django Channels inside the
+same ASGI app, that pushes re-rendered HTML fragments (the htmx ws extension swaps each
+top-level element into the element with the same id).
+
+    browser ──ws /ws/console?page=overview──> ConsoleConsumer  (joins group "console")
+    store commit ─> NOTIFIER ─> bridge() ─> channel layer group_send("console", changed)
+                                              └─> each consumer re-renders its page's blocks
+
+A page names the notifier channels it depends on and a function that renders its live
+blocks; a consumer sends them on connect (so a reconnect catches up on what it missed),
+then again whenever one of its channels changes, skipping a block whose HTML did not
+change. ``TICK`` changes every few seconds, for what time alone changes (a silent agent,
+a sparkline's window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+
+from controlplane.notify import ACTIONS, CATALOG, EVENTS, NOTIFIER
+from controlplane.users import RANK
+
+log = logging.getLogger("coreplane.console.live")
+
+GROUP = "console"
+TICK = "tick"
+TICK_S = 5.0
+COALESCE_S = 0.2  # a burst of commits becomes one push
+
+
+@dataclass(frozen=True)
+class LivePage:
+    channels: frozenset[str]
+    # (app, query parameters, role) -> the page's live blocks, each an element with an id
+    render: Callable[[Any, dict[str, str], str], dict[str, str]]
+
+
+def _pages() -> dict[str, LivePage]:
+    # Explicit, like every other registry here; imported late because the page modules
+    # import the templates, which import this module's helpers.
+    from console import catalog_pages, events_page, overview
+
+    return {
+        "overview": LivePage(frozenset({CATALOG, ACTIONS, EVENTS, TICK}), overview.live_blocks),
+        "instance": LivePage(frozenset({CATALOG, TICK}), catalog_pages.instance_live_blocks),
+        "services": LivePage(frozenset({CATALOG, TICK}), catalog_pages.services_live_blocks),
+        "events": LivePage(frozenset({EVENTS}), events_page.live_blocks),
+    }
+
+
+def configure_django(channel_layer_url: str | None) -> None:
+    """Channels reads its channel layer from Django settings: in memory (one process) by
+    default, Redis when several processes should share groups."""
+    import django
+    from django.conf import settings
+
+    if settings.configured:
+        return
+    layer: dict[str, Any] = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    if channel_layer_url:
+        layer = {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                 "CONFIG": {"hosts": [channel_layer_url]}}  # fmt: skip
+    settings.configure(CHANNEL_LAYERS={"default": layer}, INSTALLED_APPS=[], USE_TZ=True)
+    django.setup()
+
+
+class ConsoleConsumer(AsyncWebsocketConsumer):
+    """One open console page. It needs the console session (the same signed cookie as
+    the pages, read by the app's session middleware) and a same-origin request."""
+
+    async def connect(self) -> None:
+        session = self.scope.get("session") or {}
+        self.role = session.get("role")
+        query = {k: v[-1] for k, v in parse_qs(self.scope.get("query_string", b"").decode()).items()}
+        self.page = _pages().get(query.pop("page", ""))
+        self.params = query
+        if self.role not in RANK or not _same_origin(self.scope):
+            await self.close(code=4403)  # before accept: the browser sees a refused handshake
+            return
+        if self.page is None:
+            await self.close(code=4404)
+            return
+        self.sent: dict[str, str] = {}
+        await self.channel_layer.group_add(GROUP, self.channel_name)
+        await self.accept()
+        CONNECTIONS.add(self)
+        await self._push()  # the catch-up: everything as it is now
+
+    async def disconnect(self, code: int) -> None:
+        CONNECTIONS.discard(self)
+        if getattr(self, "sent", None) is not None:
+            await self.channel_layer.group_discard(GROUP, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        pass  # the page sends nothing the server acts on; forms post over HTTP with CSRF
+
+    async def store_changed(self, message: dict) -> None:
+        if self.page is not None and self.page.channels & set(message["channels"]):
+            await self._push()
+
+    async def _push(self) -> None:
+        app = self.scope["app"]
+        try:
+            blocks = await asyncio.to_thread(self.page.render, app, self.params, self.role)
+        except Exception:
+            log.exception("live render of %s failed", self.scope.get("query_string"))
+            return
+        changed = [html for block_id, html in blocks.items() if self.sent.get(block_id) != html]
+        if changed:
+            self.sent.update(blocks)
+            await self.send(text_data="\n".join(changed))
+
+
+CONNECTIONS: set[ConsoleConsumer] = set()
+
+
+def _same_origin(scope: dict) -> bool:
+    """A websocket carries cookies cross-site; refuse a page served from elsewhere."""
+    headers = dict(scope.get("headers") or [])
+    origin, host = headers.get(b"origin", b"").decode(), headers.get(b"host", b"").decode()
+    return bool(origin) and urlsplit(origin).netloc == host
+
+
+class _Endpoint:
+    """Starlette wraps a bare function as a websocket handler; a callable object is
+    passed the raw ASGI scope, which is what a Channels consumer expects."""
+
+    def __init__(self) -> None:
+        self.app = ConsoleConsumer.as_asgi()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        await self.app(scope, receive, send)
+
+
+endpoint = _Endpoint
+
+
+async def bridge(stop: asyncio.Event) -> None:
+    """Turns store commits (NOTIFIER, fed across processes by PostgreSQL NOTIFY) into one
+    channel-layer message per burst, plus a tick every ``TICK_S``."""
+    layer = get_channel_layer()
+    watched = (CATALOG, ACTIONS, EVENTS)
+    seen = NOTIFIER.snapshot(*watched)
+    loop = asyncio.get_running_loop()
+    next_tick = loop.time() + TICK_S
+    while not stop.is_set():
+        await NOTIFIER.wait_any_async(seen, max(0.0, next_tick - loop.time()))
+        await asyncio.sleep(COALESCE_S)
+        now = NOTIFIER.snapshot(*watched)
+        changed = [c for c in watched if now[c] != seen[c]]
+        seen = now
+        if loop.time() >= next_tick:
+            changed.append(TICK)
+            next_tick = loop.time() + TICK_S
+        if changed and CONNECTIONS:
+            await layer.group_send(GROUP, {"type": "store.changed", "channels": changed})
+
+
+def ws_url(page: str, **params: str) -> str:
+    """The websocket a live page connects to (its query travels with it)."""
+    from urllib.parse import urlencode
+
+    return "/ws/console?" + urlencode({"page": page, **{k: v for k, v in params.items() if v}})
+
+
+def dumps(value: Any) -> str:
+    """JSON for a data-* attribute (charts), compact."""
+    return json.dumps(value, separators=(",", ":"), default=str)

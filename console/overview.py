@@ -1,0 +1,157 @@
+"""The overview: a health matrix of every service and instance, open alerts, recent
+actions, tiles with sparklines for the key figures, and the control plane's own view of
+its backends. The matrix, alerts, actions and tiles are live (console/live.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from jinja2_fragments import render_block
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from console import charts
+from console.live import ws_url
+from console.pages import _render, require_session, templates
+from controlplane.api.deps import db_session
+from controlplane.backends import probe_all
+from controlplane.catalog.instances import describe
+from controlplane.clock import utcnow
+from controlplane.store.models import Action, Agent, InfrastructureEvent, InfrastructureMetric
+
+router = APIRouter(include_in_schema=False)
+LIVE_BLOCKS = ("matrix", "alerts", "recent_actions", "tiles", "cache", "agents")
+
+
+@dataclass(frozen=True)
+class Tile:
+    key: str
+    title: str
+    metric_type: str
+    agg: str
+    unit: str = ""
+    scale: float = 1.0
+    tags: tuple[tuple[str, str], ...] = ()
+    increase: bool = False  # a counter: show what it grew by per step, not its level
+
+
+# fmt: off
+TILES = (
+    Tile("cache-hit-ratio", "Cache hit ratio", "coreplane_cache_hit_ratio", "avg", "%", 100),
+    Tile("queue-depth", "Queue depth", "coreplane_rabbitmq_messages_ready", "sum", "msgs"),
+    Tile("task-failures", "Failed tasks / min", "coreplane_celery_tasks_total", "max",
+         tags=(("state", "failed"),), increase=True),
+    Tile("search-latency", "Search latency", "coreplane_elasticsearch_search_latency_seconds", "avg",
+         "ms", 1000),
+    Tile("replication-lag", "Replication lag", "coreplane_redis_replication_lag_seconds", "max", "s"),
+)
+# fmt: on
+
+
+def _tile(session: Session, tile: Tile, now: datetime) -> dict:
+    found = charts.query(session, tile.metric_type, now=now, agg=tile.agg, tags=dict(tile.tags), step_s=60)
+    data = charts.combined(found, "sum" if tile.increase else tile.agg)
+    values = data["series"][0]["values"] if data["series"] else []
+    if tile.increase:
+        pairs = zip([None, *values], values, strict=False)
+        values = [None if a is None or b is None else max(b - a, 0.0) for a, b in pairs]
+    values = [None if v is None else v * tile.scale for v in values]
+    data["series"] = [{"label": tile.title, "values": values}]
+    data["unit"] = tile.unit
+    latest = next((v for v in reversed(values) if v is not None), None)
+    return {"tile": tile, "latest": latest, "data": data}
+
+
+def _open_alerts(session: Session, now: datetime) -> list[dict]:
+    """Alerts (events of type ``alert``) whose latest word, per fingerprint, is ``firing``."""
+    rows = session.scalars(
+        select(InfrastructureEvent)
+        .where(InfrastructureEvent.event_type == "alert")
+        .where(InfrastructureEvent.timestamp >= now - timedelta(days=1))
+        .order_by(InfrastructureEvent.timestamp.desc())
+        .limit(2000)
+    ).all()
+    latest: dict[str, InfrastructureEvent] = {}
+    for row in rows:
+        details = row.details or {}
+        latest.setdefault(str(details.get("fingerprint") or details.get("alertname") or row.id), row)
+    return [
+        {"at": e.timestamp, "service": e.service_name, "name": (e.details or {}).get("alertname", "alert"),
+         "severity": (e.details or {}).get("severity", ""), "summary": (e.details or {}).get("summary", "")}
+        for e in latest.values() if e.status == "firing"
+    ]  # fmt: skip
+
+
+def _cache_ratios(session: Session, now: datetime) -> list[dict]:
+    """The latest hit ratio per cache namespace and layer, from the agents' cache collector."""
+    rows = session.execute(
+        select(InfrastructureMetric.timestamp, InfrastructureMetric.value, InfrastructureMetric.tags)
+        .where(
+            InfrastructureMetric.metric_type == "coreplane_cache_hit_ratio",
+            InfrastructureMetric.timestamp >= now - timedelta(minutes=5),
+        )
+        .order_by(InfrastructureMetric.timestamp.desc())
+        .limit(5000)
+    ).all()
+    latest: dict[tuple[str, str], dict] = {}
+    for at, value, tags in rows:
+        key = ((tags or {}).get("namespace", "?"), (tags or {}).get("layer", "?"))
+        latest.setdefault(key, {"namespace": key[0], "layer": key[1], "hit_ratio": value, "at": at})
+    return sorted(latest.values(), key=lambda r: (r["namespace"], r["layer"]))
+
+
+def _agents(session: Session) -> list[Agent]:
+    return list(session.scalars(select(Agent).where(Agent.revoked.is_(False)).order_by(Agent.name)))
+
+
+def _recent_actions(session: Session) -> list[Action]:
+    return list(
+        session.scalars(
+            select(Action).where(Action.parent_id.is_(None)).order_by(Action.created_at.desc()).limit(8)
+        )
+    )
+
+
+def _matrix(session: Session) -> list[dict]:
+    services = describe(session)
+    for service in services:
+        counts: dict[str, int] = {}
+        for i in service["instances"]:
+            counts[i["health"]] = counts.get(i["health"], 0) + 1
+        service["worst"] = next((h for h in ("critical", "warning", "passing") if counts.get(h)), "unknown")
+        service["counts"] = counts
+    return services
+
+
+def context(session: Session, now: datetime) -> dict:
+    """Everything the live blocks show, read in one transaction."""
+    return {
+        "services": _matrix(session),
+        "alerts": _open_alerts(session, now),
+        "actions": _recent_actions(session),
+        "tiles": [_tile(session, tile, now) for tile in TILES],
+        "cache": _cache_ratios(session, now),
+        "agents": _agents(session),
+    }
+
+
+def live_blocks(app, params: dict[str, str], role: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    with app.state.sessionmaker.begin() as session:
+        ctx = context(session, utcnow()) | {"role": role}
+    return {name: render_block(templates.env, "overview.html", name, ctx) for name in LIVE_BLOCKS}
+
+
+@router.get("/")
+async def overview(
+    request: Request, role: str = Depends(require_session), session: Session = Depends(db_session)
+) -> Response:
+    backends = await probe_all(request.app.state.settings, request.app.state.engine)
+    if request.headers.get("HX-Request") == "true":
+        return _render(request, "overview.html", {"backends": backends}, block="backends")
+    # Off the event loop: a query waiting on the store must not stall every other request.
+    ctx = await asyncio.to_thread(context, session, utcnow())
+    return _render(request, "overview.html", ctx | {"backends": backends, "live": ws_url("overview")})
