@@ -5,12 +5,16 @@ and each suppression is recorded with its reason (``rule_evaluations``).
 
 Event-triggered actions carry the idempotency key ``rule:<name>:event:<id>``, so an
 event seen twice (a second round, a new leader re-reading the last minute) never
-starts two actions."""
+starts two actions.
+
+Triggers are evaluated "as of" the round's ``now`` (nothing stamped later is looked at),
+so the dry-run preview (policy/preview.py) replays the past through this same code."""
 
 from __future__ import annotations
 
 import logging
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +25,7 @@ from sqlalchemy.orm import Session
 from controlplane.actions import lifecycle, plans
 from controlplane.errors import NotFound
 from controlplane.policy import rules as rules_mod
-from controlplane.policy.rules import Rule, RuleError
+from controlplane.policy.rules import AbsenceTrigger, MetricTrigger, Rule, RuleError
 from controlplane.store.models import Action, InfrastructureEvent, InfrastructureMetric, RuleEvaluation
 from controlplane.store.settings_store import get_setting
 
@@ -99,7 +103,7 @@ class PolicyEngine:
                 continue
             try:
                 with session.begin_nested():
-                    for firing in self._triggered(session, rule, events, now):
+                    for firing in self.triggered(session, rule, events, now):
                         record = self._consider(session, rule, firing, now)
                         if record is not None:
                             recorded.append(record)
@@ -131,9 +135,10 @@ class PolicyEngine:
             )
         )
 
-    def _triggered(
+    def triggered(
         self, session: Session, rule: Rule, events: list[InfrastructureEvent], now: datetime
     ) -> list[Firing]:
+        """What makes ``rule`` fire at ``now``, given the events it may look at."""
         trigger = rule.trigger
         if trigger.event is not None:
             return self._event_firings(session, rule, events, now)
@@ -159,7 +164,7 @@ class PolicyEngine:
                 continue
             if t.for_s and (now - e.timestamp).total_seconds() < t.for_s:
                 continue  # not held long enough yet: looked at again next round
-            if t.for_s and self._superseded(session, e):
+            if t.for_s and self._superseded(session, e, now):
                 self.seen[(rule.name, str(e.id))] = now
                 continue
             self.seen[(rule.name, str(e.id))] = now
@@ -176,31 +181,27 @@ class PolicyEngine:
             )
         return firings
 
-    def _superseded(self, session: Session, e: InfrastructureEvent) -> bool:
-        """A later event of the same kind about the same instance with another status."""
+    def _superseded(self, session: Session, e: InfrastructureEvent, now: datetime) -> bool:
+        """A later event (by ``now``) of the same kind about the same instance with another status."""
         query = select(InfrastructureEvent.status).where(
             InfrastructureEvent.event_type == e.event_type,
             InfrastructureEvent.service_name == e.service_name,
             InfrastructureEvent.timestamp > e.timestamp,
+            InfrastructureEvent.timestamp <= now,
         )
         instance = (e.details or {}).get("instance")
         if instance is not None:
             query = query.where(InfrastructureEvent.details["instance"].as_string() == instance)
         return any(status != e.status for status in session.scalars(query.limit(100)))
 
-    def _window(self, session: Session, metric: str, service: str | None, tags: dict | None, since: datetime):  # type: ignore[no-untyped-def]
-        query = select(InfrastructureMetric.timestamp, InfrastructureMetric.value).where(
-            InfrastructureMetric.metric_type == metric, InfrastructureMetric.timestamp >= since
-        )
-        if service not in (None, "*"):
-            query = query.where(InfrastructureMetric.service_name == service)
-        for key, value in (tags or {}).items():
-            query = query.where(InfrastructureMetric.tags[key].as_string() == value)
-        return session.execute(query.order_by(InfrastructureMetric.timestamp)).all()
-
     def _metric_firing(self, session: Session, rule: Rule, now: datetime) -> list[Firing]:
         m = rule.trigger.metric
-        rows = self._window(session, m.name, m.service, m.tags, now - timedelta(seconds=m.window_s))
+        rows = metric_window(session, m, since=now - timedelta(seconds=m.window_s), until=now)
+        return self.metric_firing(rule, rows, now)
+
+    def metric_firing(self, rule: Rule, rows: list, now: datetime) -> list[Firing]:  # type: ignore[type-arg]
+        """Whether the metric rule fires at ``now`` given its window's (timestamp, value) rows."""
+        m = rule.trigger.metric
         value = _aggregate(m.agg, rows)
         if value is None or not OPS[m.op](value, m.threshold):
             self.holding.pop(rule.name, None)
@@ -215,27 +216,13 @@ class PolicyEngine:
 
     def _absence_firing(self, session: Session, rule: Rule, now: datetime) -> list[Firing]:
         a = rule.trigger.absence
-        query = (
-            select(func.count())
-            .select_from(InfrastructureMetric)
-            .where(
-                InfrastructureMetric.service_name == a.service,
-                InfrastructureMetric.timestamp >= now - timedelta(seconds=a.for_s),
-            )
-        )
-        if a.metric:
-            query = query.where(InfrastructureMetric.metric_type == a.metric)
-        if session.scalar(query):
-            return []
-        what = a.metric or "any metric"
-        return [Firing({"service": a.service}, f"no {what} from {a.service} for {a.for_s:g} s")]
+        heard = signs_of_life(session, a, since=now - timedelta(seconds=a.for_s), until=now, limit=1)
+        return absence_firing(rule, heard=bool(heard))
 
     # --- suppression and action -------------------------------------------------------------
 
     def _consider(self, session: Session, rule: Rule, firing: Firing, now: datetime) -> RuleEvaluation | None:
-        context = {**firing.context, "rule": rule.name, "now": now.isoformat() + "Z"}
-        target = str(rules_mod.render(rule.action.target, context, rule=rule.name, path="action.target"))
-        params = rules_mod.render(rule.action.params, context, rule=rule.name, path="action.params")
+        context, target, params = planned(rule, firing, now)
         if firing.key and session.scalar(select(func.count()).where(Action.idempotency_key == firing.key)):
             return None  # this very event already started its action
         held = self._held_back(session, rule, target, params, now)
@@ -262,37 +249,27 @@ class PolicyEngine:
             links=firing.links,
             now=now,
         )
-        self.holding.pop(rule.name, None)
+        self.started(rule.name)
         return self._record(session, rule, "fired", firing.why, now, action.id, context)
+
+    def started(self, rule_name: str) -> None:
+        """The rule started an action: its condition must hold for ``for_s`` afresh before the next."""
+        self.holding.pop(rule_name, None)
 
     def _held_back(
         self, session: Session, rule: Rule, target: str, params: dict, now: datetime
     ) -> tuple[str, str, str] | None:
-        """(outcome, kind, why) when the rule may not act now: a dry run, its cooldown or its
-        concurrency cap."""
-        if rule.dry_run:
-            return "dry_run", "dry_run", f"would run {rule.action.kind} on {target} with {params}"
         last = session.scalar(
             select(func.max(Action.created_at)).where(Action.rule == rule.name, Action.parent_id.is_(None))
         )
-        if last is not None and (now - last).total_seconds() < rule.cooldown_s:
-            return (
-                "suppressed",
-                "cooldown",
-                f"cooldown, {rule.cooldown_s - (now - last).total_seconds():.0f} s left",
-            )
         running = session.scalar(
             select(func.count()).where(Action.rule == rule.name, Action.state.not_in(lifecycle.FINISHED))
         )
-        if running >= rule.max_concurrency:
-            why = f"{running} action(s) of this rule unfinished (max_concurrency {rule.max_concurrency})"
-            return "suppressed", "concurrency", why
-        if (
-            rule.action.kind not in plans.PLANS
-            and plans.agent_of(session, target, params.get("instance")) is None
-        ):
-            return "error", "no_agent", f"no agent watches {target}"
-        return None
+
+        def watched() -> bool:
+            return plans.agent_of(session, target, params.get("instance")) is not None
+
+        return held_back(rule, target, params, now=now, last=last, running=running, watched=watched)
 
     def _note(
         self, session: Session, rule: Rule, outcome: str, kind: str, reason: str, now: datetime, context: dict
@@ -325,6 +302,84 @@ class PolicyEngine:
         session.add(row)
         log.info("rule %s %s: %s", rule.name, outcome, reason)
         return row
+
+
+def metric_window(
+    session: Session, m: MetricTrigger, *, since: datetime, until: datetime, limit: int | None = None
+) -> list:  # type: ignore[type-arg]
+    """(timestamp, value) rows of the metric rule's series from ``since`` to ``until``, oldest first."""
+    query = select(InfrastructureMetric.timestamp, InfrastructureMetric.value).where(
+        InfrastructureMetric.metric_type == m.name,
+        InfrastructureMetric.timestamp >= since,
+        InfrastructureMetric.timestamp <= until,
+    )
+    if m.service not in (None, "*"):
+        query = query.where(InfrastructureMetric.service_name == m.service)
+    for key, value in (m.tags or {}).items():
+        query = query.where(InfrastructureMetric.tags[key].as_string() == value)
+    return list(session.execute(query.order_by(InfrastructureMetric.timestamp).limit(limit)).all())
+
+
+def signs_of_life(
+    session: Session, a: AbsenceTrigger, *, since: datetime, until: datetime, limit: int | None = None
+) -> list[datetime]:
+    """Times of the points that count as a sign of life for the absence rule, oldest first."""
+    query = select(InfrastructureMetric.timestamp).where(
+        InfrastructureMetric.service_name == a.service,
+        InfrastructureMetric.timestamp >= since,
+        InfrastructureMetric.timestamp <= until,
+    )
+    if a.metric:
+        query = query.where(InfrastructureMetric.metric_type == a.metric)
+    return list(session.scalars(query.order_by(InfrastructureMetric.timestamp).limit(limit)))
+
+
+def absence_firing(rule: Rule, *, heard: bool) -> list[Firing]:
+    """The absence rule fires when nothing was heard within its ``for_s``."""
+    if heard:
+        return []
+    a = rule.trigger.absence
+    what = a.metric or "any metric"
+    return [Firing({"service": a.service}, f"no {what} from {a.service} for {a.for_s:g} s")]
+
+
+def planned(rule: Rule, firing: Firing, now: datetime) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """(template context, target, params) of the action a firing asks for; RuleError if a
+    template does not render."""
+    context = {**firing.context, "rule": rule.name, "now": now.isoformat() + "Z"}
+    target = str(rules_mod.render(rule.action.target, context, rule=rule.name, path="action.target"))
+    params = rules_mod.render(rule.action.params, context, rule=rule.name, path="action.params")
+    return context, target, params
+
+
+def held_back(
+    rule: Rule,
+    target: str,
+    params: dict,
+    *,
+    now: datetime,
+    last: datetime | None,
+    running: int,
+    watched: Callable[[], bool],
+) -> tuple[str, str, str] | None:
+    """(outcome, kind, why) when the rule may not act now: a dry run, its cooldown, its
+    concurrency cap, or no agent for an agent's step. ``last`` is when the rule's last action
+    started, ``running`` how many of them are unfinished, ``watched()`` whether an agent
+    watches the target (asked last: it reads the catalog)."""
+    if rule.dry_run:
+        return "dry_run", "dry_run", f"would run {rule.action.kind} on {target} with {params}"
+    if last is not None and (now - last).total_seconds() < rule.cooldown_s:
+        return (
+            "suppressed",
+            "cooldown",
+            f"cooldown, {rule.cooldown_s - (now - last).total_seconds():.0f} s left",
+        )
+    if running >= rule.max_concurrency:
+        why = f"{running} action(s) of this rule unfinished (max_concurrency {rule.max_concurrency})"
+        return "suppressed", "concurrency", why
+    if rule.action.kind not in plans.PLANS and not watched():
+        return "error", "no_agent", f"no agent watches {target}"
+    return None
 
 
 def _aggregate(agg: str, rows: list) -> float | None:  # type: ignore[type-arg]

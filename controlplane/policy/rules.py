@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import reprlib
 from pathlib import Path
@@ -152,12 +153,24 @@ def render(value: Any, context: dict[str, Any], *, rule: str = "?", path: str = 
     try:
         single = _SINGLE_EXPRESSION.match(value)
         if single and "{{" not in single["expr"] and "}}" not in single["expr"]:
-            result = _env.compile_expression(single["expr"], undefined_to_none=False)(**context)
+            result = _expression(single["expr"])(**context)
             return str(result) if isinstance(result, Undefined) else result  # str() raises the error
-        return _env.from_string(value).render(context)
+        return _template(value).render(context)
     except Exception as exc:  # an undefined name, 1/0, a bad filter: all the rule's to fix
         message = f"rule {rule!r}: cannot render {value!r}: {exc}"
         raise RuleError([{"line": None, "path": path, "message": message}]) from exc
+
+
+# Compiling is the costly part of rendering (about a millisecond a string); the strings are the
+# rules' own, so a small cache serves every firing (and every step of a dry-run preview).
+@functools.lru_cache(maxsize=1024)
+def _expression(source: str) -> Any:
+    return _env.compile_expression(source, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(source: str) -> Any:
+    return _env.from_string(source)
 
 
 def parse_rules(text: str) -> list[Rule]:
