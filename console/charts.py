@@ -61,3 +61,35 @@ def combined(found: list[dict], agg: str) -> dict:
         else:
             values.append(sum(column) / len(column))
     return {"x": data["x"], "series": [{"label": "all", "values": values}], "unit": data["unit"]}
+
+
+# The console's time ranges: (window, step). Steps are whole minutes or hours from 1 h up,
+# so those charts read the roll-ups; 15 minutes is fine-grained enough to want raw points.
+RANGES = {
+    "15m": (timedelta(minutes=15), 15),
+    "1h": (timedelta(hours=1), 60),
+    "6h": (timedelta(hours=6), 300),
+    "24h": (timedelta(hours=24), 600),
+    "7d": (timedelta(days=7), 3600),
+}
+STEPS = (15, 60, 300, 600, 1800, 3600, 21600, 86400)
+
+
+def step_for(window: timedelta, buckets: int = 300) -> int:
+    """The finest step of the ladder that keeps a window under ``buckets`` points."""
+    return next((s for s in STEPS if window / timedelta(seconds=s) <= buckets), STEPS[-1])
+
+
+def scaled(data: dict, scale: float) -> dict:
+    """``data`` with every value multiplied by ``scale`` (bytes to MiB, seconds to ms)."""
+    if scale == 1:
+        return data
+    series = [
+        {**s, "values": [None if v is None else v * scale for v in s["values"]]} for s in data["series"]
+    ]
+    return {**data, "series": series}
+
+
+def latest(values: list[float | None]) -> float | None:
+    """The most recent value that is not a gap."""
+    return next((v for v in reversed(values) if v is not None), None)

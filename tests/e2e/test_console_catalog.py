@@ -1,0 +1,128 @@
+"""The console's catalog pages against a real `coreplane serve`, a real agent and the real
+Redis: the Services page lists the instance with its health; the instance page shows its
+facts, its health history and charts with points; a critical status registered over the
+API becomes a transition the page shows, pushed over the live socket too; unknown
+services and instances are 404 pages that say so; a viewer can open all of them."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from urllib.parse import quote
+
+import httpx
+from websockets.sync.client import connect
+
+from agents.config import TargetConfig
+from agents.runtime import instance_of
+from tests.conftest import console_users, require, running_agent
+
+
+def _wait_for(client: httpx.Client, path: str, needle: str, what: str, timeout_s: float = 20) -> str:
+    deadline = time.monotonic() + timeout_s
+    while needle not in (page := client.get(path).text):
+        assert time.monotonic() < deadline, f"{what}: {needle!r} never appeared on {path}"
+        time.sleep(0.3)
+    return page
+
+
+def _charts(page: str) -> list[dict]:
+    return [json.loads(raw) for raw in re.findall(r"data-chart='([^']*)'", page)]
+
+
+def _strip(page: str) -> str:
+    """The health strip's segments."""
+    return re.search(r'<div class="strip".*?</div>', page, re.S).group(0)
+
+
+def test_services_and_instance_pages_show_the_real_redis(control_plane_sqlite, services, tmp_path):
+    require(services.redis.url, "redis")
+    url, token, _log = control_plane_sqlite
+    viewer = console_users(url, token, vera="viewer")["vera"]
+    address = instance_of(services.redis.url)
+    kv = TargetConfig(type="redis", name="kv", address=services.redis.url, role="primary", interval_s=1)
+    with running_agent(url, token, tmp_path, kv, name="catalog-agent"):
+        listed = _wait_for(viewer, "/services", f'data-instance="{address}" data-health="passing"',
+                           "the agent's Redis as passing")  # fmt: skip
+        href = f"/services/kv/instances/{quote(address, safe='')}"
+        assert f'href="{href}"' in listed and "catalog-agent" in listed and "ws-connect=" in listed
+        assert 'data-service="kv"' in listed
+
+        one = viewer.get("/services/kv")
+        assert one.status_code == 200 and f'data-instance="{address}"' in one.text
+        missing = viewer.get("/services/no-such-service")
+        assert (
+            missing.status_code == 404
+            and "No service &#39;no-such-service&#39; in the catalog" in missing.text
+        )
+
+        # The instance: facts, the unknown -> passing transition, and charts whose data has points.
+        page = viewer.get(href).text
+        assert 'id="facts"' in page and 'data-health="passing"' in page and "catalog-agent" in page
+        assert 'data-transition="health" data-to="passing"' in page
+        assert 'data-health="passing"' in _strip(page)
+        deadline = time.monotonic() + 20
+        while not any(v is not None for c in _charts(page) for s in c["series"] for v in s["values"]):
+            assert time.monotonic() < deadline, "no chart of the instance got a point"
+            time.sleep(0.5)
+            page = viewer.get(href).text
+        metrics = re.findall(r'data-metric="([^"]+)"', page)
+        assert (
+            "coreplane_redis_ops_per_second" in metrics
+            and "coreplane_agent_probe_duration_seconds" in metrics
+        )
+        for span in ("15m", "6h", "24h"):
+            ranged = viewer.get(href, params={"range": span})
+            assert ranged.status_code == 200 and f'?range={span}" class="current"' in ranged.text
+        bad_range = viewer.get(href, params={"range": "2y"})
+        assert bad_range.status_code == 422 and "Unknown range &#39;2y&#39;" in bad_range.text
+        unknown = viewer.get("/services/kv/instances/10.9.9.9%3A1")
+        assert unknown.status_code == 404
+        assert "Service &#39;kv&#39; has no instance &#39;10.9.9.9:1&#39;" in unknown.text
+        assert viewer.get("/services/nope/instances/10.9.9.9%3A1").status_code == 404
+
+        # The live socket sends the facts and the timeline on connect, then each change.
+        cookie = "; ".join(f"{k}={v}" for k, v in viewer.cookies.items())
+        ws_url = re.search(r'ws-connect="([^"]+)"', page).group(1).replace("&amp;", "&")
+        with connect(
+            url.replace("http", "ws") + ws_url, additional_headers={"Cookie": cookie, "Origin": url}
+        ) as ws:
+            first = ws.recv(timeout=10)
+            assert 'id="facts"' in first and 'id="timeline"' in first
+            message = "drill: marked critical by the e2e test"
+            critical = {"service": "kv", "kind": "redis", "address": address, "status": "critical",
+                        "message": message}  # fmt: skip
+            registered = httpx.post(f"{url}/api/v1/services/register", json=[critical],
+                                    headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            assert registered.status_code == 202, registered.text
+            deadline = time.monotonic() + 15
+            pushed = ""
+            while 'data-to="critical"' not in pushed:
+                assert time.monotonic() < deadline, "the live socket never pushed the critical transition"
+                pushed = ws.recv(timeout=15)
+            assert message in pushed
+
+        # And the page itself, reloaded: passing -> critical with its message, newest first.
+        page = viewer.get(href).text
+        rows = re.findall(r'<tr data-transition="health" data-to="(\w+)">(.*?)</tr>', page, re.S)
+        critical_row = next(body for to, body in rows if to == "critical")
+        assert "passing" in critical_row and message in critical_row
+        assert [to for to, _ in rows].index("critical") < [to for to, _ in rows].index("passing")
+        assert 'data-health="critical"' in _strip(page) and 'data-health="passing"' in _strip(page)
+        assert viewer.get("/services").text.count('data-health="critical"') >= 1
+    viewer.close()
+
+
+def test_pages_need_a_session_and_the_empty_catalog_says_what_to_do(control_plane_sqlite):
+    url, token, _log = control_plane_sqlite
+    anonymous = httpx.get(f"{url}/services")
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login"
+    viewer = console_users(url, token, vera="viewer")["vera"]
+    empty = viewer.get("/services")
+    assert (
+        empty.status_code == 200
+        and "docs/agents.md" in empty.text
+        and "/api/v1/services/register" in empty.text
+    )
+    viewer.close()
