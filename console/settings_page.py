@@ -1,7 +1,185 @@
-"""Placeholder: being written (issue 7)."""
+"""The settings page (admins): the stored settings documents, each editable as JSON with
+the version it was read at (a stale version is refused, as PUT /api/v1/settings refuses
+it), and the server's effective configuration, read-only, with every secret redacted."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from console.pages import _actor, _client, _render, check_csrf, require_role
+from controlplane import audit
+from controlplane.api.deps import db_session
+from controlplane.api.settings_routes import RESERVED_PREFIXES
+from controlplane.clock import utcnow
+from controlplane.errors import Conflict
+from controlplane.settings import Settings
+from controlplane.store.models import InfrastructureSetting
+from controlplane.store.settings_store import put_setting
 
 router = APIRouter(include_in_schema=False)
+
+SETTING_TYPE = re.compile(r"^[a-z0-9_.\-]{1,50}$")  # as the API's path parameter
+SECRET_NAME = re.compile(r"token|secret|passw|credential|basic_auth|access_key|api_key|private_key", re.I)
+HIDDEN = "•••••• (set, hidden)"
+
+
+def _redact_url(value: str) -> str:
+    """A URL with its password, and any secret-looking query parameter, masked; the rest
+    left exactly as written (re-assembling it would normalize sqlite:////abs/path)."""
+    parts = urlsplit(value)
+    if parts.password:
+        value = value.replace(f":{parts.password}@", ":••••••@", 1)
+    for pair in parts.query.split("&"):
+        key, _, secret = pair.partition("=")
+        if secret and SECRET_NAME.search(key):
+            value = value.replace(pair, f"{key}=••••••", 1)
+    return value
+
+
+def _shown(value: Any, secret: bool) -> str:
+    if value is None or value == [] or value == {}:
+        return "(unset)"
+    if isinstance(value, list):
+        return ", ".join(_shown(v, secret) for v in value)
+    if isinstance(value, dict):
+        return json.dumps({k: v if not SECRET_NAME.search(k) else HIDDEN for k, v in value.items()})
+    if isinstance(value, str) and "://" in value:
+        return _redact_url(value) if not secret or urlsplit(value).hostname else HIDDEN
+    return HIDDEN if secret else str(value)
+
+
+def effective_config(model: BaseModel, prefix: str = "COREPLANE_") -> list[dict]:
+    """Every setting of the server as (environment name, value, description); secrets
+    (fields kept out of repr, or named like one) show only that they are set, and URLs
+    keep their host but lose their password."""
+    rows = []
+    for name, field in type(model).model_fields.items():
+        value, env = getattr(model, name), f"{prefix}{name.upper()}"
+        if isinstance(value, BaseModel):
+            rows += effective_config(value, env + "__")
+            continue
+        secret = not field.repr or bool(SECRET_NAME.search(name))
+        rows.append({"name": env, "value": _shown(value, secret), "description": field.description or ""})
+    return rows
+
+
+def _stored(session: Session) -> list[InfrastructureSetting]:
+    # Credentials share the table (auth.*, console.*): never shown, as the API never serves them.
+    rows = session.scalars(select(InfrastructureSetting).order_by(InfrastructureSetting.setting_type))
+    return [r for r in rows if not r.setting_type.startswith(RESERVED_PREFIXES)]
+
+
+def _page(request: Request, session: Session, *, error: str | None = None, status: int = 200,
+          draft: dict | None = None) -> Response:  # fmt: skip
+    settings: Settings = request.app.state.settings
+    rows = [{"row": r, "json": json.dumps(r.value, indent=2, sort_keys=True), "editable":
+             not r.setting_type.startswith("policy.")} for r in _stored(session)]  # fmt: skip
+    draft = draft or {}
+    # A refused draft goes back into the form it came from: its setting's, or "Add a setting".
+    new_draft = draft if draft.get("setting_type") not in {r["row"].setting_type for r in rows} else {}
+    context = {
+        "stored": rows,
+        "config": effective_config(settings),
+        "error": error,
+        "draft": draft,
+        "new_draft": new_draft,
+    }
+    response = _render(request, "settings.html", context)
+    response.status_code = status
+    return response
+
+
+@router.get("/settings")
+def settings_page(
+    request: Request, _role: str = Depends(require_role("admin")), session: Session = Depends(db_session)
+) -> Response:
+    return _page(request, session)
+
+
+def _parse(setting_type: str, text: str) -> dict:
+    """The submitted JSON object, or ValueError saying where it is wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"The value of {setting_type!r} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}. Nothing was saved."
+        ) from None
+    if not isinstance(value, dict):
+        raise ValueError(f"The value of {setting_type!r} must be a JSON object ({{…}}). Nothing was saved.")
+    if "\\u0000" in json.dumps(value):
+        raise ValueError(f"The value of {setting_type!r} contains a NUL byte, which cannot be stored.")
+    return value
+
+
+@router.post("/settings")
+def settings_change(
+    request: Request,
+    setting_type: str = Form(""),
+    value: str = Form(""),
+    version: str = Form(""),
+    csrf: str = Form(""),
+    _role: str = Depends(require_role("admin")),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Replace one setting if it is still at the version the form was read at; audited."""
+    check_csrf(request, csrf)
+    setting_type = setting_type.strip()
+    draft = {"setting_type": setting_type, "value": value}
+
+    def refuse(message: str, status: int) -> Response:
+        return _page(request, session, error=message, status=status, draft=draft)
+
+    if not SETTING_TYPE.match(setting_type):
+        return refuse(
+            "A setting type is 1 to 50 characters: lower-case letters, digits, '.', '_' or '-'.", 422
+        )
+    if setting_type.startswith(RESERVED_PREFIXES):
+        return refuse(f"{setting_type!r} is reserved for credentials and cannot be edited here.", 403)
+    if setting_type.startswith("policy."):
+        return refuse(
+            f"{setting_type!r} holds rules: edit them on the Rules page (/rules), which checks them.", 403
+        )
+    if not version.isdigit():
+        return refuse("The form lost the version it was read at: reload the page and edit again.", 422)
+    try:
+        document = _parse(setting_type, value)
+    except ValueError as exc:
+        return refuse(str(exc), 422)
+    try:
+        with session.begin_nested():  # a lost race must leave the session usable for the answer
+            row = put_setting(
+                session,
+                setting_type=setting_type,
+                value=document,
+                expected_version=int(version),
+                updated_by=_actor(request),
+                now=utcnow(),
+            )
+    except (Conflict, IntegrityError):
+        current = session.scalars(
+            select(InfrastructureSetting).where(InfrastructureSetting.setting_type == setting_type)
+        ).first()
+        now_at = "not stored any more"
+        if current is not None:
+            now_at = (f"version {current.version}, saved by {current.updated_by or '?'} "
+                      f"at {current.updated_at:%Y-%m-%d %H:%M:%S} UTC")  # fmt: skip
+        return refuse(
+            f"Someone else changed {setting_type!r} after you read version {version}: it is now at "
+            f"{now_at}. Nothing was saved. Your text is kept below: apply your change to the current "
+            "value and save again.",
+            409,
+        )
+    audit.record(session, actor=_actor(request), action="setting.replace", target=setting_type,
+                 details={"version": row.version}, client=_client(request))  # fmt: skip
+    return RedirectResponse(f"/settings#setting-{setting_type}", status_code=303)
