@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import agent, cache, failover, ingest, query, select1
+from bench import agent, cache, console, failover, ingest, query, select1
 from bench.results import save, table
 from controlplane.settings import load_settings
 
@@ -21,6 +21,8 @@ BENCHMARKS = {
     "failover": failover.run,
     # cache_l1_hit_vs_redis_get, cache_zipf_hit_ratio, cache_invalidation_p99_ms, cache_miss_overhead.
     "cache": cache.run,
+    # console_overview_p95_ms and console_instance_p95_ms (10,000,000 metric rows, 100 services).
+    "console": console.run,
 }
 
 

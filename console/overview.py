@@ -21,7 +21,7 @@ from controlplane.api.deps import db_session
 from controlplane.backends import probe_all
 from controlplane.catalog.instances import describe
 from controlplane.clock import utcnow
-from controlplane.store.models import Action, Agent, InfrastructureEvent, InfrastructureMetric
+from controlplane.store.models import Action, Agent, InfrastructureEvent, MetricRollup1m
 
 router = APIRouter(include_in_schema=False)
 LIVE_BLOCKS = ("matrix", "alerts", "recent_actions", "tiles", "cache", "agents")
@@ -87,20 +87,19 @@ def _open_alerts(session: Session, now: datetime) -> list[dict]:
 
 
 def _cache_ratios(session: Session, now: datetime) -> list[dict]:
-    """The latest hit ratio per cache namespace and layer, from the agents' cache collector."""
+    """The latest hit ratio per cache namespace and layer, from the agents' cache collector
+    (the 1-minute roll-ups: a few rows per namespace and layer, on the type/bucket index)."""
+    r = MetricRollup1m
     rows = session.execute(
-        select(InfrastructureMetric.timestamp, InfrastructureMetric.value, InfrastructureMetric.tags)
-        .where(
-            InfrastructureMetric.metric_type == "coreplane_cache_hit_ratio",
-            InfrastructureMetric.timestamp >= now - timedelta(minutes=5),
-        )
-        .order_by(InfrastructureMetric.timestamp.desc())
+        select(r.bucket, r.sum, r.count, r.tags)
+        .where(r.metric_type == "coreplane_cache_hit_ratio", r.bucket >= now - timedelta(minutes=5))
+        .order_by(r.bucket.desc())
         .limit(5000)
     ).all()
     latest: dict[tuple[str, str], dict] = {}
-    for at, value, tags in rows:
+    for at, total, count, tags in rows:
         key = ((tags or {}).get("namespace", "?"), (tags or {}).get("layer", "?"))
-        latest.setdefault(key, {"namespace": key[0], "layer": key[1], "hit_ratio": value, "at": at})
+        latest.setdefault(key, {"namespace": key[0], "layer": key[1], "hit_ratio": total / count, "at": at})
     return sorted(latest.values(), key=lambda r: (r["namespace"], r["layer"]))
 
 

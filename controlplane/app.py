@@ -17,18 +17,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import WebSocketRoute
 
 import console
-from console import actions as console_actions
-from console import (
-    agents_page,
-    catalog_pages,
-    events_page,
-    explore,
-    live,
-    overview,
-    pages,
-    rules_page,
-    settings_page,
-)
+from console import live, routes
 from console.limits import LoginLimiter
 from console.pages import LoginRequired
 from controlplane import __version__, auth
@@ -186,9 +175,8 @@ def create_app(settings: Settings) -> FastAPI:
         api.include_router(router)
     app.include_router(api)
     _add_component_schemas(app)
-    for page in (pages, overview, catalog_pages, explore, events_page, console_actions, rules_page,
-                 agents_page, settings_page):  # fmt: skip
-        app.include_router(page.router)
+    for module in routes.MODULES:
+        app.include_router(module.router)
     app.router.routes.append(WebSocketRoute("/ws/console", live.endpoint()))
     app.mount("/static", StaticFiles(directory=Path(console.__file__).parent / "static"), name="static")
     return app

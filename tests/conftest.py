@@ -214,6 +214,25 @@ def console_login(url: str, **form: str):  # type: ignore[no-untyped-def]
     return client, client.post("/login", data={"csrf": csrf_of(client.get("/login").text), **form})
 
 
+TEST_PASSWORD = "correct horse battery staple"
+
+
+def console_users(url: str, token: str, **roles: str) -> dict:
+    """Logged-in console clients: "admin" (by the admin token) and one per ``name=role``,
+    each user added through the Users form with TEST_PASSWORD."""
+    admin, answer = console_login(url, token=token)
+    assert answer.status_code == 303
+    csrf = csrf_of(admin.get("/users").text)
+    clients = {"admin": admin}
+    for name, role in roles.items():
+        form = {"csrf": csrf, "op": "add", "username": name, "password": TEST_PASSWORD, "role": role}
+        added = admin.post("/users", data=form)
+        assert added.status_code == 303, added.text
+        clients[name], answer = console_login(url, username=name, password=TEST_PASSWORD)
+        assert answer.status_code == 303
+    return clients
+
+
 @contextlib.contextmanager
 def running_agent(url: str, token: str, tmp_path: Path, *targets, name: str = "test-agent", **options):  # type: ignore[no-untyped-def]
     """A real agent (in this process) reporting to ``url``, registered with the admin

@@ -51,7 +51,10 @@ class Base(DeclarativeBase):
 
 class InfrastructureEvent(Base):
     __tablename__ = "infrastructure_events"
-    __table_args__ = (Index("ix_events_service_time", "service_name", "timestamp"),)
+    __table_args__ = (
+        Index("ix_events_service_time", "service_name", "timestamp"),
+        Index("ix_events_type_time", "event_type", "timestamp"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     event_type: Mapped[str] = mapped_column(String(50))
@@ -103,12 +106,18 @@ class _Rollup:
 
 class MetricRollup1m(_Rollup, Base):
     __tablename__ = "metric_rollups_1m"
-    __table_args__ = (Index("ix_rollups_1m_bucket", "bucket"),)
+    __table_args__ = (
+        Index("ix_rollups_1m_bucket", "bucket"),
+        Index("ix_rollups_1m_type_bucket", "metric_type", "bucket"),
+    )
 
 
 class MetricRollup1h(_Rollup, Base):
     __tablename__ = "metric_rollups_1h"
-    __table_args__ = (Index("ix_rollups_1h_bucket", "bucket"),)
+    __table_args__ = (
+        Index("ix_rollups_1h_bucket", "bucket"),
+        Index("ix_rollups_1h_type_bucket", "metric_type", "bucket"),
+    )
 
 
 # --- ingest bookkeeping ---------------------------------------------------------------
