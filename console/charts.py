@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from controlplane.store.queries import SeriesQuery, pick_source, series
+from controlplane.store.queries import combined as combined_series
 
 
 def _epoch(iso: str) -> int:
@@ -46,21 +47,24 @@ def query(
     return series(session, q, pick_source(q))
 
 
-def combined(found: list[dict], agg: str) -> dict:
-    """One series over every service: a tile's figure (sum for counts, max for lags, else mean)."""
-    data = aligned(found)
-    values = []
-    for i in range(len(data["x"])):
-        column = [s["values"][i] for s in data["series"] if s["values"][i] is not None]
-        if not column:
-            values.append(None)
-        elif agg in ("sum", "count"):
-            values.append(sum(column))
-        elif agg == "max":
-            values.append(max(column))
-        else:
-            values.append(sum(column) / len(column))
-    return {"x": data["x"], "series": [{"label": "all", "values": values}], "unit": data["unit"]}
+def across(
+    session: Session,
+    metric_type: str,
+    *,
+    now: datetime,
+    agg: str,
+    combine: str,
+    tags: dict[str, str] | None = None,
+    window: timedelta = timedelta(hours=1),
+    step_s: int = 60,
+) -> dict:
+    """One series over every service (a tile's figure): per bucket, ``combine`` of each
+    service's ``agg``, computed by the database (one row per bucket)."""
+    q = SeriesQuery(metric_type=metric_type, start=now - window, end=now, step_s=step_s, agg=agg,
+                    tags=tags or {})  # fmt: skip
+    rows = combined_series(session, q, pick_source(q), combine)
+    x = [int(b.replace(tzinfo=UTC).timestamp()) for b, _ in rows]
+    return {"x": x, "series": [{"label": metric_type, "values": [v for _, v in rows]}], "unit": ""}
 
 
 # The console's time ranges: (window, step). Steps are whole minutes or hours from 1 h up,

@@ -32,7 +32,8 @@ class Tile:
     key: str
     title: str
     metric_type: str
-    agg: str
+    agg: str  # per service and bucket
+    combine: str  # across services
     unit: str = ""
     scale: float = 1.0
     tags: tuple[tuple[str, str], ...] = ()
@@ -41,21 +42,22 @@ class Tile:
 
 # fmt: off
 TILES = (
-    Tile("cache-hit-ratio", "Cache hit ratio", "coreplane_cache_hit_ratio", "avg", "%", 100),
-    Tile("queue-depth", "Queue depth", "coreplane_rabbitmq_messages_ready", "sum", "msgs"),
-    Tile("task-failures", "Failed tasks / min", "coreplane_celery_tasks_total", "max",
+    Tile("cache-hit-ratio", "Cache hit ratio", "coreplane_cache_hit_ratio", "avg", "avg", "%", 100),
+    Tile("queue-depth", "Queue depth", "coreplane_rabbitmq_messages_ready", "avg", "sum", "msgs"),
+    Tile("task-failures", "Failed tasks / min", "coreplane_celery_tasks_total", "max", "sum",
          tags=(("state", "failed"),), increase=True),
     Tile("search-latency", "Search latency", "coreplane_elasticsearch_search_latency_seconds", "avg",
-         "ms", 1000),
-    Tile("replication-lag", "Replication lag", "coreplane_redis_replication_lag_seconds", "max", "s"),
+         "avg", "ms", 1000),
+    Tile("replication-lag", "Replication lag", "coreplane_redis_replication_lag_seconds", "max", "max",
+         "s"),
 )
 # fmt: on
 
 
 def _tile(session: Session, tile: Tile, now: datetime) -> dict:
-    found = charts.query(session, tile.metric_type, now=now, agg=tile.agg, tags=dict(tile.tags), step_s=60)
-    data = charts.combined(found, "sum" if tile.increase else tile.agg)
-    values = data["series"][0]["values"] if data["series"] else []
+    data = charts.across(session, tile.metric_type, now=now, agg=tile.agg, combine=tile.combine,
+                         tags=dict(tile.tags))  # fmt: skip
+    values = data["series"][0]["values"]
     if tile.increase:
         pairs = zip([None, *values], values, strict=False)
         values = [None if a is None or b is None else max(b - a, 0.0) for a, b in pairs]

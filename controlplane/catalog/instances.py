@@ -246,42 +246,35 @@ def instances_of(session: Session, service_name: str) -> list[CatalogInstance]:
 
 
 def describe(session: Session, service_name: str | None = None) -> list[dict]:
-    """Services with their instances, as the API serves them."""
-    query = select(CatalogService).order_by(CatalogService.name)
+    """Services with their instances, as the API serves them. Plain rows, not ORM objects:
+    the console's overview and blocking queries read this for every service, often."""
+    s_, i_ = CatalogService, CatalogInstance
+    query = select(s_.id, s_.name, s_.kind, s_.tags, s_.version).order_by(s_.name)
     if service_name is not None:
-        query = query.where(CatalogService.name == service_name)
-    services = list(session.scalars(query))
+        query = query.where(s_.name == service_name)
+    services = session.execute(query).all()
     if not services:
         return []
-    by_service: dict[uuid.UUID, list[tuple[CatalogInstance, str | None]]] = {s.id: [] for s in services}
-    for instance, agent in session.execute(
-        select(CatalogInstance, Agent.name)
-        .outerjoin(Agent, CatalogInstance.agent_id == Agent.id)
-        .where(CatalogInstance.service_id.in_(by_service))
-        .order_by(CatalogInstance.address)
-    ):
-        by_service[instance.service_id].append((instance, agent))
+    by_service: dict[uuid.UUID, list[dict]] = {s.id: [] for s in services}
+    for i in session.execute(
+        select(i_.service_id, i_.address, i_.role, i_.health, i_.health_message, i_.health_since,
+               i_.pending_health, i_.tags, Agent.name.label("agent"), i_.last_seen_at, i_.ttl_s)
+        .outerjoin(Agent, i_.agent_id == Agent.id)
+        .where(i_.service_id.in_(by_service))
+        .order_by(i_.address)
+    ):  # fmt: skip
+        by_service[i.service_id].append(
+            {"address": i.address, "role": i.role, "health": i.health, "health_message": i.health_message,
+             "health_since": i.health_since, "pending_health": i.pending_health, "tags": i.tags or {},
+             "agent": i.agent, "last_seen_at": i.last_seen_at, "ttl_s": i.ttl_s}
+        )  # fmt: skip
     return [
         {
             "name": s.name,
             "kind": s.kind,
             "tags": s.tags or {},
             "index": s.version,
-            "instances": [
-                {
-                    "address": i.address,
-                    "role": i.role,
-                    "health": i.health,
-                    "health_message": i.health_message,
-                    "health_since": i.health_since,
-                    "pending_health": i.pending_health,
-                    "tags": i.tags or {},
-                    "agent": agent,
-                    "last_seen_at": i.last_seen_at,
-                    "ttl_s": i.ttl_s,
-                }
-                for i, agent in by_service[s.id]
-            ],
+            "instances": by_service[s.id],
         }
         for s in services
     ]

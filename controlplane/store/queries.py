@@ -59,6 +59,38 @@ def _tag(dialect: str, column: Any, key: str) -> ColumnElement:
     return func.json_extract(column, f'$."{key}"')
 
 
+def _where(dialect: str, model: Any, time_col: Any, query: SeriesQuery) -> list[ColumnElement]:
+    where = [model.metric_type == query.metric_type, time_col >= query.start, time_col < query.end]
+    if query.service_name:
+        where.append(model.service_name == query.service_name)
+    if query.tags:
+        if dialect == "postgresql":
+            where.append(type_coerce(model.tags, JSONB).contains(query.tags))
+        else:
+            where.extend(_tag(dialect, model.tags, k) == v for k, v in query.tags.items())
+    return where
+
+
+def _value(model: Any, source: str, agg: str) -> ColumnElement:
+    """The bucket's aggregate: over raw points, or from a roll-up's count/sum/min/max."""
+    if source == "raw":
+        return {
+            "avg": func.avg(model.value),
+            "min": func.min(model.value),
+            "max": func.max(model.value),
+            "sum": func.sum(model.value),
+            "count": func.count(),
+            "p95": func.percentile_cont(0.95).within_group(model.value),
+        }[agg]
+    return {
+        "avg": func.sum(model.sum) / func.sum(model.count),
+        "min": func.min(model.min),
+        "max": func.max(model.max),
+        "sum": func.sum(model.sum),
+        "count": func.sum(model.count),
+    }[agg]
+
+
 def series(session: Session, query: SeriesQuery, source: str) -> list[dict]:
     """[{labels, points: [[bucket, value], ...]}], one entry per service (and group)."""
     dialect = session.get_bind().dialect.name
@@ -70,35 +102,9 @@ def series(session: Session, query: SeriesQuery, source: str) -> list[dict]:
         if query.group_by
         else literal_column("NULL").label("g")
     )
-    where = [model.metric_type == query.metric_type, time_col >= query.start, time_col < query.end]
-    if query.service_name:
-        where.append(model.service_name == query.service_name)
-    if query.tags:
-        if dialect == "postgresql":
-            where.append(type_coerce(model.tags, JSONB).contains(query.tags))
-        else:
-            where.extend(_tag(dialect, model.tags, k) == v for k, v in query.tags.items())
-
+    where = _where(dialect, model, time_col, query)
     python_p95 = query.agg == "p95" and dialect != "postgresql"
-    if python_p95:
-        value = model.value.label("v")
-    elif source == "raw":
-        value = {
-            "avg": func.avg(model.value),
-            "min": func.min(model.value),
-            "max": func.max(model.value),
-            "sum": func.sum(model.value),
-            "count": func.count(),
-            "p95": func.percentile_cont(0.95).within_group(model.value),
-        }[query.agg].label("v")
-    else:
-        value = {
-            "avg": func.sum(model.sum) / func.sum(model.count),
-            "min": func.min(model.min),
-            "max": func.max(model.max),
-            "sum": func.sum(model.sum),
-            "count": func.sum(model.count),
-        }[query.agg].label("v")
+    value = (model.value if python_p95 else _value(model, source, query.agg)).label("v")
 
     stmt = select(model.service_name, group, bucket, value).where(and_(*where))
     if not python_p95:
@@ -118,6 +124,33 @@ def series(session: Session, query: SeriesQuery, source: str) -> list[dict]:
         points = [[b.isoformat() + "Z", None if v is None else float(v)] for b, v in rows]
         out.append({"labels": labels, "points": points})
     return out
+
+
+COMBINE = {"avg": func.avg, "min": func.min, "max": func.max, "sum": func.sum}
+
+
+def combined(session: Session, query: SeriesQuery, source: str, combine: str) -> list[tuple[datetime, float]]:
+    """One series over every matching service: per bucket, ``combine`` (avg, min, max or sum)
+    of each service's ``query.agg`` — computed by the database, so a figure over a hundred
+    services returns one row per bucket (not p95: use ``series``)."""
+    if query.agg == "p95":
+        raise ValueError("combined() does not do p95")
+    dialect = session.get_bind().dialect.name
+    model = SOURCES[source]
+    time_col = model.timestamp if source == "raw" else model.bucket
+    bucket = _bucket(dialect, time_col, query.step_s).label("b")
+    per_service = (
+        select(model.service_name, bucket, _value(model, source, query.agg).label("v"))
+        .where(and_(*_where(dialect, model, time_col, query)))
+        .group_by(model.service_name, literal_column("b"))
+        .subquery()
+    )
+    stmt = select(per_service.c.b, COMBINE[combine](per_service.c.v)).group_by(per_service.c.b)
+    return [
+        (_as_datetime(b), float(v))
+        for b, v in session.execute(stmt.order_by(per_service.c.b))
+        if v is not None
+    ]
 
 
 def _as_datetime(value: Any) -> datetime:

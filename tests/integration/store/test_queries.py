@@ -62,3 +62,20 @@ def test_bad_queries_are_422_with_a_reason(api):
     assert "key=value" in bad_tag.json()["detail"]
     p95_rollup = _query(api, agg="p95", source="1m", step=60)
     assert p95_rollup.status_code == 422
+
+
+def test_combined_computes_one_series_across_services_in_the_database(api, store):
+    from controlplane.store.queries import SeriesQuery, combined
+
+    _ingest(api)
+    query = SeriesQuery("coreplane_q_value", start=T, end=T + timedelta(minutes=2), step_s=60, agg="max")
+    with store.sessions() as session:
+        naive = query.start.replace(tzinfo=None), query.end.replace(tzinfo=None)
+        query.start, query.end = naive
+        # per service the max of each minute is 5 then 11 (redis's two instances share it)
+        for combine, expected in (("sum", [10.0, 22.0]), ("max", [5.0, 11.0]), ("avg", [5.0, 11.0])):
+            rows = combined(session, query, "1m", combine)
+            assert [v for _, v in rows] == expected, combine
+            assert [b for b, _ in rows] == [naive[0], naive[0] + timedelta(minutes=1)]
+        query.agg = "avg"  # redis averages both instances: (0..5) -> 2.5, memcached the same
+        assert [v for _, v in combined(session, query, "raw", "sum")] == [5.0, 17.0]
