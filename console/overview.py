@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from console import charts
 from console.live import ws_url
 from console.pages import _render, require_session, templates
+from controlplane import leader
 from controlplane.api.deps import db_session
 from controlplane.backends import probe_all
 from controlplane.catalog.instances import describe
@@ -24,7 +25,7 @@ from controlplane.clock import utcnow
 from controlplane.store.models import Action, Agent, InfrastructureEvent, MetricRollup1m
 
 router = APIRouter(include_in_schema=False)
-LIVE_BLOCKS = ("matrix", "alerts", "recent_actions", "tiles", "cache", "agents")
+LIVE_BLOCKS = ("leadership", "matrix", "alerts", "recent_actions", "tiles", "cache", "agents")
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,16 @@ def _matrix(session: Session) -> list[dict]:
     return services
 
 
-def context(session: Session, now: datetime) -> dict:
+def _leadership(session: Session, app) -> dict:  # type: ignore[no-untyped-def]
+    """Whether this process leads (evaluates rules, dispatches actions), and who does if not."""
+    leads = app.state.control.leadership.is_leader
+    return {"leads": leads, "lease": None if leads else leader.current(session)}
+
+
+def context(session: Session, now: datetime, app) -> dict:  # type: ignore[no-untyped-def]
     """Everything the live blocks show, read in one transaction."""
     return {
+        "leadership": _leadership(session, app),
         "services": _matrix(session),
         "alerts": _open_alerts(session, now),
         "actions": _recent_actions(session),
@@ -142,7 +150,7 @@ def context(session: Session, now: datetime) -> dict:
 
 def live_blocks(app, params: dict[str, str], role: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
     with app.state.sessionmaker.begin() as session:
-        ctx = context(session, utcnow()) | {"role": role}
+        ctx = context(session, utcnow(), app) | {"role": role}
     return {name: render_block(templates.env, "overview.html", name, ctx) for name in LIVE_BLOCKS}
 
 
@@ -154,5 +162,5 @@ async def overview(
     if request.headers.get("HX-Request") == "true":
         return _render(request, "overview.html", {"backends": backends}, block="backends")
     # Off the event loop: a query waiting on the store must not stall every other request.
-    ctx = await asyncio.to_thread(context, session, utcnow())
+    ctx = await asyncio.to_thread(context, session, utcnow(), request.app)
     return _render(request, "overview.html", ctx | {"backends": backends, "live": ws_url("overview")})

@@ -17,7 +17,7 @@ from agents.config import AgentConfig, TargetConfig
 from agents.daemon import Agent, load_or_register
 from bench.harness import fresh_schema
 from controlplane.cache import Cache, RedisLayer
-from tests.conftest import free_port, require, start_serve
+from tests.conftest import console_login, free_port, require, start_serve
 
 LEASE_S = 2.0
 
@@ -46,6 +46,14 @@ def test_the_follower_takes_over_and_nothing_is_dispatched_twice(services, tmp_p
         agent = None
         try:
             assert not _leader(urls[1], admin)["this_process"]["leads"]
+            # The follower's console says who leads; the leader's says nothing of the sort.
+            follower, _ = console_login(urls[1], token=token)
+            holder = _leader(urls[1], admin)["lease"]["holder"]
+            assert f"This control plane follows <code>{holder}</code>" in follower.get("/").text
+            leader_console, _ = console_login(urls[0], token=token)
+            assert "This control plane follows" not in leader_console.get("/").text
+            follower.close()
+            leader_console.close()
             # A real agent, talking to the follower, with the real Redis as service "cache".
             config = AgentConfig(
                 name="ha-agent", control_plane_url=urls[1], token_file=tmp_path / "agent.json",
