@@ -32,7 +32,8 @@ from controlplane.store.settings_store import get_setting
 log = logging.getLogger("coreplane.policy")
 
 RULES_SETTING = "policy.rules"
-LOOKBACK = timedelta(seconds=60)  # how far back event rules look, every round
+LOOKBACK = timedelta(seconds=60)  # how far back event rules look, every round (plus the longest for_s)
+MAX_EVENTS = 5000
 OPS = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -117,23 +118,31 @@ class PolicyEngine:
     def _new_events(
         self, session: Session, rule_list: list[Rule], now: datetime
     ) -> list[InfrastructureEvent]:
-        """Events of the types event rules watch, from the last LOOKBACK: a late event (an
-        agent's clock, a slow batch) is still seen; ``seen`` and the idempotency keys make
-        reading an event again harmless."""
+        """Events of the types event rules watch, from the last LOOKBACK plus the longest
+        ``for_s`` (a held event must still be read once it has been held long enough): a late
+        event (an agent's clock, a slow batch) is still seen; ``seen`` and the idempotency
+        keys make reading an event again harmless. The newest MAX_EVENTS are kept when more
+        arrived: a burst may hide the oldest held events, never the new ones."""
         self.seen = {k: t for k, t in self.seen.items() if t > now - timedelta(days=1, seconds=120)}
-        types = {r.trigger.event.type for r in rule_list if r.enabled and r.trigger.event}
-        if not types:
+        watching = [r.trigger.event for r in rule_list if r.enabled and r.trigger.event]
+        if not watching:
             return []
-        return list(
+        lookback = LOOKBACK + timedelta(seconds=max(t.for_s or 0 for t in watching))
+        rows = list(
             session.scalars(
                 select(InfrastructureEvent)
                 .where(
-                    InfrastructureEvent.event_type.in_(types), InfrastructureEvent.timestamp > now - LOOKBACK
+                    InfrastructureEvent.event_type.in_({t.type for t in watching}),
+                    InfrastructureEvent.timestamp > now - lookback,
+                    InfrastructureEvent.timestamp <= now,
                 )
-                .order_by(InfrastructureEvent.timestamp)
-                .limit(5000)
+                .order_by(InfrastructureEvent.timestamp.desc())
+                .limit(MAX_EVENTS)
             )
         )
+        if len(rows) == MAX_EVENTS:
+            log.warning("over %d events in the rules' window: the oldest are not looked at", MAX_EVENTS)
+        return rows[::-1]
 
     def triggered(
         self, session: Session, rule: Rule, events: list[InfrastructureEvent], now: datetime

@@ -99,12 +99,6 @@ def _moments(
         if len(events) == max_events:
             why = f"stops here: only the first {max_events} events are replayed"
             limits.append(_limit(rule, events[-1].timestamp, why))
-        if trigger.event.for_s >= LOOKBACK.total_seconds():
-            why = (
-                f"for_s {trigger.event.for_s:g} s: the engine reads only the last"
-                f" {LOOKBACK.total_seconds():g} s of events, so it never sees one held that long"
-            )
-            limits.append(_limit(rule, start, why))
         return limits, event_moments(session, engine, rule, events, start=start, end=end)
     if trigger.metric is not None:
         since = start - timedelta(seconds=trigger.metric.window_s)
@@ -141,13 +135,14 @@ def event_moments(
     end: datetime,
 ) -> Moments:
     """The engine's rounds that matter to an event rule: when each event has held for ``for_s``
-    (when it arrives, without one); each round sees the events of the last LOOKBACK, as the engine's."""
+    (when it arrives, without one); each round sees the events of the last LOOKBACK plus the hold,
+    as the engine's does."""
     hold = timedelta(seconds=rule.trigger.event.for_s)
     events = [e for e in events if e.timestamp + hold > start]  # the others were decided before it
     stamps = [e.timestamp for e in events]
     moments = {e.timestamp + hold for e in events if start < e.timestamp + hold <= end}
     for at in sorted(moments):
-        visible = events[bisect_right(stamps, at - LOOKBACK) : bisect_right(stamps, at)]
+        visible = events[bisect_right(stamps, at - LOOKBACK - hold) : bisect_right(stamps, at)]
         yield at, engine.triggered(session, rule, visible, at)
 
 
