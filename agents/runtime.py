@@ -21,6 +21,7 @@ from agents.client import ControlPlaneClient, Refused, Retryable
 from agents.collectors import Observation
 from agents.collectors.registry import collector_class
 from agents.config import TargetConfig
+from agents.http import span
 from agents.spool import Spool
 
 log = logging.getLogger("coreplane.agent")
@@ -104,6 +105,9 @@ class TargetLoop:
                 self.collector = collector_class(self.target.type)(self.target)
             obs = self.collector.collect()
             self.failures = 0
+            up = f"coreplane_{self.target.type}_up"
+            if not any(name == up for name, _value, _tags in obs.metrics):
+                obs.add(up, 1)  # every target has an up series, 0 on a failed probe (below)
         except Exception as exc:  # noqa: BLE001 - any probe failure is a critical health state
             self.failures += 1
             obs = Observation(status="critical", message=f"{type(exc).__name__}: {exc}"[:500])
@@ -198,7 +202,9 @@ class Shipper:
         for path, body in self.spool.pending():
             started = time.perf_counter()
             try:
-                self.client.push_gzip(body)
+                attributes = {"coreplane.agent": self.agent, "coreplane.batch_bytes": len(body)}
+                with span("agent push", client=True, attributes=attributes):
+                    self.client.push_gzip(body)
             except Retryable as exc:
                 self.push_errors += 1
                 if self.link_up:
@@ -255,10 +261,9 @@ class ActionLoop:
 
     def run_once(self) -> list[dict]:
         """One poll; returns what was reported, one {id, ok, output, error} per action."""
-        from agents.actuators import ActuatorError, actuator, bind
-
         try:
-            actions = self.client.poll_actions(self.agent_id, self.wait_s)
+            with span("agent poll", client=True, attributes={"coreplane.agent_id": self.agent_id}):
+                actions = self.client.poll_actions(self.agent_id, self.wait_s)
         except (Retryable, Refused) as exc:
             self.failures += 1
             if self.failures == 1:
@@ -267,25 +272,39 @@ class ActionLoop:
         self.failures = 0
         reports = []
         for action in actions:
-            log.info("running action %s %s on %s", action["id"], action["kind"], action["target"])
-            try:
-                self.client.start_action(action["id"])
-            except (Retryable, Refused) as exc:
-                log.warning("could not report the start of action %s: %s", action["id"], exc)
-            try:
-                params = bind(action["kind"], action.get("params") or {}, self.targets)
-                output, ok, error = actuator(action["kind"])(params), True, None
-            except ActuatorError as exc:
-                output, ok, error = {}, False, str(exc)
-            except Exception as exc:  # noqa: BLE001 - the backend's own error is the result
-                output, ok, error = {}, False, f"{type(exc).__name__}: {exc}"
-            report = {"id": action["id"], "ok": ok, "output": output, "error": error}
-            try:
-                self.client.post_result(action["id"], ok=ok, output=output, error=error)
-            except (Retryable, Refused) as exc:
-                log.error("could not report the result of action %s: %s", action["id"], exc)
-            reports.append(report)
+            # The step continues the trace of the request or round that created the action.
+            attributes = {"coreplane.action.id": action["id"], "coreplane.action.kind": action["kind"],
+                          "coreplane.action.target": action["target"]}  # fmt: skip
+            traceparent = (action.get("links") or {}).get("traceparent")
+            with span(
+                f"agent action {action['kind']}", traceparent=traceparent, attributes=attributes
+            ) as step:
+                reports.append(self._run(action, step))
         return reports
+
+    def _run(self, action: dict, step) -> dict:  # type: ignore[no-untyped-def]
+        from agents.actuators import ActuatorError, actuator, bind
+
+        log.info("running action %s %s on %s", action["id"], action["kind"], action["target"])
+        try:
+            self.client.start_action(action["id"])
+        except (Retryable, Refused) as exc:
+            log.warning("could not report the start of action %s: %s", action["id"], exc)
+        try:
+            params = bind(action["kind"], action.get("params") or {}, self.targets)
+            output, ok, error = actuator(action["kind"])(params), True, None
+        except ActuatorError as exc:
+            output, ok, error = {}, False, str(exc)
+        except Exception as exc:  # noqa: BLE001 - the backend's own error is the result
+            output, ok, error = {}, False, f"{type(exc).__name__}: {exc}"
+        if step is not None:
+            step.set_attribute("coreplane.action.ok", ok)
+        try:
+            with span("agent action result", client=True, attributes={"coreplane.action.id": action["id"]}):
+                self.client.post_result(action["id"], ok=ok, output=output, error=error)
+        except (Retryable, Refused) as exc:
+            log.error("could not report the result of action %s: %s", action["id"], exc)
+        return {"id": action["id"], "ok": ok, "output": output, "error": error}
 
     def delay(self) -> float:
         return 0.0 if not self.failures else min(2.0 ** min(self.failures, 5), 30.0)
