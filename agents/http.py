@@ -1,16 +1,53 @@
 """The agent's HTTP, on urllib3 (which the S3 client needs anyway): one connection pool
 per base URL, no TLS context built until an https URL is used, credentials taken out
-of the URL so they never reach a log line."""
+of the URL so they never reach a log line.
+
+Requests made inside a ``span`` carry its W3C ``traceparent``, so the control plane
+continues the agent's trace. OpenTelemetry is optional here (the agent's install stays
+small): without it spans are no-ops and requests go out bare."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import urllib3
 
+try:
+    from opentelemetry import propagate, trace
+except ImportError:  # an agent-only install
+    propagate = trace = None  # type: ignore[assignment]
+
 HTTPError = urllib3.exceptions.HTTPError
+# Marks the agent's own spans: the control plane's sampler records client spans that
+# begin a trace only when they carry it (controlplane/tracing.py).
+AGENT_MARK = {"coreplane.component": "agent"}
+
+
+@contextlib.contextmanager
+def span(
+    name: str,
+    *,
+    client: bool = False,
+    traceparent: str | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> Iterator[Any]:
+    """The current span while the block runs (None without OpenTelemetry). ``traceparent``
+    continues a trace begun elsewhere (an action's); otherwise it is a child of the current
+    span, or begins a trace. A ``client`` span is one request to the control plane."""
+    if trace is None:
+        yield None
+        return
+    parent = propagate.extract({"traceparent": traceparent}) if traceparent else None
+    kind = trace.SpanKind.CLIENT if client else trace.SpanKind.INTERNAL
+    tracer = trace.get_tracer("coreplane.agent")
+    with tracer.start_as_current_span(
+        name, context=parent, kind=kind, attributes=AGENT_MARK | (attributes or {})
+    ) as current:
+        yield current
 
 
 class Response:
@@ -68,6 +105,8 @@ class HttpClient:
         if params:
             url += "?" + urlencode(params)
         send = self.headers | (headers or {})
+        if propagate is not None:
+            propagate.inject(send)  # the current span's traceparent, when there is one
         if json_body is not None:
             body = json.dumps(json_body).encode()
             send["Content-Type"] = "application/json"

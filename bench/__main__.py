@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import agent, cache, console, failover, ingest, query, select1
+from bench import agent, alerts, cache, console, failover, ingest, query, select1
 from bench.results import save, table
 from controlplane.settings import load_settings
 
@@ -23,6 +23,9 @@ BENCHMARKS = {
     "cache": cache.run,
     # console_overview_p95_ms and console_instance_p95_ms (10,000,000 metric rows, 100 services).
     "console": console.run,
+    # alert_to_action_s: kill -9 of a Redis to the action a rule starts on the alert, vs
+    # Prometheus+Alertmanager's own delivery to a bare receiver.
+    "alerts": alerts.run,
 }
 
 

@@ -20,11 +20,12 @@ import console
 from console import live, routes
 from console.limits import LoginLimiter
 from console.pages import LoginRequired
-from controlplane import __version__, auth
+from controlplane import __version__, auth, telemetry, tracing
 from controlplane.api import (
     actions,
     agents,
     audit_routes,
+    backend_metrics,
     catalog,
     events,
     health,
@@ -35,6 +36,7 @@ from controlplane.api import (
     rules,
     settings_routes,
     tokens,
+    webhooks,
 )
 from controlplane.api.deps import VIEWER, authenticate, refuse_nul_bytes
 from controlplane.loops.control import ControlLoop
@@ -92,7 +94,9 @@ def _answer_waiters_on_stop(app: FastAPI) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the app. The store must already be migrated (`coreplane migrate`)."""
+    tracing.setup(settings.tracing)
     engine = make_engine(settings.database_url)
+    tracing.instrument_engine(engine)
 
     maintenance = StoreMaintenance(engine, settings.retention)
     control = ControlLoop(engine, settings.control)
@@ -135,6 +139,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.control = control
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.metrics_registry = telemetry.app_registry(
+        engine, leads=lambda: control.leadership.is_leader, websockets=lambda: len(live.CONNECTIONS)
+    )
     app.state.admin_token_digest, secret = _bootstrap_credentials(app, settings)
     app.state.login_limiter = LoginLimiter()
 
@@ -158,6 +165,7 @@ def create_app(settings: Settings) -> FastAPI:
         return app.openapi()
 
     app.include_router(health.router)
+    app.include_router(backend_metrics.router)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(refuse_nul_bytes), Depends(authenticate)])
     for router in (
         ingest.router,
@@ -174,11 +182,14 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         api.include_router(router)
     app.include_router(api)
+    # Its own credential (the webhook token): Alertmanager holds no coreplane token.
+    app.include_router(webhooks.router, prefix="/api/v1", dependencies=[Depends(refuse_nul_bytes)])
     _add_component_schemas(app)
     for module in routes.MODULES:
         app.include_router(module.router)
     app.router.routes.append(WebSocketRoute("/ws/console", live.endpoint()))
     app.mount("/static", StaticFiles(directory=Path(console.__file__).parent / "static"), name="static")
+    tracing.instrument_app(app)
     return app
 
 

@@ -128,6 +128,10 @@ def agent(
     from agents.daemon import Agent, AgentError, default_config, load_or_register
 
     settings = _settings()
+    if settings.tracing.otlp_endpoint:  # without an exporter the agent's spans would go nowhere
+        from controlplane import tracing
+
+        tracing.setup(settings.tracing.model_copy(update={"service_name": "coreplane-agent"}))
     if discover is not None:
         from agents.discover import write_starter_config
 
@@ -225,7 +229,15 @@ def worker(
     ] = False,
 ) -> None:
     """Run a Celery worker for the application's background tasks."""
-    celery = _celery_or_exit(_settings())
+    settings = _settings()
+    celery = _celery_or_exit(settings)
+    if settings.tracing.otlp_endpoint:  # each pool process continues its tasks' publishers' traces
+        from celery.signals import worker_process_init
+
+        from controlplane import tracing
+
+        worker_tracing = settings.tracing.model_copy(update={"service_name": "coreplane-worker"})
+        worker_process_init.connect(lambda **_: tracing.setup(worker_tracing), weak=False)
     if ping:
         answers = celery.control.ping(timeout=3.0)
         typer.echo(f"{len(answers)} worker(s) answered")
@@ -388,6 +400,36 @@ def cache_import(source: Annotated[str, typer.Argument(help="A file path, or s3:
         typer.echo(f"coreplane: cannot read {source}: {getattr(exc, 'message', None) or exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"coreplane: imported {count} entr{'y' if count == 1 else 'ies'} from {source}")
+
+
+dashboards_app = typer.Typer(help="Grafana dashboards (dashboards/json): push them into a Grafana.")
+app.add_typer(dashboards_app, name="dashboards")
+
+
+@dashboards_app.command("push")
+def dashboards_push(
+    grafana_url: Annotated[str, typer.Option(envvar="GRAFANA_URL", help="Grafana's base URL.")],
+    token: Annotated[
+        str, typer.Option(envvar="GRAFANA_TOKEN", help="A Grafana service account token (Editor role).")
+    ],
+    folder: Annotated[
+        str, typer.Option(help="The folder to put them in (created if missing).")
+    ] = "coreplane",
+    path: Annotated[
+        Path | None, typer.Option(help="Folder of dashboard JSON (default: the checkout's dashboards/json).")
+    ] = None,
+) -> None:
+    """Create or replace every dashboard in a Grafana folder, by uid (running it twice is harmless)."""
+    from controlplane.dashboards import DEFAULT_DIR, PushError, load, push
+
+    try:
+        pushed = push(grafana_url, token, load(path or DEFAULT_DIR), folder)
+    except PushError as exc:
+        typer.echo(f"coreplane: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for item in pushed:
+        typer.echo(f"{item.uid}\t{item.title}\tversion {item.version}\t{item.url}")
+    typer.echo(f"coreplane: {len(pushed)} dashboard(s) in folder {folder!r} of {grafana_url}", err=True)
 
 
 @app.command()

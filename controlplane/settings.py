@@ -105,6 +105,18 @@ class AlertmanagerSettings(BaseModel):
     url: str | None = Field(None, description="Alertmanager base URL, e.g. http://127.0.0.1:9093.")
 
 
+class WebhookSettings(BaseModel):
+    alertmanager_token: str | None = Field(
+        None,
+        description="Bearer token Alertmanager (or Grafana) sends to POST /api/v1/webhooks/alertmanager; "
+        "the endpoint answers 503 while it is unset.",
+        repr=False,
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest webhook body accepted (413 past it)."
+    )
+
+
 class IngestSettings(BaseModel):
     max_items: int = Field(10_000, ge=1, description="Metric points plus events in one batch.")
     max_body_bytes: int = Field(
@@ -190,6 +202,30 @@ class AgentSettings(BaseModel):
     )
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry: spans always get trace ids (stored on events and actions); they leave the
+    process only when an OTLP endpoint is set."""
+
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318 (/v1/traces is added to a URL "
+        "without a path); unset = no exporter.",
+    )
+    otlp_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers sent with every export, e.g. an API key (JSON object).",
+        repr=False,
+    )
+    service_name: str = Field("coreplane", min_length=1, description="service.name of this process's spans.")
+    sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of new traces recorded; a trace begun elsewhere (an agent's push) follows "
+        "the sender's decision.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything a coreplane process reads from its environment."""
 
@@ -214,6 +250,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     tasks: TasksSettings = Field(default_factory=TasksSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
@@ -226,6 +263,7 @@ class Settings(BaseSettings):
     haproxy: HAProxySettings = Field(default_factory=HAProxySettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -1,6 +1,33 @@
-"""The control plane's own Prometheus metrics (names per Prometheus conventions)."""
+"""The control plane's own Prometheus metrics (names per Prometheus conventions).
 
-from prometheus_client import Counter, Histogram
+Three kinds of figures, chosen so that each stays right with several processes:
+- counted in this process (ingest, range-query durations): module-level metrics in
+  prometheus-client's global registry; Prometheus sums them over the processes it scrapes;
+- read from this process at scrape time (leader, console websockets, database pool):
+  ``ProcessFigures``;
+- read from the store at scrape time (actions by kind and state, policy evaluations by rule
+  and outcome): ``StoreFigures``. Every process answers the same store-wide figure, whoever
+  moved the action or led the round, across restarts and changes of leader; aggregate them
+  with ``max``, not ``sum``.
+
+The last two belong to one app (its engine, its leadership), so each app gets its own
+registry (``app_registry``): a second ``create_app`` in one process registers nothing twice."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func, select
+
+from controlplane.store.models import Action, ActionAudit, RuleEvaluation
+
+log = logging.getLogger("coreplane.telemetry")
 
 # Stored per agent heartbeat (infrastructure_metrics); the console lists agents by it.
 HEARTBEAT_METRIC = "coreplane_agent_uptime_seconds"
@@ -19,3 +46,106 @@ INGEST_SECONDS = Histogram(
     "Time to handle one ingest request, body read to commit.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+METRICS_QUERY_SECONDS = Histogram(
+    "coreplane_metrics_query_duration_seconds",
+    "Time the store took to answer one GET /api/v1/metrics range query, by source (raw, 1m, 1h).",
+    ["source"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+# /metrics is unauthenticated: several scrapers (or anyone) must not turn it into a stream
+# of GROUP BY queries, so the store's figures are read at most this often per process.
+STORE_FIGURES_TTL_S = 5.0
+
+
+class ProcessFigures(Collector):
+    """This process as it is at scrape time."""
+
+    def __init__(self, engine: Engine, leads: Callable[[], bool], websockets: Callable[[], int]) -> None:
+        self.engine, self.leads, self.websockets = engine, leads, websockets
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        leads = 1.0 if self.leads() else 0.0
+        yield _gauge("coreplane_leader", "1 when this process leads (runs rules and plans), else 0.", leads)
+        yield _gauge("coreplane_console_websockets", "Console websockets open here.", self.websockets())
+        pool = self.engine.pool
+        if hasattr(pool, "checkedout") and hasattr(pool, "size"):  # QueuePool, both dialects
+            in_use = "Store connections in use (up to the pool size plus its overflow)."
+            yield _gauge("coreplane_db_pool_checked_out", in_use, pool.checkedout())
+            yield _gauge("coreplane_db_pool_size", "Store connections the pool keeps open.", pool.size())
+
+
+class StoreFigures(Collector):
+    """Store-wide counters, read from the tables that record them."""
+
+    def __init__(self, engine: Engine, ttl_s: float = STORE_FIGURES_TTL_S) -> None:
+        self.engine, self.ttl_s = engine, ttl_s
+        self._lock = threading.Lock()
+        self._read_at = -float("inf")
+        self._rows: tuple[list, list] | None = None
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        rows = self._cached()
+        if rows is None:
+            return
+        actions, evaluations = rows
+        family = CounterMetricFamily(
+            "coreplane_actions",
+            "Actions that entered each state (audit trail), by kind.",
+            labels=["kind", "state"],
+        )
+        for kind, state, count in actions:
+            family.add_metric([kind, state], count)
+        yield family
+        family = CounterMetricFamily(
+            "coreplane_policy_evaluations",
+            "Rule evaluations the policy engine recorded (fired, suppressed, dry_run, error).",
+            labels=["rule", "outcome"],
+        )
+        for rule, outcome, count in evaluations:
+            family.add_metric([rule, outcome], count)
+        yield family
+
+    def _cached(self) -> tuple[list, list] | None:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.ttl_s:
+                try:
+                    self._rows = self._read()
+                except Exception as exc:  # noqa: BLE001 - /metrics answers without them; /readyz says why
+                    log.warning("store figures unavailable: %s: %s", type(exc).__name__, exc)
+                    self._rows = None
+                self._read_at = time.monotonic()
+            return self._rows
+
+    def _read(self) -> tuple[list, list]:
+        with self.engine.connect() as conn:
+            actions = conn.execute(
+                select(Action.kind, ActionAudit.to_state, func.count())
+                .join(Action, Action.id == ActionAudit.action_id)
+                .group_by(Action.kind, ActionAudit.to_state)
+            ).all()
+            evaluations = conn.execute(
+                select(RuleEvaluation.rule, RuleEvaluation.outcome, func.count()).group_by(
+                    RuleEvaluation.rule, RuleEvaluation.outcome
+                )
+            ).all()
+        return list(actions), list(evaluations)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def app_registry(
+    engine: Engine, *, leads: Callable[[], bool], websockets: Callable[[], int]
+) -> CollectorRegistry:
+    """The figures of one app: its process's state and its store's counters."""
+    registry = CollectorRegistry()
+    registry.register(ProcessFigures(engine, leads, websockets))
+    registry.register(StoreFigures(engine))
+    return registry
+
+
+def exposition(app_figures: CollectorRegistry) -> bytes:
+    """The text /metrics serves: this process's counters, then the app's figures."""
+    return generate_latest(REGISTRY) + generate_latest(app_figures)

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from controlplane import tracing
 from controlplane.errors import Conflict
 from controlplane.notify import ACTIONS, announce
 from controlplane.store.models import Action, ActionAudit
@@ -40,11 +41,17 @@ def create(
     max_attempts: int = 1,
     timeout_s: float = 60.0,
 ) -> tuple[Action, bool]:
-    """A new pending action, or the existing one with the same idempotency key (created=False)."""
+    """A new pending action, or the existing one with the same idempotency key (created=False).
+    Its links keep the trace it belongs to: its parent's, else the creating request's or round's."""
     if idempotency_key:
         existing = session.scalars(select(Action).where(Action.idempotency_key == idempotency_key)).first()
         if existing is not None:
             return existing, False
+    parent = session.get(Action, parent_id) if parent_id else None
+    if parent is not None and (parent.links or {}).get("traceparent"):
+        trace = {k: parent.links[k] for k in ("trace_id", "traceparent") if k in parent.links}
+    else:
+        trace = tracing.action_trace(kind=kind, target=target)
     action = Action(
         kind=kind,
         target=target,
@@ -56,7 +63,7 @@ def create(
         agent_id=agent_id,
         parent_id=parent_id,
         rule=rule,
-        links=links or {},
+        links={**(links or {}), **trace},
         attempts=0,
         max_attempts=max_attempts,
         timeout_s=timeout_s,

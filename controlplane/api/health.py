@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from controlplane import telemetry
 from controlplane.api.problems import problem
 from controlplane.store.db import ping
 
@@ -27,6 +28,7 @@ async def readyz(request: Request) -> dict[str, str] | Response:
     return {"status": "ready", "store": request.app.state.engine.dialect.name}
 
 
-@router.get("/metrics", summary="Prometheus metrics of this process")
-def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+@router.get("/metrics", summary="Prometheus metrics of this process and the store's counters")
+def metrics(request: Request) -> Response:
+    # A sync route: the store's figures are read in the thread pool, off the event loop.
+    return Response(telemetry.exposition(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from controlplane import telemetry
+from controlplane import telemetry, tracing
 from controlplane.api.deps import AGENT_OR_ADMIN, Principal
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
@@ -126,4 +126,5 @@ def _store(request: Request, batch: IngestBatchIn, agent_id: uuid.UUID | None) -
         return ingest_batch(
             session, batch, limits=settings.ingest, retention=settings.retention, now=now,
             agent_id=agent_id, hold_s=settings.control.recover_after_s,
+            trace_id=tracing.current_trace_id(),
         )  # fmt: skip

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from controlplane import telemetry
 from controlplane.api.deps import VIEWER, db_session
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
@@ -102,6 +103,8 @@ def query_metrics(
             "source",
             "p95 on a roll-up",
         )
+    with telemetry.METRICS_QUERY_SECONDS.labels(chosen).time():
+        found = series(session, query, chosen)
     return MetricsOut(
         metric_type=metric_type,
         agg=agg,
@@ -109,5 +112,5 @@ def query_metrics(
         source=chosen,
         start=start_at,
         end=end_at,
-        series=series(session, query, chosen),
+        series=found,
     )

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controlplane.catalog.health import HealthState, transition
@@ -35,11 +36,15 @@ class InstanceReport:
 
 
 def _service(session: Session, name: str, kind: str, now: datetime) -> CatalogService:
-    row = session.scalars(select(CatalogService).where(CatalogService.name == name)).first()
+    found = select(CatalogService).where(CatalogService.name == name)
+    row = session.scalars(found).first()
     if row is None:
-        row = CatalogService(name=name, kind=kind, tags={}, created_at=now, version=1)
-        session.add(row)
-        session.flush()
+        try:
+            with session.begin_nested():  # two first reports at once: one creates, the other reads it
+                row = CatalogService(name=name, kind=kind, tags={}, created_at=now, version=1)
+                session.add(row)
+        except IntegrityError:
+            row = session.scalars(found).one()
     return row
 
 

@@ -17,7 +17,7 @@ from controlplane.catalog import instances
 from controlplane.catalog.health import SEVERITY
 from controlplane.errors import Rejected
 from controlplane.notify import EVENTS, announce
-from controlplane.schemas.ingest import IngestBatchIn, IngestResult
+from controlplane.schemas.ingest import EventIn, IngestBatchIn, IngestResult
 from controlplane.settings import IngestSettings, RetentionSettings
 from controlplane.store import partitions
 from controlplane.store.models import IngestBatch
@@ -138,6 +138,16 @@ def prepare_partitions(engine: Engine, batch: IngestBatchIn, attempts: int = 5) 
             time.sleep(0.05 * attempt)
 
 
+def _with_trace(event: EventIn, trace_id: str | None) -> dict:
+    """The event's details with its trace id: its own field first, then one already in
+    its details, then the request's."""
+    if event.trace_id:
+        return {**event.details, "trace_id": event.trace_id}
+    if trace_id and "trace_id" not in event.details:
+        return {**event.details, "trace_id": trace_id}
+    return event.details
+
+
 def ingest_batch(
     session: Session,
     batch: IngestBatchIn,
@@ -147,9 +157,11 @@ def ingest_batch(
     now: datetime,
     agent_id: uuid.UUID | None = None,
     hold_s: float = 10.0,
+    trace_id: str | None = None,
 ) -> IngestResult:
     """Store the batch whole, or raise Rejected and store nothing; health events also
-    reach the catalog at once (the start of a failover). The caller commits."""
+    reach the catalog at once (the start of a failover). Events without a trace id of
+    their own get ``trace_id``, the request's. The caller commits."""
     errors = check_limits(batch, limits=limits, retention=retention, now=now)
     if errors:
         raise Rejected(
@@ -161,13 +173,7 @@ def ingest_batch(
         return IngestResult(batch_id=batch.batch_id, duplicate=True, metrics=0, events=0)
     points = batch.metrics  # already the shape the writers take
     events = [
-        EventRow(
-            e.event_type,
-            e.service_name,
-            e.timestamp,
-            e.status,
-            {**e.details, "trace_id": e.trace_id} if e.trace_id else e.details,
-        )
+        EventRow(e.event_type, e.service_name, e.timestamp, e.status, _with_trace(e, trace_id))
         for e in batch.events
     ]
     write_points(session, points)

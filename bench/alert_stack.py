@@ -1,0 +1,248 @@
+"""A private Prometheus + Alertmanager on loopback, for the alert benchmark and tests:
+scrapes and rule evaluations every second, no grouping delay, one webhook receiver per
+scrape job (an alert is routed by its ``job`` label). Killed on exit.
+
+Also a bare webhook receiver (an http.server thread) that notes when each notice arrives,
+and a running `coreplane serve` with extra settings (the webhook token)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import yaml
+
+PROMETHEUS = "/usr/bin/prometheus"
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+READY_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """A scrape job whose alerts go to ``webhook`` (with ``token`` as the bearer, if any)."""
+
+    job: str
+    target: str  # host:port
+    webhook: str
+    path: str = "/metrics"
+    honor_labels: bool = False
+    token: str | None = None
+
+
+@dataclass
+class Stack:
+    prometheus_url: str
+    alertmanager_url: str
+    root: Path
+
+    def logs(self) -> str:
+        """The tails of both logs, for a failing assertion's message."""
+        return "\n".join(
+            f"--- {name}\n{(self.root / name).read_text(errors='replace')[-3000:]}"
+            for name in ("prometheus.log", "alertmanager.log")
+        )
+
+
+def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not become ready:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.1)
+
+
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def alertmanager_config(scrapes: list[Scrape], root: Path) -> dict:
+    receivers, routes = [], []
+    for scrape in scrapes:
+        hook: dict = {"url": scrape.webhook, "send_resolved": True}
+        if scrape.token:
+            secret = root / f"{scrape.job}.token"
+            secret.write_text(scrape.token)
+            secret.chmod(0o600)
+            hook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": str(secret)}}
+        receivers.append({"name": scrape.job, "webhook_configs": [hook]})
+        routes.append({"receiver": scrape.job, "matchers": [f'job="{scrape.job}"']})
+    return {
+        "route": {
+            "receiver": scrapes[0].job,
+            "group_by": ["alertname", "service", "instance"],
+            # Deliver at once, and every change within a second.
+            "group_wait": "0s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+            "routes": routes,
+        },
+        "receivers": receivers,
+    }
+
+
+def prometheus_config(scrapes: list[Scrape], alertmanager: str) -> dict:
+    return {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["rules.yml"],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        "scrape_configs": [
+            {
+                "job_name": s.job,
+                "metrics_path": s.path,
+                "honor_labels": s.honor_labels,
+                "static_configs": [{"targets": [s.target]}],
+            }
+            for s in scrapes
+        ],
+    }
+
+
+@contextmanager
+def alert_stack(root: Path, scrapes: list[Scrape], rules: dict) -> Iterator[Stack]:
+    """Alertmanager, then Prometheus with ``rules`` (a rule file's content), both ready."""
+    root.mkdir(parents=True, exist_ok=True)
+    am_port, prom_port = free_port(), free_port()
+    (root / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(scrapes, root)))
+    (root / "rules.yml").write_text(yaml.safe_dump(rules))
+    (root / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(scrapes, f"127.0.0.1:{am_port}")))
+    processes: list[subprocess.Popen] = []
+    try:
+        am_log = root / "alertmanager.log"
+        processes.append(_spawn([
+            ALERTMANAGER, f"--config.file={root / 'alertmanager.yml'}", f"--storage.path={root / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{am_port}",
+            "--cluster.listen-address=",  # no gossip port: the shared instance may hold the default
+        ], am_log))  # fmt: skip
+        _wait_ready(f"http://127.0.0.1:{am_port}/-/ready", processes[-1], am_log)
+        prom_log = root / "prometheus.log"
+        processes.append(_spawn([
+            PROMETHEUS, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ], prom_log))  # fmt: skip
+        _wait_ready(f"http://127.0.0.1:{prom_port}/-/ready", processes[-1], prom_log)
+        yield Stack(f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}", root)
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+
+
+@dataclass
+class Notice:
+    at: float  # time.time() when it arrived
+    status: str  # the alert's
+    alertname: str
+
+
+@dataclass
+class BareReceiver:
+    """An http.server on loopback that records each alert of each webhook post."""
+
+    url: str = ""
+    notices: list[Notice] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def first(self, status: str, after: float) -> Notice | None:
+        with self.lock:
+            return next((n for n in self.notices if n.status == status and n.at >= after), None)
+
+
+@contextmanager
+def bare_receiver() -> Iterator[BareReceiver]:
+    receiver = BareReceiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            arrived = time.time()
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            with receiver.lock:
+                for alert in body.get("alerts", []):
+                    receiver.notices.append(
+                        Notice(arrived, alert["status"], alert["labels"].get("alertname", ""))
+                    )
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, name="bare-receiver", daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def migrated_store(dialect: str, root: Path, settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The URL of an empty, migrated store: a SQLite file in ``root``, or a fresh schema on
+    ``settings``' PostgreSQL (dropped afterwards)."""
+    from bench.harness import fresh_schema
+    from controlplane.store.migrate import upgrade
+
+    if dialect == "sqlite":
+        url = f"sqlite:///{root}/store.db"
+        upgrade(url)
+        yield url
+        return
+    with fresh_schema(settings) as url:
+        yield url
+
+
+@contextmanager
+def running_serve(database_url: str, log: Path, **settings: str) -> Iterator[tuple[str, str]]:
+    """`coreplane serve` on a free port against a migrated ``database_url``, with extra
+    ``settings`` as COREPLANE_* variables: (base URL, admin token)."""
+    port, token = free_port(), secrets.token_urlsafe(32)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
+    env |= {
+        "COREPLANE_DATABASE_URL": database_url, "COREPLANE_ADMIN_TOKEN": token,
+        "COREPLANE_SERVER__PORT": str(port), "COREPLANE_LOG_LEVEL": "warning",
+    }  # fmt: skip
+    env |= {f"COREPLANE_{k.upper()}": v for k, v in settings.items()}
+    coreplane = str(Path(sys.executable).parent / "coreplane")
+    with log.open("ab") as out:
+        process = subprocess.Popen([coreplane, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(f"{base}/readyz", process, log)
+        yield base, token
+    finally:
+        _stop(process)

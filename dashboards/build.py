@@ -1,0 +1,447 @@
+"""Writes the Grafana dashboards in dashboards/json/ (run: python dashboards/build.py).
+
+The JSON is generated so that every dashboard has the same variables, data sources and
+layout, and committed so that Grafana's file provisioning and `coreplane dashboards push`
+read it as it is; a test checks that the committed JSON is what this script writes.
+
+Prometheus panels read the figures agents report, re-exposed by the control plane's
+/metrics/backends (labels `service` and `instance` are the catalog's), and the control
+plane's own /metrics. Postgres panels (data source ``coreplane-store``) read the store's
+public tables (infrastructure_metrics, infrastructure_events, infrastructure_settings)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "json"
+PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
+STORE = {"type": "grafana-postgresql-datasource", "uid": "coreplane-store"}
+TAG = "coreplane"
+
+# The filter every backend panel carries: the dashboard's service and instance variables.
+SI = 'service=~"$service", instance=~"$instance"'
+
+
+# --- panels -----------------------------------------------------------------------------
+# fmt: off
+
+
+def prom(title: str, *queries: tuple[str, str], unit: str = "short", kind: str = "timeseries",
+         width: int = 12, description: str = "") -> dict:
+    """A Prometheus panel; each query is (expression, legend)."""
+    targets = [
+        {"refId": chr(65 + i), "datasource": PROMETHEUS, "expr": expr, "legendFormat": legend}
+        for i, (expr, legend) in enumerate(queries)
+    ]
+    return _panel(title, kind, PROMETHEUS, targets, unit, width, description)
+
+
+def sql(title: str, query: str, *, table: bool = False, unit: str = "short", width: int = 12,
+        description: str = "") -> dict:
+    """A Postgres panel over the store's public tables: a time series (columns time, metric,
+    value) or, with ``table``, a table."""
+    target = {"refId": "A", "datasource": STORE, "rawQuery": True, "editorMode": "code",
+              "format": "table" if table else "time_series", "rawSql": " ".join(query.split())}
+    return _panel(title, "table" if table else "timeseries", STORE, [target], unit, width, description)
+
+
+def _panel(title, kind, datasource, targets, unit, width, description) -> dict:  # type: ignore[no-untyped-def]
+    panel = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": datasource,
+        "targets": targets,
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "gridPos": {"w": width, "h": 4 if kind == "stat" else 8},
+    }
+    if kind == "stat":
+        panel["options"] = {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value"}
+    return panel
+
+
+def health_panels(kinds: str) -> list[dict]:
+    """What every backend dashboard starts with: catalog health and probe time."""
+    return [
+        prom("Health (1 passing, 0.5 warning, 0 critical)",
+             (f'coreplane_instance_health{{{SI}, kind=~"{kinds}"}}', "{{service}} {{instance}} {{role}}"),
+             description="The catalog's health of each instance, from its agent's probes."),
+        prom("Probe duration", (
+            'coreplane_agent_probe_duration_seconds{target=~"$service", instance=~"$instance"}',
+            "{{target}} {{instance}}"), unit="s",
+            description="How long the agent's last probe of each instance took."),
+    ]
+
+
+def store_series(metric: str, label: str, unit: str = "short") -> dict:
+    """A reported series as the store holds it, averaged per minute."""
+    # Grafana's SQL text, built from this file's own metric names: no input reaches it.
+    return sql(f"{label} (store)", f"""
+        SELECT $__timeGroupAlias(timestamp, '1m'), service_name || ' ' || (tags->>'instance') AS metric,
+               avg(value) AS value
+        FROM infrastructure_metrics
+        WHERE $__timeFilter(timestamp) AND metric_type = '{metric}' AND service_name IN ($service)
+        GROUP BY 1, 2 ORDER BY 1""", unit=unit,  # noqa: S608
+        description=f"{metric} as stored in infrastructure_metrics, averaged per minute.")
+
+
+def events_table() -> dict:
+    """The services' latest events: health and role transitions, alerts, actions' traces."""
+    return sql("Events", """
+        SELECT timestamp AS time, event_type, service_name, status, details->>'instance' AS instance,
+               details->>'message' AS message
+        FROM infrastructure_events
+        WHERE $__timeFilter(timestamp) AND service_name IN ($service)
+        ORDER BY timestamp DESC LIMIT 200""", table=True, width=24,
+        description="The latest events of the selected services, newest first.")
+
+
+def store_panels(metric: str, label: str, unit: str = "short") -> list[dict]:
+    """The service seen from the store: one reported series and the service's events."""
+    return [store_series(metric, label, unit), events_table()]
+
+
+# --- variables and dashboards -----------------------------------------------------------
+
+
+def variable(name: str, query: str) -> dict:
+    """A Prometheus query variable (label_values), several values at once, All by default."""
+    return {
+        "name": name,
+        "label": name.capitalize(),
+        "type": "query",
+        "datasource": PROMETHEUS,
+        "query": query,
+        "definition": query,
+        "refresh": 2,
+        "multi": True,
+        "includeAll": True,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+    }
+
+
+def service_variables(selector: str) -> list[dict]:
+    """``service`` and ``instance`` taken from the series ``selector`` matches (a metric name
+    or a ``{...}`` selector)."""
+    if selector.endswith("}"):
+        of_service = selector[:-1] + ', service=~"$service"}'
+    else:
+        of_service = selector + '{service=~"$service"}'
+    return [
+        variable("service", f"label_values({selector}, service)"),
+        variable("instance", f"label_values({of_service}, instance)"),
+    ]
+
+
+def dashboard(uid: str, title: str, description: str, variables: list[dict], panels: list[dict]) -> dict:
+    x = y = row_h = 0
+    for number, panel in enumerate(panels, start=1):
+        w, h = panel["gridPos"]["w"], panel["gridPos"]["h"]
+        if x + w > 24:
+            x, y, row_h = 0, y + row_h, 0
+        panel["id"] = number
+        panel["gridPos"] = {"x": x, "y": y, "w": w, "h": h}
+        x, row_h = x + w, max(row_h, h)
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": [TAG],
+        "timezone": "utc",
+        "editable": True,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "links": [{"type": "dashboards", "tags": [TAG], "asDropdown": True, "title": "coreplane"}],
+        "templating": {"list": variables},
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+def overview() -> dict:
+    health = f"coreplane_instance_health{{{SI}}}"
+    return dashboard("coreplane-overview", "coreplane / Overview",
+        "Every service's health, the agents, the control plane and the latest events.",
+        service_variables("coreplane_instance_health"), [
+        prom("Instances passing", (f"sum({health} == bool 1)", "passing"), kind="stat", width=6),
+        prom("Instances not passing", (f"sum({health} < bool 1)", "warning or critical"), kind="stat",
+             width=6),
+        prom("Firing alerts", ('count(ALERTS{alertstate="firing"}) or vector(0)', "firing"), kind="stat",
+             width=6, description="Alerts Prometheus fires from alerts/rules (0 when none)."),
+        prom("Control plane processes up", ('sum(up{job="coreplane"})', "up"), kind="stat", width=6),
+        prom("Health by instance", (health, "{{service}} {{instance}} {{role}}"), width=24,
+             description="1 passing, 0.5 warning, 0 critical, as the catalog says."),
+        prom("Seconds since each agent was last heard",
+             ("time() - coreplane_agent_last_seen_timestamp_seconds", "{{agent}}"), unit="s"),
+        prom("Points ingested per second", ("sum by (kind) (rate(coreplane_ingest_points_total[5m]))",
+                                            "{{kind}}"), unit="ops"),
+        sql("Events per type", """
+            SELECT $__timeGroupAlias(timestamp, '5m'), event_type AS metric, count(*) AS value
+            FROM infrastructure_events
+            WHERE $__timeFilter(timestamp) AND service_name IN ($service)
+            GROUP BY 1, 2 ORDER BY 1"""),
+        sql("Points stored per service", """
+            SELECT $__timeGroupAlias(timestamp, '5m'), service_name AS metric, count(*) AS value
+            FROM infrastructure_metrics
+            WHERE $__timeFilter(timestamp) AND service_name IN ($service)
+            GROUP BY 1, 2 ORDER BY 1"""),
+        events_table(),
+    ])
+
+
+def control_plane() -> dict:
+    i = 'instance=~"$instance"'
+    return dashboard("coreplane-control-plane", "coreplane / Control plane",
+        "The control plane's own /metrics: ingest, range queries, actions, policy, leader, "
+        "websockets, database pool; and what the store holds.",
+        [variable("service", "label_values(coreplane_instance_health, service)"),
+         variable("instance", 'label_values(up{job="coreplane"}, instance)')], [
+        prom("Leader", (f"coreplane_leader{{{i}}}", "{{instance}}"), kind="stat", width=6,
+             description="1 on the process that runs the rules and the plans."),
+        prom("Console websockets", (f"sum(coreplane_console_websockets{{{i}}})", "open"), kind="stat",
+             width=6),
+        prom("Store connections in use", (f"sum(coreplane_db_pool_checked_out{{{i}}})", "in use"),
+             kind="stat", width=6),
+        prom("Scrapes up", (f'up{{job=~"coreplane|coreplane-backends", {i}}}', "{{job}} {{instance}}"),
+             kind="stat", width=6),
+        prom("Ingest batches per second", (
+            f"sum by (outcome) (rate(coreplane_ingest_batches_total{{{i}}}[5m]))", "{{outcome}}"),
+            unit="ops"),
+        prom("Ingest time (p50, p95)", *[(
+            f"histogram_quantile({q}, sum by (le) "
+            f"(rate(coreplane_ingest_duration_seconds_bucket{{{i}}}[5m])))",
+            f"p{round(q * 100)}") for q in (0.5, 0.95)], unit="s"),
+        prom("Items ingested per second", (
+            f"sum by (kind) (rate(coreplane_ingest_points_total{{{i}}}[5m]))", "{{kind}}"), unit="ops"),
+        prom("Ingest bytes received per second", (
+            f"sum(rate(coreplane_ingest_received_bytes_total{{{i}}}[5m]))", "as sent"), unit="Bps"),
+        prom("Ingest rejects per second", (
+            f"sum by (reason) (rate(coreplane_ingest_rejects_total{{{i}}}[5m]))", "{{reason}}"), unit="ops"),
+        prom("Range query time (p95)", (
+            "histogram_quantile(0.95, sum by (le, source) "
+            f"(rate(coreplane_metrics_query_duration_seconds_bucket{{{i}}}[5m])))", "{{source}}"), unit="s",
+            description="GET /api/v1/metrics, by where the figures came from (raw, 1m, 1h roll-ups)."),
+        prom("Actions per minute by state", (
+            f"60 * max by (kind, state) (rate(coreplane_actions_total{{{i}}}[5m]))", "{{kind}} {{state}}"),
+            description="From the audit trail: the same on every process, hence max."),
+        prom("Rule evaluations per minute", (
+            f"60 * max by (rule, outcome) (rate(coreplane_policy_evaluations_total{{{i}}}[5m]))",
+            "{{rule}} {{outcome}}"), description="Firings and suppressions the policy engine recorded."),
+        prom("Store connection pool", (f"coreplane_db_pool_checked_out{{{i}}}", "in use {{instance}}"),
+             (f"coreplane_db_pool_size{{{i}}}", "pool size {{instance}}")),
+        prom("CPU", (f'rate(process_cpu_seconds_total{{job="coreplane", {i}}}[5m])', "{{instance}}"),
+             unit="percentunit"),
+        prom("Memory", (f'process_resident_memory_bytes{{job="coreplane", {i}}}', "{{instance}}"),
+             unit="bytes"),
+        sql("Points stored per service", """
+            SELECT $__timeGroupAlias(timestamp, '5m'), service_name AS metric, count(*) AS value
+            FROM infrastructure_metrics
+            WHERE $__timeFilter(timestamp) AND service_name IN ($service)
+            GROUP BY 1, 2 ORDER BY 1"""),
+        sql("Settings", """
+            SELECT setting_type, max(updated_at) AS last_changed, count(*) AS rows
+            FROM infrastructure_settings GROUP BY setting_type ORDER BY last_changed DESC""", table=True,
+            description="Which settings exist and when they last changed (never their values: "
+                        "console.session_secret is one of them)."),
+    ])
+
+
+def tasks() -> dict:
+    s = SI
+    return dashboard("coreplane-tasks", "coreplane / Tasks (Celery)",
+        "Celery workers, queues and task outcomes.",
+        service_variables("coreplane_celery_workers_online"), [
+        *health_panels("celery"),
+        prom("Workers online", (f"coreplane_celery_workers_online{{{s}}}", "{{service}}")),
+        prom("Queue length", (f"coreplane_celery_queue_length{{{s}}}", "{{queue}}")),
+        prom("Tasks per second by outcome", (
+            f"sum by (state) (rate(coreplane_celery_tasks_total{{{s}}}[5m]))", "{{state}}"), unit="ops"),
+        prom("Mean task runtime", (
+            f"sum(rate(coreplane_celery_task_runtime_seconds_total{{{s}}}[5m])) "
+            f'/ sum(rate(coreplane_celery_tasks_total{{{s}, state="succeeded"}}[5m]))', "runtime"), unit="s"),
+        *store_panels("coreplane_celery_queue_length", "Queue length"),
+    ])
+
+
+def realtime() -> dict:
+    s = SI
+    return dashboard("coreplane-realtime", "coreplane / Realtime (Channels)",
+        "The Channels layer's round trip and the console's own websockets.",
+        service_variables("coreplane_channels_up"), [
+        *health_panels("channels"),
+        prom("Channel layer up", (f"coreplane_channels_up{{{s}}}", "{{instance}}")),
+        prom("Round trip through the channel layer", (
+            f"coreplane_channels_round_trip_seconds{{{s}}}", "{{instance}}"), unit="s"),
+        prom("Console websockets open", ('sum by (instance) (coreplane_console_websockets{job="coreplane"})',
+                                         "{{instance}}"), width=24),
+        *store_panels("coreplane_channels_round_trip_seconds", "Round trip", "s"),
+    ])
+
+
+def storage() -> dict:
+    s = SI
+    return dashboard("coreplane-storage", "coreplane / Storage (S3)",
+        "The object store: reachability, buckets and the canary's put/get/delete times.",
+        service_variables("coreplane_s3_up"), [
+        *health_panels("s3"),
+        prom("Canary time by operation", (f"coreplane_s3_canary_seconds{{{s}}}", "{{op}}"), unit="s"),
+        prom("Buckets", (f"coreplane_s3_buckets{{{s}}}", "{{instance}}")),
+        prom("Objects per bucket", (f"coreplane_s3_bucket_objects{{{s}}}", "{{bucket}}")),
+        prom("Bytes per bucket", (f"coreplane_s3_bucket_bytes{{{s}}}", "{{bucket}}"), unit="bytes"),
+        *store_panels("coreplane_s3_canary_seconds", "Canary time", "s"),
+    ])
+
+
+def search() -> dict:
+    s = SI
+    return dashboard("coreplane-search", "coreplane / Search (Elasticsearch)",
+        "Cluster status, shards, nodes and JVM heap.",
+        service_variables("coreplane_elasticsearch_cluster_status"), [
+        *health_panels("elasticsearch"),
+        prom("Cluster status (0 green, 1 yellow, 2 red)", (
+            f"coreplane_elasticsearch_cluster_status{{{s}}}", "{{instance}}"), kind="stat", width=8),
+        prom("Nodes", (f"coreplane_elasticsearch_nodes{{{s}}}", "{{instance}}"), kind="stat", width=8),
+        prom("Unassigned shards", (f"coreplane_elasticsearch_unassigned_shards{{{s}}}", "{{instance}}"),
+             kind="stat", width=8),
+        prom("JVM heap used", (
+            f"coreplane_elasticsearch_jvm_heap_used_bytes{{{s}}}"
+            " / coreplane_elasticsearch_jvm_heap_max_bytes",
+            "{{node}}"), unit="percentunit", width=24),
+        *store_panels("coreplane_elasticsearch_cluster_status", "Cluster status"),
+    ])
+
+
+def cache() -> dict:
+    s = SI
+    return dashboard("coreplane-cache", "coreplane / Cache (Redis, Memcached)",
+        "Redis primaries and replicas, Memcached nodes: hits, memory, replication.",
+        service_variables('{__name__=~"coreplane_redis_up|coreplane_memcached_up"}'), [
+        *health_panels("redis|memcached"),
+        prom("Redis lookups per second", (
+            f"sum by (instance) (rate(coreplane_redis_keyspace_hits_total{{{s}}}[5m]))", "hits {{instance}}"),
+            (f"sum by (instance) (rate(coreplane_redis_keyspace_misses_total{{{s}}}[5m]))",
+             "misses {{instance}}"), unit="ops"),
+        prom("Redis operations per second", (f"coreplane_redis_ops_per_second{{{s}}}", "{{instance}}"),
+             unit="ops"),
+        prom("Redis replication lag", (f"coreplane_redis_replication_lag_seconds{{{s}}}", "{{instance}}"),
+             unit="s", description="Seconds since each replica last heard from its primary."),
+        prom("Redis replicas behind", (f"coreplane_redis_replica_lag_bytes{{{s}}}", "{{replica}}"),
+             unit="bytes", description="Bytes of the primary's stream each replica has not applied yet."),
+        prom("Redis memory", (f"coreplane_redis_used_memory_bytes{{{s}}}", "{{instance}}"), unit="bytes"),
+        prom("Redis clients and keys", (f"coreplane_redis_connected_clients{{{s}}}", "clients {{instance}}"),
+             (f"coreplane_redis_keys{{{s}}}", "keys {{instance}}")),
+        prom("Evictions per second", (
+            f"rate(coreplane_redis_evicted_keys_total{{{s}}}[5m])", "redis {{instance}}"),
+            (f"rate(coreplane_memcached_evictions_total{{{s}}}[5m])", "memcached {{instance}}"), unit="ops"),
+        prom("Memcached gets per second", (
+            f"rate(coreplane_memcached_get_hits_total{{{s}}}[5m])", "hits {{instance}}"),
+            (f"rate(coreplane_memcached_get_misses_total{{{s}}}[5m])", "misses {{instance}}"), unit="ops"),
+        prom("Memcached memory", (f"coreplane_memcached_bytes{{{s}}}", "used {{instance}}"),
+             (f"coreplane_memcached_limit_bytes{{{s}}}", "limit {{instance}}"), unit="bytes"),
+        *store_panels("coreplane_redis_used_memory_bytes", "Redis memory", "bytes"),
+    ])
+
+
+def queues() -> dict:
+    s = SI
+    return dashboard("coreplane-queues", "coreplane / Queues (RabbitMQ)",
+        "Messages ready and unacknowledged, rates, consumers, node memory and alarms.",
+        service_variables("coreplane_rabbitmq_up"), [
+        *health_panels("rabbitmq"),
+        prom("Messages", (f"coreplane_rabbitmq_messages_ready{{{s}}}", "ready {{instance}}"),
+             (f"coreplane_rabbitmq_messages_unacked{{{s}}}", "unacked {{instance}}")),
+        prom("Publish and deliver rate", (
+            f"coreplane_rabbitmq_publish_per_second{{{s}}}", "publish {{instance}}"),
+            (f"coreplane_rabbitmq_deliver_per_second{{{s}}}", "deliver {{instance}}"), unit="ops"),
+        prom("Ready messages by queue (top 10)", (
+            f"topk(10, coreplane_rabbitmq_queue_messages_ready{{{s}}})", "{{vhost}} {{queue}}")),
+        prom("Consumers by queue (top 10)", (
+            f"topk(10, coreplane_rabbitmq_queue_consumers{{{s}}})", "{{vhost}} {{queue}}")),
+        prom("Node memory", (
+            f"coreplane_rabbitmq_node_memory_bytes{{{s}}} / coreplane_rabbitmq_node_memory_limit_bytes",
+            "{{node}}"), unit="percentunit", description="Memory used against the high watermark."),
+        prom("Alarms (1 raised)", (f"coreplane_rabbitmq_alarm{{{s}}}", "{{node}} {{alarm}}")),
+        *store_panels("coreplane_rabbitmq_messages_ready", "Messages ready"),
+    ])
+
+
+def mesh() -> dict:
+    s = SI
+    servers = f'{s}, server!~"FRONTEND|BACKEND"'
+    return dashboard("coreplane-mesh", "coreplane / Mesh (HAProxy)",
+        "Service-to-service traffic through HAProxy: every backend and server, their checks, "
+        "sessions and queues.",
+        service_variables("coreplane_haproxy_up"), [
+        *health_panels("haproxy"),
+        prom("Servers up", (f"coreplane_haproxy_up{{{servers}}}", "{{proxy}}/{{server}}")),
+        prom("Server checks passing", (f"coreplane_haproxy_check_ok{{{servers}}}", "{{proxy}}/{{server}}")),
+        prom("Sessions per server", (f"coreplane_haproxy_current_sessions{{{servers}}}",
+                                     "{{proxy}}/{{server}}")),
+        prom("Queued requests per backend", (
+            f'coreplane_haproxy_queue_current{{{s}, server="BACKEND"}}', "{{proxy}}")),
+        prom("Backend responses per second by code", (
+            f'sum by (proxy, code) (rate(coreplane_haproxy_responses_total{{{s}, server="BACKEND"}}[5m]))',
+            "{{proxy}} {{code}}"), unit="ops"),
+        prom("Server weights (0 drained)", (f"coreplane_haproxy_weight{{{servers}}}",
+                                            "{{proxy}}/{{server}}")),
+        *store_panels("coreplane_haproxy_current_sessions", "Sessions"),
+    ])
+
+
+def load_balancer() -> dict:
+    s = SI
+    front = f'{s}, server="FRONTEND"'
+    return dashboard("coreplane-load-balancer", "coreplane / Load balancer (HAProxy)",
+        "Client traffic at HAProxy's frontends: request rate, sessions, responses by code.",
+        service_variables("coreplane_haproxy_up"), [
+        *health_panels("haproxy"),
+        prom("Frontends up", (f"coreplane_haproxy_up{{{front}}}", "{{proxy}}")),
+        prom("Requests per second", (f"coreplane_haproxy_request_rate{{{front}}}", "{{proxy}}"),
+             unit="reqps"),
+        prom("Current sessions", (f"coreplane_haproxy_current_sessions{{{front}}}", "{{proxy}}")),
+        prom("Responses per second by code", (
+            f"sum by (proxy, code) (rate(coreplane_haproxy_responses_total{{{front}}}[5m]))",
+            "{{proxy}} {{code}}"), unit="ops"),
+        prom("5xx share", (
+            f'sum by (proxy) (rate(coreplane_haproxy_responses_total{{{front}, code="5xx"}}[5m])) '
+            f"/ sum by (proxy) (rate(coreplane_haproxy_responses_total{{{front}}}[5m]))", "{{proxy}}"),
+            unit="percentunit", width=24),
+        *store_panels("coreplane_haproxy_request_rate", "Requests per second", "reqps"),
+    ])
+
+
+# fmt: on
+
+DASHBOARDS = {
+    "overview": overview,
+    "control-plane": control_plane,
+    "tasks": tasks,
+    "realtime": realtime,
+    "storage": storage,
+    "search": search,
+    "cache": cache,
+    "queues": queues,
+    "mesh": mesh,
+    "load-balancer": load_balancer,
+}
+
+
+def render() -> dict[str, str]:
+    """File name -> JSON text, as committed."""
+    return {f"{name}.json": json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()}
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for name, text in render().items():
+        (OUT / name).write_text(text)
+    print(f"wrote {len(DASHBOARDS)} dashboards to {OUT}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
