@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 
@@ -51,14 +52,29 @@ def empty_database(dialect: str, tmp_path, services) -> tuple[str, callable]:
     return f"{services.postgres.url}?options=-csearch_path%3D{schema}", drop
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path, services):
-    url, drop = empty_database(request.param, tmp_path, services)
+@contextlib.contextmanager
+def migrated_store(dialect: str, tmp_path, services):  # type: ignore[no-untyped-def]
+    url, drop = empty_database(dialect, tmp_path, services)
     upgrade(url)
     engine = make_engine(url)
-    yield Store(request.param, url, engine, make_sessionmaker(engine))
-    engine.dispose()
-    drop()
+    try:
+        yield Store(dialect, url, engine, make_sessionmaker(engine))
+    finally:
+        engine.dispose()
+        drop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path, services):
+    with migrated_store(request.param, tmp_path, services) as migrated:
+        yield migrated
+
+
+@pytest.fixture
+def pg_store(tmp_path, services):
+    """For what only PostgreSQL can show (concurrent writers)."""
+    with migrated_store("postgresql", tmp_path, services) as migrated:
+        yield migrated
 
 
 def make_settings(store: Store, **overrides) -> Settings:

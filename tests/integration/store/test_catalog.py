@@ -75,21 +75,22 @@ def test_a_returning_primary_is_flagged_not_believed(catalog_store):
     assert conflicts == 1
 
 
-def test_two_first_reports_of_a_service_at_once_share_it(catalog_store):
+def test_two_first_reports_of_a_service_at_once_share_it(pg_store):
     """The second insert of a new service waits on the first's unique key, fails, and reads
-    the first's row instead of failing the agent's heartbeat."""
+    the first's row instead of failing the agent's heartbeat (PostgreSQL: SQLite serialises
+    writers, so there the reports cannot overlap)."""
     import threading
 
-    if catalog_store.dialect != "postgresql":
-        pytest.skip("SQLite serialises writers: the two reports cannot overlap")
-    first = catalog_store.sessions()
+    with pg_store.engine.begin() as conn:
+        partitions.ensure_partitions(conn, table="infrastructure_events", days={T0.date()})
+    first = pg_store.sessions()
     first.begin()
     report(first, "10.9.0.1:6379", "passing", at(0))  # inserted, not committed
     errors: list[BaseException] = []
 
     def second_report() -> None:
         try:
-            with catalog_store.sessions.begin() as second:
+            with pg_store.sessions.begin() as second:
                 report(second, "10.9.0.2:6379", "passing", at(0))
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             errors.append(exc)
@@ -102,5 +103,5 @@ def test_two_first_reports_of_a_service_at_once_share_it(catalog_store):
     first.close()
     thread.join(timeout=10)
     assert errors == []
-    with catalog_store.sessions() as session:
+    with pg_store.sessions() as session:
         assert [len(s["instances"]) for s in instances.describe(session, "redis")] == [2]
