@@ -146,9 +146,7 @@ def services_live_blocks(app, params: dict[str, str], role: str) -> dict[str, st
 def _missing(request: Request, template: str, message: str, status: int = 404) -> Response:
     """The page, saying what was not found (or what was wrong with the request)."""
     problem = "Not found" if status == 404 else "Cannot show this"
-    response = _render(request, template, {"missing": message, "problem": problem})
-    response.status_code = status
-    return response
+    return _render(request, template, {"missing": message, "problem": problem}, status=status)
 
 
 @router.get("/services")

@@ -139,8 +139,8 @@ def events_page(
         query, filters = parse(params, utcnow())
         ctx = listing(session, query, filters)
     except Rejected as exc:
-        response = _render(request, "events.html", base | {"error": str(exc), "rows": None, "live": None})
-        response.status_code = 422
-        return response
+        return _render(
+            request, "events.html", base | {"error": str(exc), "rows": None, "live": None}, status=422
+        )
     live = None if query.cursor else ws_url("events", **filters)
     return _render(request, "events.html", base | ctx | {"error": None, "live": live})

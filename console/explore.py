@@ -160,9 +160,7 @@ def explore_page(
     try:
         query, source = parse(form, now, request.app.state.settings.retention.rollup_1m_days)
     except BadQuery as exc:
-        response = _render(request, "explore.html", ctx | {"error": str(exc)})
-        response.status_code = 422
-        return response
+        return _render(request, "explore.html", ctx | {"error": str(exc)}, status=422)
     data, rows = _result(series(session, query, source), query.group_by)
     ctx["result"] = {"data": data, "rows": rows, "query": query, "source": source} | _links(
         form, query, source

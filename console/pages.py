@@ -66,7 +66,10 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def _render(request: Request, name: str, context: dict, block: str | None = None) -> Response:
+def _render(
+    request: Request, name: str, context: dict, block: str | None = None, status: int = 200
+) -> Response:
+    """The page, or only ``block`` for htmx; ``status`` for a page that refuses something."""
     context = {
         "csrf": csrf_token(request),
         "role": request.session.get("role"),
@@ -74,8 +77,8 @@ def _render(request: Request, name: str, context: dict, block: str | None = None
         **context,
     }
     if block and request.headers.get("HX-Request") == "true":
-        return templates.TemplateResponse(request, name, context, block_name=block)
-    return templates.TemplateResponse(request, name, context)
+        return templates.TemplateResponse(request, name, context, status_code=status, block_name=block)
+    return templates.TemplateResponse(request, name, context, status_code=status)
 
 
 @router.get("/login")
@@ -98,10 +101,9 @@ def login(
     client, who = f"ip:{_client(request)}", f"user:{username or '(admin token)'}"
     wait = limiter.retry_after(client, who)
     if wait > 0:
-        response = _render(
-            request, "login.html", {"error": f"Too many failed logins: try again in {wait:.0f} s."}
-        )
-        response.status_code, response.headers["Retry-After"] = 429, str(int(wait) + 1)
+        error = f"Too many failed logins: try again in {wait:.0f} s."
+        response = _render(request, "login.html", {"error": error}, status=429)
+        response.headers["Retry-After"] = str(int(wait) + 1)
         return response
     if username:
         user = users.authenticate(session, username, password)
@@ -112,11 +114,8 @@ def login(
     if identity is None:
         limiter.failed(client, who)
         audit.record(session, actor=who, action="login.failed", client=_client(request))
-        response = _render(
-            request, "login.html", {"error": "That user name and password (or token) did not match."}
-        )
-        response.status_code = 401
-        return response
+        error = "That user name and password (or token) did not match."
+        return _render(request, "login.html", {"error": error}, status=401)
     limiter.succeeded(who)
     audit.record(session, actor=f"user:{identity[0]}", action="login", client=_client(request))
     request.session.clear()
@@ -157,9 +156,10 @@ def users_change(
             raise HTTPException(400, f"unknown change {op!r}: add, role, disable or enable")
     except (Rejected, Conflict, NotFound) as exc:  # refused before anything was written
         rows = session.scalars(select(User).order_by(User.username)).all()
-        response = _render(request, "users.html", {"users": rows, "roles": users.ROLES, "error": str(exc)})
-        response.status_code = 422 if isinstance(exc, Rejected) else 409 if isinstance(exc, Conflict) else 404
-        return response
+        status = 422 if isinstance(exc, Rejected) else 409 if isinstance(exc, Conflict) else 404
+        return _render(
+            request, "users.html", {"users": rows, "roles": users.ROLES, "error": str(exc)}, status=status
+        )
     return RedirectResponse("/users", status_code=303)
 
 

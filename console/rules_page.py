@@ -78,9 +78,7 @@ def _context(session: Session, role: str, text: str | None = None, version_read:
 
 
 def _page(request: Request, context: dict, status: int = 200, block: str | None = None) -> Response:
-    response = _render(request, "rules.html", context, block=block)
-    response.status_code = status
-    return response
+    return _render(request, "rules.html", context, block=block, status=status)
 
 
 @router.get("/rules")

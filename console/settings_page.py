@@ -94,9 +94,7 @@ def _page(request: Request, session: Session, *, error: str | None = None, statu
         "draft": draft,
         "new_draft": new_draft,
     }
-    response = _render(request, "settings.html", context)
-    response.status_code = status
-    return response
+    return _render(request, "settings.html", context, status=status)
 
 
 @router.get("/settings")
