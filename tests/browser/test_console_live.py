@@ -140,6 +140,20 @@ def test_operator_watches_a_backend_fail_and_an_invalidation_succeed(
                     if who is admin:
                         name = path.strip("/") or "overview"
                         who.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+            # ... and the pages reached through links: the killed instance's (its timeline
+            # holds the transition to critical) and the invalidation's.
+            admin.goto("/")
+            action_href = admin.locator("#recent-actions a").first.get_attribute("href")
+            for name, path in (
+                ("instance", f"/services/lab/instances/{lab_address}"),
+                ("action", action_href),
+            ):
+                answer = admin.goto(path or "")
+                assert answer is not None and answer.status == 200, (path, answer and answer.status)
+                admin.wait_for_load_state("networkidle")
+                if name == "instance":
+                    expect(admin.locator("#timeline")).to_contain_text("critical")
+                admin.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
             for who in (page, viewer, admin):
                 assert who.js_errors == []  # type: ignore[attr-defined]
 
