@@ -16,12 +16,11 @@ a sparkline's window).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -167,11 +166,4 @@ async def bridge(stop: asyncio.Event) -> None:
 
 def ws_url(page: str, **params: str) -> str:
     """The websocket a live page connects to (its query travels with it)."""
-    from urllib.parse import urlencode
-
     return "/ws/console?" + urlencode({"page": page, **{k: v for k, v in params.items() if v}})
-
-
-def dumps(value: Any) -> str:
-    """JSON for a data-* attribute (charts), compact."""
-    return json.dumps(value, separators=(",", ":"), default=str)
