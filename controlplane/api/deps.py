@@ -38,6 +38,23 @@ def db_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 past ``limit`` bytes: by its declared length before
+    reading, else while streaming (a chunked body declares none)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Rejected(
+            f"the body is {declared} bytes, over the {limit}-byte limit", status=413, reason="too_large"
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(f"the body is over the {limit}-byte limit", status=413, reason="too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def refuse_nul_bytes(request: Request) -> None:
     """PostgreSQL text cannot hold NUL; refuse it up front instead of failing in the store."""
     for name, value in request.query_params.multi_items():

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from controlplane import telemetry, tracing
-from controlplane.api.deps import AGENT_OR_ADMIN, Principal
+from controlplane.api.deps import AGENT_OR_ADMIN, Principal, read_body
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
 from controlplane.ops.ingest import ingest_batch, prepare_partitions
@@ -29,20 +29,7 @@ _BATCH_SCHEMA = {
 
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, gunzipped when sent so; 413 past ``limit`` bytes either way."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise Rejected(
-            f"the body is {declared} bytes, over the {limit}-byte limit",
-            status=413,
-            reason="too_large",
-        )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Rejected(f"the body is over the {limit}-byte limit", status=413, reason="too_large")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await read_body(request, limit)
     telemetry.INGEST_BYTES.inc(len(body))
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding == "gzip":

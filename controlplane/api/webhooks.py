@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from controlplane.api.deps import RANK, authenticate
+from controlplane.api.deps import RANK, authenticate, read_body
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
 from controlplane.ops.alerts import record_alerts
@@ -72,16 +72,6 @@ def webhook_caller(
     return principal.name
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Rejected(f"the body is over the {limit}-byte limit", status=413, reason="too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _parse(body: bytes) -> AlertmanagerPayloadIn:
     try:
         return AlertmanagerPayloadIn.model_validate_json(body)
@@ -115,7 +105,7 @@ def _parse(body: bytes) -> AlertmanagerPayloadIn:
     },
 )
 async def alertmanager_webhook(request: Request) -> WebhookResult:
-    body = await _read_body(request, request.app.state.settings.webhooks.max_body_bytes)
+    body = await read_body(request, request.app.state.settings.webhooks.max_body_bytes)
     payload = _parse(body)
     intake = await run_in_threadpool(_store, request, payload)
     ALERTS.labels(payload.source, "stored").inc(intake.stored)
