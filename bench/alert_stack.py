@@ -8,11 +8,7 @@ and a running `coreplane serve` with extra settings (the webhook token)."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,18 +17,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import yaml
+
+from bench.harness import free_port, spawn, stop, wait_ready
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-READY_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -59,34 +49,6 @@ class Stack:
             f"--- {name}\n{(self.root / name).read_text(errors='replace')[-3000:]}"
             for name in ("prometheus.log", "alertmanager.log")
         )
-
-
-def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not become ready:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.1)
-
-
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def alertmanager_config(scrapes: list[Scrape], root: Path) -> dict:
@@ -142,22 +104,22 @@ def alert_stack(root: Path, scrapes: list[Scrape], rules: dict) -> Iterator[Stac
     processes: list[subprocess.Popen] = []
     try:
         am_log = root / "alertmanager.log"
-        processes.append(_spawn([
+        processes.append(spawn([
             ALERTMANAGER, f"--config.file={root / 'alertmanager.yml'}", f"--storage.path={root / 'am-data'}",
             f"--web.listen-address=127.0.0.1:{am_port}",
             "--cluster.listen-address=",  # no gossip port: the shared instance may hold the default
         ], am_log))  # fmt: skip
-        _wait_ready(f"http://127.0.0.1:{am_port}/-/ready", processes[-1], am_log)
+        wait_ready(f"http://127.0.0.1:{am_port}/-/ready", processes[-1], am_log)
         prom_log = root / "prometheus.log"
-        processes.append(_spawn([
+        processes.append(spawn([
             PROMETHEUS, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
         ], prom_log))  # fmt: skip
-        _wait_ready(f"http://127.0.0.1:{prom_port}/-/ready", processes[-1], prom_log)
+        wait_ready(f"http://127.0.0.1:{prom_port}/-/ready", processes[-1], prom_log)
         yield Stack(f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}", root)
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop(process)
 
 
 @dataclass
@@ -208,41 +170,3 @@ def bare_receiver() -> Iterator[BareReceiver]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@contextmanager
-def migrated_store(dialect: str, root: Path, settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """The URL of an empty, migrated store: a SQLite file in ``root``, or a fresh schema on
-    ``settings``' PostgreSQL (dropped afterwards)."""
-    from bench.harness import fresh_schema
-    from controlplane.store.migrate import upgrade
-
-    if dialect == "sqlite":
-        url = f"sqlite:///{root}/store.db"
-        upgrade(url)
-        yield url
-        return
-    with fresh_schema(settings) as url:
-        yield url
-
-
-@contextmanager
-def running_serve(database_url: str, log: Path, **settings: str) -> Iterator[tuple[str, str]]:
-    """`coreplane serve` on a free port against a migrated ``database_url``, with extra
-    ``settings`` as COREPLANE_* variables: (base URL, admin token)."""
-    port, token = free_port(), secrets.token_urlsafe(32)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
-    env |= {
-        "COREPLANE_DATABASE_URL": database_url, "COREPLANE_ADMIN_TOKEN": token,
-        "COREPLANE_SERVER__PORT": str(port), "COREPLANE_LOG_LEVEL": "warning",
-    }  # fmt: skip
-    env |= {f"COREPLANE_{k.upper()}": v for k, v in settings.items()}
-    coreplane = str(Path(sys.executable).parent / "coreplane")
-    with log.open("ab") as out:
-        process = subprocess.Popen([coreplane, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(f"{base}/readyz", process, log)
-        yield base, token
-    finally:
-        _stop(process)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,8 +30,8 @@ import httpx
 import redis
 import yaml
 
-from bench.alert_stack import BareReceiver, Scrape, Stack, alert_stack, bare_receiver, running_serve
-from bench.harness import fresh_schema
+from bench.alert_stack import BareReceiver, Scrape, Stack, alert_stack, bare_receiver
+from bench.harness import fresh_schema, running_control_plane, spawn_agent
 from bench.redis_topology import RedisNode, redis_topology
 from bench.results import Result
 from controlplane.settings import Settings
@@ -103,17 +102,9 @@ def bare_exporter(node: RedisNode) -> Iterator[str]:
 
 
 def _agent(base: str, token: str, ports: dict[str, int], work: Path) -> subprocess.Popen:
-    config = {
-        "name": "alerts-bench", "control_plane_url": base, "token_file": str(work / "token.json"),
-        "spool_dir": str(work / "spool"), "heartbeat_interval_s": 1,
-        "targets": [{"type": "redis", "name": name, "address": f"redis://127.0.0.1:{port}/0",
-                     "interval_s": 1, "timeout_s": 0.5} for name, port in ports.items()],
-    }  # fmt: skip
-    (work / "agent.yaml").write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
-    env |= {"COREPLANE_ADMIN_TOKEN": token, "COREPLANE_LOG_LEVEL": "warning"}
-    coreplane = str(Path(sys.executable).parent / "coreplane")
-    return subprocess.Popen([coreplane, "agent", "--config", str(work / "agent.yaml")], env=env, cwd=work)
+    targets = [{"type": "redis", "name": name, "address": f"redis://127.0.0.1:{port}/0", "interval_s": 1,
+                "timeout_s": 0.5} for name, port in ports.items()]  # fmt: skip
+    return spawn_agent(base, token, "alerts-bench", targets, work)
 
 
 def _until(what: str, check, stack: Stack | None = None):  # type: ignore[no-untyped-def]
@@ -181,7 +172,10 @@ def trials(settings: Settings, count: int) -> tuple[list[float], list[float]]:
         tempfile.TemporaryDirectory() as work_dir,
     ):
         work = Path(work_dir)
-        with running_serve(url, work / "serve.log", webhooks__alertmanager_token=hook_token) as (base, token):
+        with running_control_plane(url, log=work / "serve.log", webhooks__alertmanager_token=hook_token) as (
+            base,
+            token,
+        ):
             api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
             current = api.get("/api/v1/rules").json()
             text = current["yaml"].rstrip() + "\n\n" + yaml.safe_dump([policy_rule("lab", "labcache")])

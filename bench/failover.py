@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 from bench import failover_sentinel
-from bench.harness import fresh_schema, running_control_plane
+from bench.harness import fresh_schema, running_control_plane, spawn_agent
 from bench.redis_topology import Topology, redis_topology
 from bench.results import Result
 from controlplane.client import PrimaryResolver, primary_redis
@@ -31,21 +29,12 @@ DETECTION_S = 1.0
 
 
 def _agent(base: str, token: str, topology: Topology, work: Path) -> subprocess.Popen:
-    config = {
-        "name": "failover-bench", "control_plane_url": base,
-        "token_file": str(work / "token.json"), "spool_dir": str(work / "spool"), "heartbeat_interval_s": 1,
-        "targets": [
-            {"type": "redis", "name": "redis", "address": f"redis://127.0.0.1:{n.port}/0",
-             "role": "primary" if n is topology.primary else "replica",
-             "interval_s": DETECTION_S, "timeout_s": 0.5}
-            for n in topology.nodes
-        ],
-    }  # fmt: skip
-    (work / "agent.yaml").write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
-    env |= {"COREPLANE_ADMIN_TOKEN": token, "COREPLANE_LOG_LEVEL": "warning"}
-    coreplane = str(Path(sys.executable).parent / "coreplane")
-    return subprocess.Popen([coreplane, "agent", "--config", str(work / "agent.yaml")], env=env, cwd=work)
+    targets = [
+        {"type": "redis", "name": "redis", "address": f"redis://127.0.0.1:{n.port}/0",
+         "role": "primary" if n is topology.primary else "replica", "interval_s": DETECTION_S, "timeout_s": 0.5}
+        for n in topology.nodes
+    ]  # fmt: skip
+    return spawn_agent(base, token, "failover-bench", targets, work)
 
 
 def _ready(base: str, token: str) -> None:

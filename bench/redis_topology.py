@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from bench.harness import free_port, spawn
 
 READY_TIMEOUT_S = 10.0
 POLL_S = 0.01
@@ -30,12 +31,6 @@ repl-diskless-sync-delay 0
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _client(port: int, timeout_s: float = 0.2) -> redis.Redis:
     # No retries: callers poll on their own clock, and redis-py's default backoff would blur timings.
     return redis.Redis(
@@ -45,11 +40,6 @@ def _client(port: int, timeout_s: float = 0.2) -> redis.Redis:
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),
     )
-
-
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def _stop(process: subprocess.Popen | None) -> None:
@@ -102,7 +92,7 @@ class RedisNode:
         # Sentinel CONFIG REWRITEs a `replicaof` line into the file after a failover; the command
         # line is applied after the file, so it decides the role.
         role = ["127.0.0.1", str(replica_of.port)] if replica_of else ["no", "one"]
-        self.process = _spawn(["redis-server", str(self.config), "--replicaof", *role], self.log)
+        self.process = spawn(["redis-server", str(self.config), "--replicaof", *role], self.log)
         _wait_answers(self.port, self.process, self.log)
 
     def kill(self) -> None:
@@ -187,7 +177,7 @@ class Topology:
             f"{len(self.sentinel_ports) // 2 + 1}\n{self._sentinel_settings}"
         )
         log = dir / "sentinel.log"
-        process = _spawn(["redis-sentinel", str(config)], log)
+        process = spawn(["redis-sentinel", str(config)], log)
         _wait_answers(port, process, log)
         return process
 

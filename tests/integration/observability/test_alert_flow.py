@@ -14,8 +14,9 @@ import redis
 import yaml
 
 from agents.config import TargetConfig
-from bench.alert_stack import Scrape, alert_stack, running_serve
+from bench.alert_stack import Scrape, alert_stack
 from bench.alerts import RULE_NAME, backend_down_rules, policy_rule
+from bench.harness import running_control_plane
 from bench.redis_topology import redis_topology
 from controlplane.cache.invalidation import TAG_KEY
 from controlplane.store.migrate import upgrade
@@ -43,7 +44,7 @@ def test_a_killed_redis_alerts_into_an_action_and_resolves(tmp_path):
     with (
         redis_topology(replicas=0, master_name="lab") as lab,
         redis_topology(replicas=0, master_name="labcache") as cache,
-        running_serve(store, tmp_path / "serve.log", webhooks__alertmanager_token=hook_token) as (
+        running_control_plane(store, log=tmp_path / "serve.log", webhooks__alertmanager_token=hook_token) as (
             base,
             admin,
         ),

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.config import TargetConfig
-from bench.alert_stack import migrated_store, running_serve
+from bench.harness import migrated_store, running_control_plane
 from tests.conftest import require, running_agent
 
 
@@ -21,7 +21,7 @@ def serve(request, services, tmp_path):
     """(URL, admin token) of a fresh serve on each kind of store."""
     with (
         migrated_store(request.param, tmp_path, services) as url,
-        running_serve(url, tmp_path / "log") as found,
+        running_control_plane(url, log=tmp_path / "log") as found,
     ):
         yield found
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from bench.alert_stack import migrated_store, running_serve
+from bench.harness import migrated_store, running_control_plane
 
 HOOK = "/api/v1/webhooks/alertmanager"
 MAX_BODY = 8192
@@ -27,7 +27,7 @@ def hooked(request, services, tmp_path_factory):
     settings = {"webhooks__alertmanager_token": token, "webhooks__max_body_bytes": str(MAX_BODY)}
     with (
         migrated_store(request.param, tmp, services) as url,
-        running_serve(url, tmp / "serve.log", **settings) as (base, admin),
+        running_control_plane(url, log=tmp / "serve.log", **settings) as (base, admin),
     ):
         yield base, admin, token
 
