@@ -22,7 +22,8 @@ from controlplane.api.deps import db_session
 from controlplane.backends import probe_all
 from controlplane.catalog.instances import describe
 from controlplane.clock import utcnow
-from controlplane.store.models import Action, Agent, InfrastructureEvent, MetricRollup1m
+from controlplane.ops.alerts import service_of
+from controlplane.store.models import Action, Agent, AlertRecord, MetricRollup1m
 
 router = APIRouter(include_in_schema=False)
 LIVE_BLOCKS = ("leadership", "matrix", "alerts", "recent_actions", "tiles", "cache", "agents")
@@ -69,23 +70,15 @@ def _tile(session: Session, tile: Tile, now: datetime) -> dict:
     return {"tile": tile, "latest": latest, "data": data}
 
 
-def _open_alerts(session: Session, now: datetime) -> list[dict]:
-    """Alerts (events of type ``alert``) whose latest word, per fingerprint, is ``firing``."""
-    rows = session.scalars(
-        select(InfrastructureEvent)
-        .where(InfrastructureEvent.event_type == "alert")
-        .where(InfrastructureEvent.timestamp >= now - timedelta(days=1))
-        .order_by(InfrastructureEvent.timestamp.desc())
-        .limit(2000)
-    ).all()
-    latest: dict[str, InfrastructureEvent] = {}
-    for row in rows:
-        details = row.details or {}
-        latest.setdefault(str(details.get("fingerprint") or details.get("alertname") or row.id), row)
+def _open_alerts(session: Session) -> list[dict]:
+    """The alerts firing now: the webhook keeps one row per fingerprint with its status."""
+    firing = select(AlertRecord).where(AlertRecord.status == "firing")
+    rows = session.scalars(firing.order_by(AlertRecord.starts_at.desc()).limit(50))
     return [
-        {"at": e.timestamp, "service": e.service_name, "name": (e.details or {}).get("alertname", "alert"),
-         "severity": (e.details or {}).get("severity", ""), "summary": (e.details or {}).get("summary", "")}
-        for e in latest.values() if e.status == "firing"
+        {"at": a.starts_at or a.updated_at, "service": service_of(a.labels or {}), "name": a.alertname,
+         "severity": (a.labels or {}).get("severity", ""),
+         "summary": (a.annotations or {}).get("summary", "")}
+        for a in rows
     ]  # fmt: skip
 
 
@@ -140,7 +133,7 @@ def context(session: Session, now: datetime, app) -> dict:  # type: ignore[no-un
     return {
         "leadership": _leadership(session, app),
         "services": _matrix(session),
-        "alerts": _open_alerts(session, now),
+        "alerts": _open_alerts(session),
         "actions": _recent_actions(session),
         "tiles": [_tile(session, tile, now) for tile in TILES],
         "cache": _cache_ratios(session, now),

@@ -20,7 +20,7 @@ from bench.harness import running_control_plane
 from bench.redis_topology import redis_topology
 from controlplane.cache.invalidation import TAG_KEY
 from controlplane.store.migrate import upgrade
-from tests.conftest import running_agent
+from tests.conftest import console_login, running_agent
 
 
 def _until(what: str, check, timeout_s: float, logs=lambda: ""):  # type: ignore[no-untyped-def]
@@ -99,6 +99,8 @@ def test_a_killed_redis_alerts_into_an_action_and_resolves(tmp_path):
             assert details["source"] == "alertmanager" and details["severity"] == "critical"
             assert details["labels"]["instance"] == f"127.0.0.1:{lab.primary.port}"
             assert details["labels"]["job"] == "coreplane-backends"
+            console, _ = console_login(base, token=admin)
+            assert 'data-alert="CoreplaneBackendDown"' in console.get("/").text  # the overview's open alerts
 
             def rule_actions() -> list[dict]:
                 return api.get("/api/v1/actions", params={"rule": RULE_NAME}).json()
@@ -127,3 +129,5 @@ def test_a_killed_redis_alerts_into_an_action_and_resolves(tmp_path):
             assert resolved["details"]["ends_at"] is not None
             assert len(alert_events("firing")) == 1  # Alertmanager's resends stored nothing new
             assert len(rule_actions()) == 1
+            assert 'data-alert="CoreplaneBackendDown"' not in console.get("/").text  # no longer open
+            console.close()
