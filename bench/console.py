@@ -15,7 +15,7 @@ import psycopg
 from sqlalchemy import event
 from starlette.testclient import TestClient
 
-from bench.harness import fresh_schema
+from bench.harness import build_rollups, fresh_schema
 from bench.results import Result
 from controlplane.settings import Settings, load_settings
 from controlplane.store import partitions
@@ -77,16 +77,7 @@ def _load(url: str, end: datetime, types: list[str]) -> None:
                 "per_series": POINTS // series,
             },
         )
-        for table, unit in (("metric_rollups_1m", "minute"), ("metric_rollups_1h", "hour")):
-            conn.execute(
-                f"""
-                INSERT INTO {table} (metric_type, service_name, series_key, bucket, tags, count, sum, min, max)
-                SELECT metric_type, service_name, md5(tags::text), date_trunc('{unit}', "timestamp"), tags,
-                       count(*), sum(value), min(value), max(value)
-                FROM infrastructure_metrics GROUP BY 1, 2, 3, 4, 5
-                """
-            )
-        conn.execute("ANALYZE")
+        build_rollups(conn)
 
 
 def _p95(timings: list[float]) -> float:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 
-from bench.harness import fresh_schema, running_control_plane
+from bench.harness import build_rollups, fresh_schema, running_control_plane
 from bench.results import Result
 from controlplane.settings import Settings
 from controlplane.store import partitions
@@ -53,19 +53,7 @@ def _load(url: str, end: datetime) -> None:
                 "series": SERIES,
             },
         )
-        for table, unit in (("metric_rollups_1m", "minute"), ("metric_rollups_1h", "hour")):
-            conn.execute(
-                f"""
-                INSERT INTO {table} (metric_type, service_name, series_key, bucket, tags,
-                                     count, sum, min, max)
-                SELECT metric_type, service_name,
-                       md5('{{"instance":"' || (tags->>'instance') || '","region":"local"}}'),
-                       date_trunc('{unit}', "timestamp"), tags,
-                       count(*), sum(value), min(value), max(value)
-                FROM infrastructure_metrics GROUP BY 1, 2, 3, 4, 5
-                """
-            )
-        conn.execute("ANALYZE")
+        build_rollups(conn)
 
 
 def _p95_ms(run: Callable[[datetime, str], None], end: datetime) -> float:
