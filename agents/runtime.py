@@ -80,6 +80,7 @@ class TargetLoop:
         self.message = ""
         self.role = target.role  # as configured, then as the backend says (a replica promoted)
         self.seen_role: str | None = None  # what the last successful probe saw (None after a failure)
+        self.seen_at: str | None = None  # when that probe began
         self.failures = 0
         self.tags = {"instance": instance_of(target.address), **target.tags}
         if target.role:
@@ -88,7 +89,8 @@ class TargetLoop:
     def catalog_entry(self) -> dict:
         """This target as the catalog knows it (sent with each heartbeat)."""
         return {"service": self.target.name, "kind": self.target.type, "address": self.tags["instance"],
-                "status": self.status, "role": self.seen_role, "message": self.message[:2000],
+                "status": self.status, "role": self.seen_role, "observed_at": self.seen_at,
+                "message": self.message[:2000],
                 "tags": {k: v for k, v in self.target.tags.items()}}  # fmt: skip
 
     def _points(self, obs: Observation, at: str) -> list[dict]:
@@ -99,7 +101,7 @@ class TargetLoop:
         ]  # fmt: skip
 
     def run_once(self) -> Observation:
-        started = time.perf_counter()
+        started, at = time.perf_counter(), _now()  # stamped when the backend is read, not after
         try:
             if self.collector is None:
                 self.collector = collector_class(self.target.type)(self.target)
@@ -114,7 +116,6 @@ class TargetLoop:
             obs.add(f"coreplane_{self.target.type}_up", 0)
             if self.failures == 1 or self.failures % 30 == 0:
                 log.warning("%s %s: %s", self.target.type, self.target.name, obs.message)
-        at = _now()
         labels = {"target": self.target.name, "type": self.target.type, **self.tags}
         agent_points = [
             {"metric_type": "coreplane_agent_probe_duration_seconds", "service_name": AGENT_SERVICE,
@@ -123,7 +124,7 @@ class TargetLoop:
              "timestamp": at, "value": float(self.failures), "tags": labels},
         ]  # fmt: skip
         events = []
-        self.seen_role = obs.role if obs.status != "critical" else None
+        self.seen_role, self.seen_at = (obs.role if obs.status != "critical" else None), at
         role_changed = obs.role is not None and obs.role != self.role
         if role_changed:
             self.role = self.tags["role"] = obs.role

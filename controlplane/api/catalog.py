@@ -15,7 +15,7 @@ from controlplane.catalog import instances
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound
 from controlplane.notify import CATALOG, NOTIFIER
-from controlplane.schemas.ingest import NAME_PATTERN
+from controlplane.schemas.ingest import NAME_PATTERN, Timestamp
 
 router = APIRouter(tags=["catalog"])
 
@@ -29,6 +29,11 @@ class InstanceIn(BaseModel):
     message: str | None = Field(None, max_length=2000)
     tags: dict[str, str] = Field(default_factory=dict)
     ttl_s: float | None = Field(None, gt=0, le=86400, description="Critical after this long with no report.")
+    observed_at: Timestamp | None = Field(
+        None,
+        description="When the role was read (RFC 3339). A role read before the instance's last role "
+        "change is stale and ignored, so a probe from just before a failover cannot undo it.",
+    )
 
 
 def _describe(request: Request, name: str | None) -> list[dict]:

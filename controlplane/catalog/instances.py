@@ -33,6 +33,7 @@ class InstanceReport:
     message: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     ttl_s: float | None = None
+    observed_at: datetime | None = None  # when the role was read; None = now
 
 
 def _service(session: Session, name: str, kind: str, now: datetime) -> CatalogService:
@@ -99,18 +100,40 @@ def report(
         instance.tags, changed = report_in.tags, True
     if report_in.ttl_s:
         instance.ttl_s = report_in.ttl_s
-    primary = _other_primary(session, service, instance) if report_in.role == "primary" else None
-    if primary is not None and instance.role != "primary":
-        # A primary that comes back after a failover: the catalog keeps the one it promoted
-        # and says so (at most every CONFLICT_EVERY); the shipped rule `redis-rejoin` repoints it.
-        _conflict(session, service, instance, primary, now)
-    elif report_in.role and report_in.role != instance.role:
-        set_role(session, instance, report_in.role, now=now, reason="reported by the agent")
+    if (
+        report_in.role
+        and report_in.role != instance.role
+        and not _stale(session, service, instance, report_in)
+    ):
+        primary = _other_primary(session, service, instance) if report_in.role == "primary" else None
+        if primary is not None:
+            # A primary that comes back after a failover: the catalog keeps the one it promoted
+            # and says so (at most every CONFLICT_EVERY); the shipped rule `redis-rejoin` repoints it.
+            _conflict(session, service, instance, primary, now)
+        else:
+            set_role(session, instance, report_in.role, now=now, reason="reported by the agent")
     if report_in.status is not None:
         changed |= _apply(session, service, instance, report_in.status, report_in.message, now, hold_s)
     if changed:
         bump(session, service)
     return instance
+
+
+def _stale(
+    session: Session, service: CatalogService, instance: CatalogInstance, report_in: InstanceReport
+) -> bool:
+    """Whether the reported role was read before the instance's last role change: a probe
+    that ran just before a promotion reaches the catalog after it, and must not undo it."""
+    if report_in.observed_at is None:
+        return False
+    changed = session.scalar(
+        select(func.max(InfrastructureEvent.timestamp)).where(
+            InfrastructureEvent.event_type == ROLE_EVENT,
+            InfrastructureEvent.service_name == service.name,
+            InfrastructureEvent.details["instance"].as_string() == instance.address,
+        )
+    )
+    return changed is not None and report_in.observed_at < changed
 
 
 def _conflict(

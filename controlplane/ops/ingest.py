@@ -190,6 +190,7 @@ def ingest_batch(
                 status=e.status,
                 role=e.details.get("role"),
                 message=e.details.get("message"),
+                observed_at=e.timestamp,
             )
             instances.report(session, report, agent_id=agent_id, now=now, hold_s=hold_s)
     return IngestResult(batch_id=batch.batch_id, duplicate=False, metrics=len(points), events=len(events))

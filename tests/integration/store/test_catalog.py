@@ -27,8 +27,9 @@ def catalog_store(store):
     return store
 
 
-def report(session, address: str, status: str, now: datetime, role: str = "replica"):  # type: ignore[no-untyped-def]
-    item = InstanceReport(service="redis", kind="redis", address=address, status=status, role=role, ttl_s=30)
+def report(session, address: str, status: str, now: datetime, role: str = "replica", observed_at=None):  # type: ignore[no-untyped-def]
+    item = InstanceReport(service="redis", kind="redis", address=address, status=status, role=role, ttl_s=30,
+                          observed_at=observed_at)  # fmt: skip
     return instances.report(session, item, agent_id=None, now=now, hold_s=10)
 
 
@@ -73,6 +74,30 @@ def test_a_returning_primary_is_flagged_not_believed(catalog_store):
             sa.text("SELECT count(*) FROM infrastructure_events WHERE event_type = 'catalog.conflict'")
         ).scalar_one()
     assert conflicts == 1
+
+
+def test_a_role_read_before_a_failover_does_not_undo_it(catalog_store):
+    """A probe that read "replica" just before the promotion reaches the catalog after it
+    (a heartbeat in flight, a spooled event): ignored. What the backend says afterwards
+    still counts, whichever way it goes."""
+    with catalog_store.sessions.begin() as session:
+        old = report(session, "10.0.0.1:6379", "critical", at(0), role="primary")
+        new = report(session, "10.0.0.2:6379", "passing", at(0), role="replica")
+        instances.set_role(session, new, "primary", now=at(1), reason="failover")
+        instances.set_role(session, old, "replica", now=at(1), reason="failover")
+        report(session, "10.0.0.2:6379", "passing", at(1.5), role="replica", observed_at=at(0.9))
+        report(session, "10.0.0.1:6379", "passing", at(1.5), role="primary", observed_at=at(0.8))
+        roles = {i["address"]: i["role"] for i in instances.describe(session, "redis")[0]["instances"]}
+        assert roles == {"10.0.0.1:6379": "replica", "10.0.0.2:6379": "primary"}
+        # Read after the change: believed (an operator demoted it by hand, say).
+        report(session, "10.0.0.2:6379", "passing", at(3), role="replica", observed_at=at(2.5))
+        roles = {i["address"]: i["role"] for i in instances.describe(session, "redis")[0]["instances"]}
+        assert roles["10.0.0.2:6379"] == "replica"
+    with catalog_store.engine.connect() as conn:  # the old one's stale "primary" was no conflict either
+        conflicts = conn.execute(
+            sa.text("SELECT count(*) FROM infrastructure_events WHERE event_type = 'catalog.conflict'")
+        ).scalar_one()
+    assert conflicts == 0
 
 
 def test_two_first_reports_of_a_service_at_once_share_it(pg_store):
