@@ -101,7 +101,9 @@ class TargetLoop:
         ]  # fmt: skip
 
     def run_once(self) -> Observation:
-        started, at = time.perf_counter(), _now()  # stamped when the backend is read, not after
+        # A health change (and the role) is stamped when the probe began: it was read no
+        # earlier. The figures are stamped when it ended, so a slow probe's arrive fresh.
+        started, read_at = time.perf_counter(), _now()
         try:
             if self.collector is None:
                 self.collector = collector_class(self.target.type)(self.target)
@@ -116,6 +118,7 @@ class TargetLoop:
             obs.add(f"coreplane_{self.target.type}_up", 0)
             if self.failures == 1 or self.failures % 30 == 0:
                 log.warning("%s %s: %s", self.target.type, self.target.name, obs.message)
+        at = _now()
         labels = {"target": self.target.name, "type": self.target.type, **self.tags}
         agent_points = [
             {"metric_type": "coreplane_agent_probe_duration_seconds", "service_name": AGENT_SERVICE,
@@ -124,13 +127,13 @@ class TargetLoop:
              "timestamp": at, "value": float(self.failures), "tags": labels},
         ]  # fmt: skip
         events = []
-        self.seen_role, self.seen_at = (obs.role if obs.status != "critical" else None), at
+        self.seen_role, self.seen_at = (obs.role if obs.status != "critical" else None), read_at
         role_changed = obs.role is not None and obs.role != self.role
         if role_changed:
             self.role = self.tags["role"] = obs.role
         if obs.status != self.status or role_changed:
             events.append(
-                {"event_type": "health", "service_name": self.target.name, "timestamp": at,
+                {"event_type": "health", "service_name": self.target.name, "timestamp": read_at,
                  "status": obs.status,
                  "details": {"message": obs.message, "previous": self.status, "type": self.target.type,
                              **self.tags}}

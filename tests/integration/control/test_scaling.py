@@ -17,18 +17,20 @@ from agents.config import TargetConfig
 from tests.conftest import SERVICES_ENV, running_agent, running_worker
 
 COOLDOWN_S = 6
+# A Celery probe waits up to 2 s for ping replies, so with interval_s 1 a point comes every
+# ~3 s: a 5 s window always holds one, a 3 s window is empty at times and the condition drops.
 RUN = uuid.uuid4().hex[:8]
 QUEUE, WORKER = f"scaling-{RUN}", f"scaling-{RUN}@test"
 RULES = f"""
 - name: tasks-scale-up
   trigger:
-    metric: {{name: coreplane_celery_queue_length, service: tasks, agg: max, window_s: 3, op: ">", threshold: 5,
+    metric: {{name: coreplane_celery_queue_length, service: tasks, agg: max, window_s: 5, op: ">", threshold: 5,
              for_s: 2}}
   action: {{kind: scale, target: tasks, params: {{op: grow, n: 1, min: 1, max: 3, destination: ["{WORKER}"]}}}}
   cooldown_s: {COOLDOWN_S}
 - name: tasks-scale-down
   trigger:
-    metric: {{name: coreplane_celery_queue_length, service: tasks, agg: max, window_s: 3, op: "<", threshold: 1,
+    metric: {{name: coreplane_celery_queue_length, service: tasks, agg: max, window_s: 5, op: "<", threshold: 1,
              for_s: 3}}
   action: {{kind: scale, target: tasks, params: {{op: shrink, n: 1, min: 1, max: 3, destination: ["{WORKER}"]}}}}
   cooldown_s: {COOLDOWN_S}
