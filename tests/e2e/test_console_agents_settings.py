@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -71,6 +72,38 @@ def test_agents_page_shows_a_running_agent(control_plane_sqlite, services, tmp_p
     assert block.lstrip().startswith('<section id="agents"') and "<h1>" not in block
     for client in (admin, viewer):
         client.close()
+
+
+def test_each_agent_row_shows_its_own_figures(control_plane_sqlite):
+    """The page reads every agent's latest figures and spool overflows in one query each;
+    each row must still show that agent's own, newest ones."""
+    url, token, _log = control_plane_sqlite
+    admin_api = {"Authorization": f"Bearer {token}"}
+    now = datetime.now(UTC)
+    for name, spool, errors, dropped in (("north", 7, 2, (3, 5)), ("south", 1, 0, ())):
+        answer = httpx.post(f"{url}/api/v1/agents/register", json={"name": name}, headers=admin_api)
+        assert answer.status_code == 201, answer.text
+        agent_api = {"Authorization": f"Bearer {answer.json()['token']}"}
+        figures = [("coreplane_agent_spool_batches", spool), ("coreplane_agent_push_errors", errors)]
+        batch = {
+            "batch_id": f"{name}-1", "agent": name,
+            "metrics": [  # an older value first: the page shows the newest
+                {"metric_type": metric, "service_name": "coreplane_agent", "value": value + age,
+                 "timestamp": (now - timedelta(seconds=age * 30)).isoformat(), "tags": {"agent": name}}
+                for metric, value in figures for age in (1, 0)
+            ],
+            "events": [
+                {"event_type": "agent.spool_overflow", "service_name": "coreplane_agent",
+                 "timestamp": now.isoformat(), "details": {"agent": name, "dropped_batches": n}}
+                for n in dropped
+            ],
+        }  # fmt: skip
+        answer = httpx.post(f"{url}/api/v1/ingest", json=batch, headers=agent_api)
+        assert answer.status_code == 202, answer.text
+    page = _login(url, token=token).get("/agents").text
+    north, south = _agent_row(page, "north"), _agent_row(page, "south")
+    assert 'data-spool="7"' in north and 'data-push-errors="2"' in north and "8 batches dropped" in north
+    assert 'data-spool="1"' in south and 'data-push-errors="0"' in south and "dropped" not in south
 
 
 def _api_setting(url: str, token: str, setting_type: str) -> dict:
