@@ -10,13 +10,15 @@ A page names the notifier channels it depends on and a function that renders its
 blocks; a consumer sends them on connect (so a reconnect catches up on what it missed),
 then again whenever one of its channels changes, skipping a block whose HTML did not
 change. ``TICK`` changes every few seconds, for what time alone changes (a silent agent,
-a sparkline's window).
+a sparkline's window). Every socket showing the same page, parameters and role shares one
+render per change: twenty operators on the overview cost one render, not twenty.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from controlplane.notify import ACTIONS, CATALOG, EVENTS, NOTIFIER
+from controlplane.telemetry import LIVE_RENDER_SECONDS
 from controlplane.users import RANK
 
 log = logging.getLogger("coreplane.console.live")
@@ -80,7 +83,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         session = self.scope.get("session") or {}
         self.role = session.get("role")
         query = {k: v[-1] for k, v in parse_qs(self.scope.get("query_string", b"").decode()).items()}
-        self.page = _pages().get(query.pop("page", ""))
+        self.name = query.pop("page", "")
+        self.page = _pages().get(self.name)
         self.params = query
         if self.role not in RANK or not _same_origin(self.scope):
             await self.close(code=4403)  # before accept: the browser sees a refused handshake
@@ -104,12 +108,21 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
 
     async def store_changed(self, message: dict) -> None:
         if self.page is not None and self.page.channels & set(message["channels"]):
-            await self._push()
+            await self._push(message["stamp"])
 
-    async def _push(self) -> None:
-        app = self.scope["app"]
+    async def _push(self, stamp: str | None = None) -> None:
+        """Send the blocks that changed; ``stamp`` names the change, None a catch-up (a
+        render of this socket's own)."""
+        key = (stamp, id(self.scope["app"]), self.name, tuple(sorted(self.params.items())), self.role)
+        render = _RENDERS.get(key) if stamp else None
+        if render is None:
+            render = asyncio.ensure_future(self._render())
+            if stamp:
+                for old in [k for k in _RENDERS if k[0] != stamp]:  # only the newest change is shared
+                    del _RENDERS[old]
+                _RENDERS[key] = render
         try:
-            blocks = await asyncio.to_thread(self.page.render, app, self.params, self.role)
+            blocks = await asyncio.shield(render)  # one socket closing does not cancel the others' render
         except Exception:
             log.exception("live render of %s failed", self.scope.get("query_string"))
             return
@@ -118,8 +131,14 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             self.sent.update(blocks)
             await self.send(text_data="\n".join(changed))
 
+    async def _render(self) -> dict[str, str]:
+        with LIVE_RENDER_SECONDS.labels(self.name).time():
+            return await asyncio.to_thread(self.page.render, self.scope["app"], self.params, self.role)
+
 
 CONNECTIONS: set[ConsoleConsumer] = set()
+# (change stamp, app, page, parameters, role) -> the render every socket showing it awaits
+_RENDERS: dict[tuple, asyncio.Future] = {}
 
 
 def _same_origin(scope: dict) -> bool:
@@ -161,7 +180,8 @@ async def bridge(stop: asyncio.Event) -> None:
             changed.append(TICK)
             next_tick = loop.time() + TICK_S
         if changed and CONNECTIONS:
-            await layer.group_send(GROUP, {"type": "store.changed", "channels": changed})
+            message = {"type": "store.changed", "channels": changed, "stamp": uuid.uuid4().hex}
+            await layer.group_send(GROUP, message)
 
 
 def ws_url(page: str, **params: str) -> str:

@@ -52,6 +52,13 @@ METRICS_QUERY_SECONDS = Histogram(
     ["source"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+LIVE_RENDER_SECONDS = Histogram(
+    "coreplane_console_live_render_seconds",
+    "Time to render one live console page's blocks, by page. One render serves every socket "
+    "showing the same page, parameters and role.",
+    ["page"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 # /metrics is unauthenticated: several scrapers (or anyone) must not turn it into a stream
 # of GROUP BY queries, so the store's figures are read at most this often per process.

@@ -278,7 +278,10 @@ def realtime() -> dict:
         prom("Round trip through the channel layer", (
             f"coreplane_channels_round_trip_seconds{{{s}}}", "{{instance}}"), unit="s"),
         prom("Console websockets open", ('sum by (instance) (coreplane_console_websockets{job="coreplane"})',
-                                         "{{instance}}"), width=24),
+                                         "{{instance}}")),
+        prom("Console live renders per second", (
+            "sum by (page) (rate(coreplane_console_live_render_seconds_count"
+            '{job="coreplane"}[5m]))', "{{page}}")),
         *store_panels("coreplane_channels_round_trip_seconds", "Round trip", "s"),
     ])
 

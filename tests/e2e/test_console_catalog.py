@@ -6,6 +6,7 @@ services and instances are 404 pages that say so; a viewer can open all of them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -126,3 +127,37 @@ def test_pages_need_a_session_and_the_empty_catalog_says_what_to_do(control_plan
         and "/api/v1/services/register" in empty.text
     )
     viewer.close()
+
+
+def _renders(url: str, page: str) -> float:
+    found = re.search(rf'^coreplane_console_live_render_seconds_count\{{page="{page}"\}} (\S+)$',
+                      httpx.get(f"{url}/metrics").text, re.M)  # fmt: skip
+    return float(found.group(1)) if found else 0.0
+
+
+def test_sockets_on_the_same_page_share_one_render_per_change(control_plane_sqlite):
+    """Eight operators watching the Services page: a change renders the page once (at most
+    a tick's render besides), and every socket gets the push."""
+    url, token, _ = control_plane_sqlite
+    users = console_users(url, token, vera="viewer")
+    viewer = users["vera"]
+    cookie = "; ".join(f"{k}={v}" for k, v in viewer.cookies.items())
+    headers = {"Cookie": cookie, "Origin": url}
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(connect(url.replace("http", "ws") + "/ws/console?page=services",
+                                               additional_headers=headers)) for _ in range(8)]  # fmt: skip
+        for ws in sockets:
+            assert 'id="catalog"' in ws.recv(timeout=10)  # each socket's own catch-up render
+        before = _renders(url, "services")
+        assert before >= 8
+        new = {"service": "shared", "kind": "redis", "address": "10.7.7.7:6379", "status": "passing"}
+        answer = httpx.post(f"{url}/api/v1/services/register", json=[new],
+                            headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert answer.status_code == 202, answer.text
+        for ws in sockets:
+            deadline = time.monotonic() + 15
+            while "10.7.7.7:6379" not in ws.recv(timeout=15):
+                assert time.monotonic() < deadline, "a socket never got the new instance"
+        assert 1 <= _renders(url, "services") - before <= 3, "one render per change, not one per socket"
+    for client in users.values():
+        client.close()

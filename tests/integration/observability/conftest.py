@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 from dotenv import dotenv_values
+from websockets.sync.client import connect
 
 from agents.config import TargetConfig
 from agents.daemon import default_config
@@ -26,6 +27,7 @@ from bench.harness import fresh_schema
 from tests.conftest import (
     ROOT,
     SERVICES_ENV,
+    console_login,
     free_port,
     require,
     running_agent,
@@ -130,7 +132,8 @@ def mesh_haproxy(tmp: Path, upstream_port: int):
 
 class Traffic:
     """What an estate in use does, every second: range queries, requests through the mesh,
-    Celery tasks. Without it a rate is 0/0 and a latency has no sample."""
+    Celery tasks, an operator's open overview. Without it a rate is 0/0 and a latency has
+    no sample."""
 
     def __init__(self, estate: Estate, mesh_port: int, celery) -> None:  # type: ignore[no-untyped-def]
         self.estate, self.mesh_port, self.celery = estate, mesh_port, celery
@@ -139,8 +142,18 @@ class Traffic:
 
     def _run(self) -> None:
         admin = {"Authorization": f"Bearer {self.estate.token}"}
-        with httpx.Client(timeout=5) as http:
+        console, _ = console_login(self.estate.url, token=self.estate.token)
+        cookie = "; ".join(f"{k}={v}" for k, v in console.cookies.items())
+        overview = self.estate.url.replace("http", "ws") + "/ws/console?page=overview"
+        with (
+            httpx.Client(timeout=5) as http,
+            contextlib.closing(console),
+            connect(overview, additional_headers={"Cookie": cookie, "Origin": self.estate.url}) as ws,
+        ):
             while not self.stop.wait(1.0):
+                with contextlib.suppress(TimeoutError):  # read what the live page pushed
+                    while ws.recv(timeout=0):
+                        pass
                 with contextlib.suppress(httpx.HTTPError):
                     http.get(f"{self.estate.url}/api/v1/metrics", headers=admin,
                              params={"metric_type": "coreplane_redis_up", "service_name": "redis"})  # fmt: skip
