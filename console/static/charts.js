@@ -50,7 +50,4 @@
   }
 
   htmx.onLoad(draw);
-  // The live socket's state, for the badge in the header.
-  document.addEventListener("htmx:wsOpen", function () { document.body.setAttribute("data-live", "open"); });
-  document.addEventListener("htmx:wsClose", function () { document.body.setAttribute("data-live", "reconnecting"); });
 })();

@@ -12,7 +12,7 @@ import re
 import secrets
 import uuid
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -203,3 +203,28 @@ def test_a_page_reconnects_and_catches_up_after_a_server_restart(tmp_path):
     finally:
         serve.kill()
         serve.wait()
+
+
+def test_an_event_opened_in_the_live_tail_stays_open_when_new_ones_arrive(control_plane_sqlite):
+    url, token, _ = control_plane_sqlite
+
+    def ingest(message: str) -> None:
+        event = {"event_type": "deploy", "service_name": "web", "status": "passing",
+                 "timestamp": datetime.now(UTC).isoformat(), "details": {"message": message}}  # fmt: skip
+        answer = httpx.post(f"{url}/api/v1/ingest", headers={"Authorization": f"Bearer {token}"},
+                            json={"batch_id": uuid.uuid4().hex, "agent": "browser", "events": [event]})  # fmt: skip
+        assert answer.status_code == 202, answer.text
+
+    ingest("first")
+    with chromium() as browser:
+        page = _page(browser, url, token=token)
+        page.goto("/events")
+        expect(page.locator("body")).to_have_attribute("data-live", "open", timeout=LIVE_S)
+        opened = page.locator("tr[data-event] details").first
+        opened.locator("summary").click()
+        expect(opened).to_have_attribute("open", "")
+        ingest("second")  # the live tail pushes the table again, with the new row on top
+        expect(page.locator("tr[data-event]")).to_have_count(2, timeout=LIVE_S)
+        expect(page.locator("tr[data-event] details").nth(1)).to_have_attribute("open", "")
+        expect(page.locator("tr[data-event] details").first).not_to_have_attribute("open", "")
+        assert page.js_errors == []  # type: ignore[attr-defined]
