@@ -17,8 +17,9 @@ from agents.config import TargetConfig
 from tests.conftest import SERVICES_ENV, running_agent, running_worker
 
 COOLDOWN_S = 6
-# A Celery probe waits up to 2 s for ping replies, so with interval_s 1 a point comes every
-# ~3 s: a 5 s window always holds one, a 3 s window is empty at times and the condition drops.
+# A Celery probe's ping waits out its 2 s timeout until the worker's heartbeat events are
+# heard (or when a worker is gone), so a point may come ~3 s after the last: a 5 s window
+# always holds one, a 3 s window can be empty and the condition drop.
 RUN = uuid.uuid4().hex[:8]
 QUEUE, WORKER = f"scaling-{RUN}", f"scaling-{RUN}@test"
 RULES = f"""
