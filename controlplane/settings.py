@@ -139,6 +139,10 @@ class RetentionSettings(BaseModel):
     )
     rollup_1m_days: int = Field(90, ge=1, description="Days 1-minute roll-ups are kept.")
     rollup_1h_days: int = Field(730, ge=1, description="Days 1-hour roll-ups are kept.")
+    actions_days: int = Field(
+        90, ge=1, description="Days a finished action is kept, with its steps and audit trail."
+    )
+    evaluations_days: int = Field(30, ge=1, description="Days rule evaluations (fired, suppressed) are kept.")
     partitions_ahead_days: int = Field(
         3, ge=1, le=60, description="Daily partitions created ahead of time (PostgreSQL)."
     )

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from controlplane.store.models import Action, ActionAudit, RuleEvaluation
+from controlplane.store import counters
 
 log = logging.getLogger("coreplane.telemetry")
 
@@ -61,7 +61,7 @@ LIVE_RENDER_SECONDS = Histogram(
 )
 
 # /metrics is unauthenticated: several scrapers (or anyone) must not turn it into a stream
-# of GROUP BY queries, so the store's figures are read at most this often per process.
+# of store queries, so the store's figures are read at most this often per process.
 STORE_FIGURES_TTL_S = 5.0
 
 
@@ -83,7 +83,8 @@ class ProcessFigures(Collector):
 
 
 class StoreFigures(Collector):
-    """Store-wide counters, read from the tables that record them."""
+    """Store-wide counters, read from store_counters (bumped with each audit row and
+    evaluation, so they stay monotonic when retention prunes the history)."""
 
     def __init__(self, engine: Engine, ttl_s: float = STORE_FIGURES_TTL_S) -> None:
         self.engine, self.ttl_s = engine, ttl_s
@@ -126,17 +127,7 @@ class StoreFigures(Collector):
 
     def _read(self) -> tuple[list, list]:
         with self.engine.connect() as conn:
-            actions = conn.execute(
-                select(Action.kind, ActionAudit.to_state, func.count())
-                .join(Action, Action.id == ActionAudit.action_id)
-                .group_by(Action.kind, ActionAudit.to_state)
-            ).all()
-            evaluations = conn.execute(
-                select(RuleEvaluation.rule, RuleEvaluation.outcome, func.count()).group_by(
-                    RuleEvaluation.rule, RuleEvaluation.outcome
-                )
-            ).all()
-        return list(actions), list(evaluations)
+            return counters.read(conn, counters.ACTIONS), counters.read(conn, counters.EVALUATIONS)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from controlplane import tracing
 from controlplane.errors import Conflict
 from controlplane.notify import ACTIONS, announce
+from controlplane.store import counters
 from controlplane.store.models import Action, ActionAudit
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
@@ -73,6 +74,7 @@ def create(
     session.add(action)
     session.flush()
     session.add(ActionAudit(action_id=action.id, at=now, actor=requested_by, to_state="pending", note=reason))
+    counters.bump(session, counters.ACTIONS, action.kind, "pending")
     announce(session, ACTIONS)
     return action, True
 
@@ -88,6 +90,7 @@ def move(
             action_id=action.id, at=now, actor=actor, from_state=action.state, to_state=to_state, note=note
         )
     )
+    counters.bump(session, counters.ACTIONS, action.kind, to_state)
     action.state, action.updated_at = to_state, now
     if to_state == "dispatched":
         action.dispatched_at = now

@@ -1,4 +1,6 @@
-"""Partitions ahead of time, retention by whole partitions, roll-up and dedupe expiry."""
+"""Partitions ahead of time, retention by whole partitions, roll-up and dedupe expiry,
+and the control history: finished actions (their steps and audit trail go with them)
+and rule evaluations. The totals /metrics counts live in store_counters and stay."""
 
 from __future__ import annotations
 
@@ -9,15 +11,18 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete
 
+from controlplane.actions.lifecycle import FINISHED
 from controlplane.clock import utcnow
 from controlplane.settings import RetentionSettings
 from controlplane.store import partitions
 from controlplane.store.models import (
+    Action,
     InfrastructureEvent,
     InfrastructureMetric,
     IngestBatch,
     MetricRollup1h,
     MetricRollup1m,
+    RuleEvaluation,
 )
 
 log = logging.getLogger("coreplane.store")
@@ -72,6 +77,16 @@ class StoreMaintenance:
                     MetricRollup1h.bucket < now - timedelta(days=self.retention.rollup_1h_days)
                 ),
                 delete(IngestBatch).where(IngestBatch.received_at < now - timedelta(days=DEDUPE_DAYS)),
+                delete(RuleEvaluation).where(
+                    RuleEvaluation.at < now - timedelta(days=self.retention.evaluations_days)
+                ),
+                # Top-level plans only: their steps go by the foreign key's cascade, their
+                # audit trail too, and an evaluation that pointed at one keeps its reason.
+                delete(Action).where(
+                    Action.parent_id.is_(None),
+                    Action.state.in_(FINISHED),
+                    Action.finished_at < now - timedelta(days=self.retention.actions_days),
+                ),
             ]
             stmts += [
                 delete(m).where(m.metric_type == t, m.timestamp < now - timedelta(days=d))

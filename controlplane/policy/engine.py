@@ -26,6 +26,7 @@ from controlplane.actions import lifecycle, plans
 from controlplane.errors import NotFound
 from controlplane.policy import rules as rules_mod
 from controlplane.policy.rules import AbsenceTrigger, MetricTrigger, Rule, RuleError
+from controlplane.store import counters
 from controlplane.store.models import Action, InfrastructureEvent, InfrastructureMetric, RuleEvaluation
 from controlplane.store.settings_store import get_setting
 
@@ -309,6 +310,7 @@ class PolicyEngine:
             context=context,
         )
         session.add(row)
+        counters.bump(session, counters.EVALUATIONS, rule.name, outcome)
         log.info("rule %s %s: %s", rule.name, outcome, reason)
         return row
 

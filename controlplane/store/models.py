@@ -286,6 +286,20 @@ class RuleEvaluation(Base):
     context: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
 
 
+class StoreCounter(Base):
+    """Totals /metrics serves as counters (actions by kind and state, rule evaluations by
+    rule and outcome), bumped in the transaction that records what they count: reading
+    them is one small table, not a GROUP BY over history, and retention pruning that
+    history never makes a counter go down."""
+
+    __tablename__ = "store_counters"
+
+    family: Mapped[str] = mapped_column(String(50), primary_key=True)  # actions | policy_evaluations
+    first: Mapped[str] = mapped_column(String(100), primary_key=True)  # kind | rule
+    second: Mapped[str] = mapped_column(String(20), primary_key=True)  # state | outcome
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
 class AuditEntry(Base):
     """Every change a person (or token) made: who, what, to which thing, from where."""
 

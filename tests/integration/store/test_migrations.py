@@ -1,10 +1,14 @@
 """One Alembic history for both dialects: up from empty, down to nothing, no drift."""
 
+import uuid
+from datetime import datetime
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from controlplane.store import counters
 from controlplane.store.db import make_engine
 from controlplane.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from controlplane.store.migrations.env_filters import include_object
@@ -79,3 +83,42 @@ def test_seed_columns_keep_their_contract(store):
                 ).all()
             )
         assert kinds == {"infrastructure_metrics": "p", "infrastructure_events": "p"}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_counters_start_from_the_history_already_stored(dialect, tmp_path, services):
+    """0005 fills store_counters from the actions' audit trail and the rule evaluations
+    a store already holds, so /metrics' counters carry on instead of starting over."""
+    url, drop = empty_database(dialect, tmp_path, services)
+    try:
+        upgrade(url, "0004")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            for n, kind in enumerate(("failover", "failover", "scale")):
+                action = uuid.uuid4().hex
+                conn.execute(sa.text(
+                    "INSERT INTO actions (id, kind, target, state, requested_by, created_at, updated_at, attempts,"
+                    " max_attempts, timeout_s) VALUES (:id, :kind, 'redis', 'succeeded', 't', :at, :at, 1, 1, 60)"),
+                    {"id": action, "kind": kind, "at": datetime(2026, 11, 1, 0, n)})  # fmt: skip
+                for state in ("pending", "succeeded"):
+                    conn.execute(sa.text("INSERT INTO action_audit (id, action_id, at, actor, to_state) "
+                                         "VALUES (:id, :action, :at, 't', :state)"),
+                                 {"id": uuid.uuid4().hex, "action": action, "at": datetime(2026, 11, 1), "state": state})  # fmt: skip
+            for outcome in ("fired", "suppressed", "suppressed"):
+                conn.execute(sa.text("INSERT INTO rule_evaluations (id, rule, at, outcome, reason) "
+                                     "VALUES (:id, 'redis-failover', :at, :outcome, 'r')"),
+                             {"id": uuid.uuid4().hex, "at": datetime(2026, 11, 1), "outcome": outcome})  # fmt: skip
+        engine.dispose()
+        upgrade(url)
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            assert counters.read(conn, counters.ACTIONS) == [
+                ("failover", "pending", 2), ("failover", "succeeded", 2),
+                ("scale", "pending", 1), ("scale", "succeeded", 1),
+            ]  # fmt: skip
+            assert counters.read(conn, counters.EVALUATIONS) == [
+                ("redis-failover", "fired", 1), ("redis-failover", "suppressed", 2),
+            ]  # fmt: skip
+        engine.dispose()
+    finally:
+        drop()

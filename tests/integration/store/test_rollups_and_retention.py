@@ -6,10 +6,12 @@ from datetime import date, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from controlplane.actions import lifecycle
 from controlplane.loops.store_maintenance import StoreMaintenance
 from controlplane.schemas.ingest import MetricPointIn
 from controlplane.settings import RetentionSettings
-from controlplane.store import partitions
+from controlplane.store import counters, partitions
+from controlplane.store.models import Action, ActionAudit, RuleEvaluation
 from controlplane.store.queries import SeriesQuery, series
 from controlplane.store.writes import upsert_rollups, write_points
 
@@ -155,3 +157,39 @@ def test_partitions_are_made_ahead_and_points_across_midnight_land_in_their_day(
     with store.sessions() as session:
         (result,) = series(session, query, "1h")
     assert [p[1] for p in result["points"]] == [1.0, 2.0]
+
+
+def test_retention_prunes_finished_actions_and_old_evaluations_but_not_the_counters(store):
+    """A finished plan past actions_days goes with its step and audit trail; one still
+    running stays however old; evaluations past evaluations_days go; the totals /metrics
+    serves do not move."""
+    now = datetime(2026, 11, 28, 12, 0)
+    old, recent = now - timedelta(days=100), now - timedelta(days=1)
+    new = {"params": {}, "requested_by": "test"}
+    with store.sessions.begin() as session:
+        plan, _ = lifecycle.create(session, kind="failover", target="redis", now=old, **new)
+        step, _ = lifecycle.create(
+            session, kind="redis.promote", target="redis", parent_id=plan.id, now=old, **new
+        )
+        for action in (step, plan):
+            lifecycle.move(session, action, "running", actor="test", now=old)
+            lifecycle.move(session, action, "succeeded", actor="test", now=old)
+        stuck, _ = lifecycle.create(session, kind="failover", target="redis", now=old, **new)
+        lifecycle.move(session, stuck, "running", actor="test", now=old)
+        fresh, _ = lifecycle.create(session, kind="scale", target="tasks", now=recent, **new)
+        lifecycle.move(session, fresh, "failed", actor="test", now=recent)
+        for at in (old, recent):
+            session.add(RuleEvaluation(rule="r", at=at, outcome="fired", reason="held", action_id=plan.id))
+            counters.bump(session, counters.EVALUATIONS, "r", "fired")
+        kept = {stuck.id, fresh.id}
+    with store.engine.connect() as conn:
+        before = counters.read(conn, counters.ACTIONS), counters.read(conn, counters.EVALUATIONS)
+    StoreMaintenance(store.engine, RetentionSettings(actions_days=90, evaluations_days=30)).run_once(now)
+    with store.sessions.begin() as session:
+        assert set(session.scalars(sa.select(Action.id))) == kept
+        audited = set(session.scalars(sa.select(ActionAudit.action_id)))
+        assert audited == kept  # the pruned plan's and step's trail went with them
+        assert [e.at for e in session.scalars(sa.select(RuleEvaluation))] == [recent]
+    with store.engine.connect() as conn:
+        assert (counters.read(conn, counters.ACTIONS), counters.read(conn, counters.EVALUATIONS)) == before
+    assert ("failover", "succeeded", 1) in before[0] and ("r", "fired", 2) in before[1]
