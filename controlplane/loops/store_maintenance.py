@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete
 from controlplane.actions.lifecycle import FINISHED
 from controlplane.clock import utcnow
 from controlplane.settings import RetentionSettings
-from controlplane.store import partitions
+from controlplane.store import counters, partitions
 from controlplane.store.models import (
     Action,
     InfrastructureEvent,
@@ -36,6 +36,7 @@ class MaintenanceReport:
     created: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     deleted_rows: int = 0
+    folded: int = 0  # counter deltas folded into their totals
 
 
 class StoreMaintenance:
@@ -94,6 +95,8 @@ class StoreMaintenance:
             ]
             for stmt in stmts:
                 report.deleted_rows += conn.execute(stmt).rowcount or 0
+        with self.engine.begin() as conn:
+            report.folded = counters.fold(conn)
         if report.created or report.dropped or report.deleted_rows:
             log.info(
                 "store maintenance: created %s, dropped %s, deleted %d row(s)",

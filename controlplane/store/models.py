@@ -288,9 +288,10 @@ class RuleEvaluation(Base):
 
 class StoreCounter(Base):
     """Totals /metrics serves as counters (actions by kind and state, rule evaluations by
-    rule and outcome), bumped in the transaction that records what they count: reading
-    them is one small table, not a GROUP BY over history, and retention pruning that
-    history never makes a counter go down."""
+    rule and outcome). Writers add a StoreCounterDelta row in their own transaction (no
+    shared row to lock, and a rolled-back savepoint takes its delta with it); the
+    maintenance loop folds deltas in here. Retention pruning the history never makes a
+    counter go down, and reading one is a small table, not a GROUP BY over history."""
 
     __tablename__ = "store_counters"
 
@@ -298,6 +299,17 @@ class StoreCounter(Base):
     first: Mapped[str] = mapped_column(String(100), primary_key=True)  # kind | rule
     second: Mapped[str] = mapped_column(String(20), primary_key=True)  # state | outcome
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class StoreCounterDelta(Base):
+    """One increment of a StoreCounter, not folded in yet."""
+
+    __tablename__ = "store_counter_deltas"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    family: Mapped[str] = mapped_column(String(50))
+    first: Mapped[str] = mapped_column(String(100))
+    second: Mapped[str] = mapped_column(String(20))
 
 
 class AuditEntry(Base):
