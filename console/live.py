@@ -2,8 +2,8 @@
 same ASGI app, that pushes re-rendered HTML fragments (the htmx ws extension swaps each
 top-level element into the element with the same id).
 
-    browser ──ws /ws/console?page=overview──> ConsoleConsumer  (joins group "console")
-    store commit ─> NOTIFIER ─> bridge() ─> channel layer group_send("console", changed)
+    browser ──ws /ws/console?page=overview──> ConsoleConsumer  (joins its process's group)
+    store commit ─> NOTIFIER ─> bridge() ─> channel layer group_send(group(), changed)
                                               └─> each consumer re-renders its page's blocks
 
 A page names the notifier channels it depends on and a function that renders its live
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +34,16 @@ from controlplane.users import RANK
 
 log = logging.getLogger("coreplane.console.live")
 
-GROUP = "console"
+_BOOT = uuid.uuid4().hex[:8]
+
+
+def group() -> str:
+    """This process's group. Each process's bridge hears every commit (PostgreSQL NOTIFY
+    feeds it), so with a shared (Redis) channel layer a group common to all processes would
+    hand each socket every change once per process: N renders instead of one."""
+    return f"console.{_BOOT}.{os.getpid()}"  # the pid: workers forked after import differ
+
+
 TICK = "tick"
 TICK_S = 5.0
 COALESCE_S = 0.2  # a burst of commits becomes one push
@@ -93,7 +103,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self.close(code=4404)
             return
         self.sent: dict[str, str] = {}
-        await self.channel_layer.group_add(GROUP, self.channel_name)
+        await self.channel_layer.group_add(group(), self.channel_name)
         await self.accept()
         CONNECTIONS.add(self)
         await self._push()  # the catch-up: everything as it is now
@@ -101,7 +111,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         CONNECTIONS.discard(self)
         if getattr(self, "sent", None) is not None:
-            await self.channel_layer.group_discard(GROUP, self.channel_name)
+            await self.channel_layer.group_discard(group(), self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         pass  # the page sends nothing the server acts on; forms post over HTTP with CSRF
@@ -181,7 +191,7 @@ async def bridge(stop: asyncio.Event) -> None:
             next_tick = loop.time() + TICK_S
         if changed and CONNECTIONS:
             message = {"type": "store.changed", "channels": changed, "stamp": uuid.uuid4().hex}
-            await layer.group_send(GROUP, message)
+            await layer.group_send(group(), message)
 
 
 def ws_url(page: str, **params: str) -> str:

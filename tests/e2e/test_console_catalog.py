@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import secrets
 import time
 from urllib.parse import quote
 
@@ -17,7 +19,8 @@ from websockets.sync.client import connect
 
 from agents.config import TargetConfig
 from agents.runtime import instance_of
-from tests.conftest import console_users, require, running_agent
+from bench.harness import fresh_schema
+from tests.conftest import console_login, console_users, free_port, require, running_agent, start_serve
 
 
 def _wait_for(client: httpx.Client, path: str, needle: str, what: str, timeout_s: float = 20) -> str:
@@ -161,3 +164,45 @@ def test_sockets_on_the_same_page_share_one_render_per_change(control_plane_sqli
         assert 1 <= _renders(url, "services") - before <= 3, "one render per change, not one per socket"
     for client in users.values():
         client.close()
+
+
+def test_two_processes_on_a_redis_channel_layer_push_each_change_once(services, tmp_path):
+    """Two `coreplane serve` on one PostgreSQL with COREPLANE_SERVER__CHANNEL_LAYER_URL set:
+    a change made through one reaches a socket on the other (PostgreSQL NOTIFY, then that
+    process's bridge over the Redis layer), rendered once there, not once per process."""
+    require(services.postgres.url, "postgres")
+    require(services.redis.url, "redis")
+    token = secrets.token_urlsafe(32)
+    with fresh_schema(services) as database_url, contextlib.ExitStack() as stack:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
+        env |= {"COREPLANE_DATABASE_URL": database_url, "COREPLANE_ADMIN_TOKEN": token,
+                "COREPLANE_SERVER__CHANNEL_LAYER_URL": services.redis.url}  # fmt: skip
+        urls = []
+        for name in ("a", "b"):
+            port = free_port()
+            proc = start_serve(env | {"COREPLANE_SERVER__PORT": str(port)}, tmp_path / f"{name}.log")
+            stack.callback(lambda p=proc: (p.terminate(), p.wait(timeout=15)))
+            urls.append(f"http://127.0.0.1:{port}")
+        first, second = urls
+        sockets = []
+        for url in urls:  # an operator on each process: both bridges send
+            viewer, _ = console_login(url, token=token)
+            stack.callback(viewer.close)
+            cookie = "; ".join(f"{k}={v}" for k, v in viewer.cookies.items())
+            sockets.append(stack.enter_context(connect(url.replace("http", "ws") + "/ws/console?page=services",
+                                                       additional_headers={"Cookie": cookie, "Origin": url})))  # fmt: skip
+            assert 'id="catalog"' in sockets[-1].recv(timeout=10)
+        ws = sockets[1]
+        exact = []
+        for n in range(3):  # a 5 s tick may land inside one try; a shared group never gives 1
+            before = _renders(second, "services")
+            new = {"service": "shared", "kind": "redis", "address": f"10.7.7.{n}:6379", "status": "passing"}
+            answer = httpx.post(f"{first}/api/v1/services/register", json=[new],
+                                headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            assert answer.status_code == 202, answer.text
+            deadline = time.monotonic() + 15
+            while f"10.7.7.{n}:6379" not in ws.recv(timeout=15):
+                assert time.monotonic() < deadline, "the other process never pushed the change"
+            time.sleep(1.0)  # a second delivery of the change, if any, lands meanwhile
+            exact.append(_renders(second, "services") - before)
+        assert 1 in exact, f"renders per change on the socket's process: {exact}"
