@@ -6,16 +6,21 @@ catalog names, so a failover needs no restart.
     r.set("k", "v")          # after a failover, the next command goes to the new primary
 
 The resolver caches the primary; a watcher thread holds a blocking query on the
-service (it returns the moment the catalog changes) and drops the pool's connections
-when the primary moves; a connection that fails or meets a read-only replica asks the
-control plane again before the retry."""
+service (it returns the moment the catalog changes). When the primary moves, each
+connection to another address is shut down (not closed: the thread using it owns it), so a
+command waiting on the old primary wakes with a ConnectionError and its retry reconnects,
+and a connection taken from the pool checks its address before its next command. A
+connection that fails or meets a read-only replica asks the control plane again before
+the retry."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
-from collections.abc import Callable
+import weakref
 from urllib.parse import quote
 
 import redis
@@ -41,7 +46,7 @@ class PrimaryResolver:
         self._lock = threading.Lock()
         self._primary: tuple[str, int] | None = None
         self._index = 0
-        self._listeners: list[Callable[[tuple[str, int]], None]] = []
+        self.connections: weakref.WeakSet[FollowingConnection] = weakref.WeakSet()
         self._stop = threading.Event()
         if watch:
             threading.Thread(target=self._watch, name=f"coreplane-watch-{service}", daemon=True).start()
@@ -76,6 +81,11 @@ class PrimaryResolver:
                 raise NoPrimary(f"the catalog names no healthy primary for {self.service!r}")
             return self._primary
 
+    def cached(self) -> tuple[str, int] | None:
+        """The primary as last resolved, without asking the control plane."""
+        with self._lock:
+            return self._primary
+
     def _set(self, primary: tuple[str, int] | None, index: int) -> None:
         self._index = max(self._index, index)
         if primary is not None and primary != self._primary:
@@ -83,11 +93,8 @@ class PrimaryResolver:
             self._primary = primary
             if moved:
                 log.warning("%s: the primary is now %s:%d", self.service, *primary)
-                for listener in self._listeners:
-                    listener(primary)
-
-    def on_change(self, listener: Callable[[tuple[str, int]], None]) -> None:
-        self._listeners.append(listener)
+                for connection in list(self.connections):
+                    connection.wake_unless(primary)
 
     def _watch(self) -> None:
         failures = 0
@@ -114,13 +121,26 @@ class FollowingConnection(redis.Connection):
         self.resolver = resolver
         self._failed = False
         super().__init__(**kwargs)
+        resolver.connections.add(self)
+
+    def wake_unless(self, primary: tuple[str, int]) -> None:
+        """From the resolver's thread: if this connection is to another server, shut its
+        socket down. A read waiting on it returns at once and redis-py raises a
+        ConnectionError, which the command's retry follows to ``primary``. Closing it here
+        instead would pull the file out from under the thread reading it."""
+        sock = self._sock
+        if sock is not None and (self.host, self.port) != primary:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
         # Every way redis-py opens a socket (connect(), and send_packed_command on a
         # connection dropped mid-command) comes through here, so each attempt goes to the
         # primary named now; connect() and the command's Retry repeat it through a failover.
         if self._sock:
-            return
+            if (self.host, self.port) == self.resolver.cached():
+                return
+            self.disconnect()  # the primary moved while this connection sat idle
         self.host, self.port = self.resolver.primary(refresh=self._failed)
         try:
             super().connect_check_health(check_health=check_health, retry_socket_connect=False)
@@ -148,5 +168,4 @@ def primary_redis(resolver: PrimaryResolver, *, retries: int = 40, **kwargs) -> 
         connection_class=FollowingConnection, resolver=resolver, retry=retry,
         retry_on_error=[RedisConnectionError, TimeoutError, ReadOnlyError], **kwargs,
     )  # fmt: skip
-    resolver.on_change(lambda _primary: pool.disconnect(inuse_connections=True))
     return redis.Redis(connection_pool=pool)

@@ -48,6 +48,30 @@ def test_a_command_cut_mid_flight_retries_on_the_new_primary():
         assert new.primary.client().get("k") == b"after"
 
 
+def test_a_command_waiting_on_a_primary_the_catalog_moves_away_from_follows_it():
+    # The old primary is alive (demoted, say) while a command waits on it: the move wakes
+    # the command from the watcher's thread, and its retry runs on the new primary. Closing
+    # the socket from that thread instead made the waiting read fail with "I/O operation
+    # on closed file", which no retry catches (seen in the failover test).
+    with redis_topology(replicas=0) as old, redis_topology(replicas=0) as new:
+        resolver = SetByTest(("127.0.0.1", old.primary.port))
+        client = primary_redis(resolver, retries=8)
+        idle = primary_redis(resolver, retries=8)
+        idle.set("k", "before")  # a pooled connection to the old primary, idle at the move
+
+        def move() -> None:
+            time.sleep(0.5)
+            resolver.current = ("127.0.0.1", new.primary.port)
+            resolver.primary(refresh=True)  # what the watcher does when the catalog moves
+            time.sleep(0.3)
+            new.primary.client().rpush("queue", "on-the-new-primary")
+
+        threading.Thread(target=move, daemon=True).start()
+        assert client.blpop(["queue"], timeout=5) == (b"queue", b"on-the-new-primary")
+        idle.set("k", "after")
+        assert new.primary.client().get("k") == b"after" and old.primary.client().get("k") == b"before"
+
+
 def test_an_idle_pooled_connection_to_a_dead_primary_is_replaced():
     with redis_topology(replicas=0) as old, redis_topology(replicas=0) as new:
         resolver = SetByTest(("127.0.0.1", old.primary.port))
