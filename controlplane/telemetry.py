@@ -64,6 +64,14 @@ LIVE_RENDER_SECONDS = Histogram(
 # of store queries, so the store's figures are read at most this often per process.
 STORE_FIGURES_TTL_S = 5.0
 
+# store_counters family -> the /metrics counter it is served as
+STORE_COUNTERS = (
+    (counters.ACTIONS, "coreplane_actions", "Actions that entered each state (audit trail), by kind.",
+     ["kind", "state"]),
+    (counters.EVALUATIONS, "coreplane_policy_evaluations",
+     "Rule evaluations the policy engine recorded (fired, suppressed, dry_run, error).", ["rule", "outcome"]),
+)  # fmt: skip
+
 
 class ProcessFigures(Collector):
     """This process as it is at scrape time."""
@@ -90,31 +98,19 @@ class StoreFigures(Collector):
         self.engine, self.ttl_s = engine, ttl_s
         self._lock = threading.Lock()
         self._read_at = -float("inf")
-        self._rows: tuple[list, list] | None = None
+        self._rows: dict[str, list] | None = None
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         rows = self._cached()
         if rows is None:
             return
-        actions, evaluations = rows
-        family = CounterMetricFamily(
-            "coreplane_actions",
-            "Actions that entered each state (audit trail), by kind.",
-            labels=["kind", "state"],
-        )
-        for kind, state, count in actions:
-            family.add_metric([kind, state], count)
-        yield family
-        family = CounterMetricFamily(
-            "coreplane_policy_evaluations",
-            "Rule evaluations the policy engine recorded (fired, suppressed, dry_run, error).",
-            labels=["rule", "outcome"],
-        )
-        for rule, outcome, count in evaluations:
-            family.add_metric([rule, outcome], count)
-        yield family
+        for family_key, name, documentation, labels in STORE_COUNTERS:
+            family = CounterMetricFamily(name, documentation, labels=labels)
+            for first, second, count in rows[family_key]:
+                family.add_metric([first, second], count)
+            yield family
 
-    def _cached(self) -> tuple[list, list] | None:
+    def _cached(self) -> dict[str, list] | None:
         with self._lock:
             if time.monotonic() - self._read_at >= self.ttl_s:
                 try:
@@ -125,9 +121,9 @@ class StoreFigures(Collector):
                 self._read_at = time.monotonic()
             return self._rows
 
-    def _read(self) -> tuple[list, list]:
+    def _read(self) -> dict[str, list]:
         with self.engine.connect() as conn:
-            return counters.read(conn, counters.ACTIONS), counters.read(conn, counters.EVALUATIONS)
+            return {family: counters.read(conn, family) for family, *_ in STORE_COUNTERS}
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
