@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import redis
 import yaml
 
 from bench.alert_stack import BareReceiver, Scrape, Stack, alert_stack, bare_receiver
-from bench.harness import fresh_schema, running_control_plane, spawn_agent
+from bench.harness import epoch, fresh_schema, running_control_plane, spawn_agent, until
 from bench.redis_topology import RedisNode, redis_topology
 from bench.results import Result
 from controlplane.settings import Settings
@@ -107,19 +106,6 @@ def _agent(base: str, token: str, ports: dict[str, int], work: Path) -> subproce
     return spawn_agent(base, token, "alerts-bench", targets, work)
 
 
-def _until(what: str, check, stack: Stack | None = None):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.02)
-    raise RuntimeError(f"{what}: not within {TIMEOUT_S:g} s\n{stack.logs() if stack else ''}")
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
 class Flow:
     """The running pieces of one benchmark run, and one kill/restart trial over them."""
 
@@ -132,11 +118,11 @@ class Flow:
 
     def action_after(self, t: float) -> dict | None:
         actions = self.api.get("/api/v1/actions", params={"rule": RULE_NAME}).json()
-        return next((a for a in actions if _epoch(a["created_at"]) > t), None)
+        return next((a for a in actions if epoch(a["created_at"]) > t), None)
 
     def event_after(self, status: str, t: float) -> dict | None:
         events = self.api.get("/api/v1/events", params={"event_type": "alert", "service_name": "lab"})
-        return next((e for e in events.json()["events"] if e["status"] == status and _epoch(e["timestamp"]) > t),
+        return next((e for e in events.json()["events"] if e["status"] == status and epoch(e["timestamp"]) > t),
                     None)  # fmt: skip
 
     def finished(self, action_id: str) -> dict | None:
@@ -145,21 +131,24 @@ class Flow:
 
     def trial(self) -> tuple[float, float]:
         """(coreplane's kill-to-action seconds, Prometheus+Alertmanager's kill-to-delivery)."""
-        _until("both alerts resolved, Redis up", lambda: self.up('coreplane_redis_up{service="lab"} == 1')
-               and self.up("redis_up == 1") and not self.up("ALERTS"), self.stack)  # fmt: skip
+
+        def wait(what: str, check):  # type: ignore[no-untyped-def]
+            return until(what, check, TIMEOUT_S, every_s=0.02, logs=self.stack.logs)
+
+        wait("both alerts resolved, Redis up", lambda: self.up('coreplane_redis_up{service="lab"} == 1')
+             and self.up("redis_up == 1") and not self.up("ALERTS"))  # fmt: skip
         killed = time.time()
         self.lab.kill()
-        action = _until("the rule's action", lambda: self.action_after(killed), self.stack)
-        notice = _until("the bare receiver's firing notice",
-                        lambda: self.receiver.first("firing", killed), self.stack)  # fmt: skip
-        done = _until("the action finishing", lambda: self.finished(action["id"]), self.stack)
+        action = wait("the rule's action", lambda: self.action_after(killed))
+        notice = wait("the bare receiver's firing notice", lambda: self.receiver.first("firing", killed))
+        done = wait("the action finishing", lambda: self.finished(action["id"]))
         if done["state"] != "succeeded":
             raise RuntimeError(f"the action did not succeed: {done}")
         restarted = time.time()
         self.lab.start()
-        _until("the resolved alert event", lambda: self.event_after("resolved", restarted), self.stack)
-        _until("the bare receiver's resolved notice", lambda: self.receiver.first("resolved", restarted))
-        return _epoch(action["created_at"]) - killed, notice.at - killed
+        wait("the resolved alert event", lambda: self.event_after("resolved", restarted))
+        wait("the bare receiver's resolved notice", lambda: self.receiver.first("resolved", restarted))
+        return epoch(action["created_at"]) - killed, notice.at - killed
 
 
 def trials(settings: Settings, count: int) -> tuple[list[float], list[float]]:

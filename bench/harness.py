@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -62,6 +63,22 @@ def build_rollups(conn) -> None:  # type: ignore[no-untyped-def]
             """
         )
     conn.execute("ANALYZE")
+
+
+def until(what: str, check, timeout_s: float = 20.0, every_s: float = 0.05, logs=lambda: ""):  # type: ignore[no-untyped-def]
+    """Poll ``check`` until it returns something truthy and return that; past ``timeout_s``
+    raise TimeoutError naming ``what`` (with ``logs()``, for a process's log tail)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(every_s)
+    raise TimeoutError(f"{what}: not within {timeout_s:g} s\n{logs()}")
+
+
+def epoch(stamp: str) -> float:
+    """An API timestamp (RFC 3339, Z or offset) as Unix time."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def free_port() -> int:

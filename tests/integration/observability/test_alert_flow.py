@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import datetime
 
 import httpx
 import redis
@@ -16,25 +15,11 @@ import yaml
 from agents.config import TargetConfig
 from bench.alert_stack import Scrape, alert_stack
 from bench.alerts import RULE_NAME, backend_down_rules, policy_rule
-from bench.harness import running_control_plane
+from bench.harness import epoch, running_control_plane, until
 from bench.redis_topology import redis_topology
 from controlplane.cache.invalidation import TAG_KEY
 from controlplane.store.migrate import upgrade
 from tests.conftest import console_login, running_agent
-
-
-def _until(what: str, check, timeout_s: float, logs=lambda: ""):  # type: ignore[no-untyped-def]
-    """Poll ``check`` every 50 ms until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout_s:g} s\n{logs()}")
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def test_a_killed_redis_alerts_into_an_action_and_resolves(tmp_path):
@@ -82,9 +67,9 @@ def test_a_killed_redis_alerts_into_an_action_and_resolves(tmp_path):
                 instances = api.get(f"/api/v1/services/{service}").json().get("instances", [])
                 return bool(instances) and all(i["health"] == "passing" for i in instances)
 
-            _until("the catalog shows both Redis passing", lambda: healthy("lab") and healthy("labcache"), 30)
-            _until("Prometheus sees the lab Redis up", lambda: query('coreplane_redis_up{service="lab"} == 1'), 30,
-                   stack.logs)  # fmt: skip
+            until("the catalog shows both Redis passing", lambda: healthy("lab") and healthy("labcache"), 30)
+            until("Prometheus sees the lab Redis up", lambda: query('coreplane_redis_up{service="lab"} == 1'), 30,
+                  logs=stack.logs)  # fmt: skip
 
             killed_at = time.time()
             lab.primary.kill()
@@ -93,7 +78,7 @@ def test_a_killed_redis_alerts_into_an_action_and_resolves(tmp_path):
                 events = api.get("/api/v1/events", params={"event_type": "alert", "service_name": "lab"})
                 return [e for e in events.json()["events"] if e["status"] == status]
 
-            (firing,) = _until("a firing alert event", lambda: alert_events("firing"), 60, stack.logs)
+            (firing,) = until("a firing alert event", lambda: alert_events("firing"), 60, logs=stack.logs)
             details = firing["details"]
             assert details["alertname"] == "CoreplaneBackendDown"
             assert details["source"] == "alertmanager" and details["severity"] == "critical"
@@ -105,9 +90,9 @@ def test_a_killed_redis_alerts_into_an_action_and_resolves(tmp_path):
             def rule_actions() -> list[dict]:
                 return api.get("/api/v1/actions", params={"rule": RULE_NAME}).json()
 
-            (action,) = _until("the rule's action", rule_actions, 30)
-            alert_to_action_s = _epoch(action["created_at"]) - killed_at
-            event_to_action_s = _epoch(action["created_at"]) - _epoch(firing["timestamp"])
+            (action,) = until("the rule's action", rule_actions, 30)
+            alert_to_action_s = epoch(action["created_at"]) - killed_at
+            event_to_action_s = epoch(action["created_at"]) - epoch(firing["timestamp"])
             print(f"\nalert_to_action_s: {alert_to_action_s:.2f} s from kill to the action's creation, "
                   f"{event_to_action_s:.3f} s of it from the webhook's event to the action")  # fmt: skip
             assert action["kind"] == "cache.invalidate" and action["target"] == "labcache"
@@ -118,13 +103,15 @@ def test_a_killed_redis_alerts_into_an_action_and_resolves(tmp_path):
                 found = api.get(f"/api/v1/actions/{action['id']}").json()
                 return found if found["state"] in ("succeeded", "failed", "cancelled") else None
 
-            done = _until("the action finishing", finished, 30)
+            done = until("the action finishing", finished, 30)
             assert done["state"] == "succeeded", done
             with redis.Redis(port=cache.primary.port) as client:
                 assert client.get(TAG_KEY.format("CoreplaneBackendDown")) == b"1"  # the agent really did it
 
             lab.primary.start()  # same port, same config
-            (resolved,) = _until("a resolved alert event", lambda: alert_events("resolved"), 90, stack.logs)
+            (resolved,) = until(
+                "a resolved alert event", lambda: alert_events("resolved"), 90, logs=stack.logs
+            )
             assert resolved["details"]["fingerprint"] == details["fingerprint"]
             assert resolved["details"]["ends_at"] is not None
             assert len(alert_events("firing")) == 1  # Alertmanager's resends stored nothing new

@@ -12,6 +12,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
+from bench.harness import until
 from controlplane.store.migrate import upgrade
 from tests.conftest import ROOT, console_login
 from tests.integration.observability.conftest import PROBE_RULES, SHIPPED_CONFIG, render_config
@@ -42,14 +43,6 @@ def value(url: str, sample: str, **labels: str) -> float | None:
     return None
 
 
-def wait_for(what: str, check, timeout_s: float = 20):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"never saw {what}"
-        time.sleep(0.5)
-    return found
-
-
 def test_metrics_exposes_the_control_planes_own_figures(control_plane_sqlite):
     url, token, _ = control_plane_sqlite
     admin = {"Authorization": f"Bearer {token}"}
@@ -68,7 +61,7 @@ def test_metrics_exposes_the_control_planes_own_figures(control_plane_sqlite):
     with connect(ws_url, additional_headers={"Cookie": cookie, "Origin": url}) as ws:
         assert 'id="' in ws.recv(timeout=10)  # the catch-up push: the socket is registered
         assert value(url, "coreplane_console_websockets") == 1
-    wait_for("the websocket count back at 0", lambda: value(url, "coreplane_console_websockets") == 0)
+    until("the websocket count back at 0", lambda: value(url, "coreplane_console_websockets") == 0)
 
     # A range query is timed, under the source it read.
     before = value(url, "coreplane_metrics_query_duration_seconds_count", source="raw") or 0
@@ -80,14 +73,14 @@ def test_metrics_exposes_the_control_planes_own_figures(control_plane_sqlite):
     # watches the target, so the plan fails it.
     action = {"kind": "cache.invalidate", "target": "nowhere", "params": {"keys": ["k"]}}
     assert httpx.post(f"{url}/api/v1/actions", headers=admin, json=action).status_code == 201
-    wait_for("the action counted as pending and failed", lambda: (
+    until("the action counted as pending and failed", lambda: (
         value(url, "coreplane_actions_total", kind="cache.invalidate", state="pending") == 1
         and value(url, "coreplane_actions_total", kind="cache.invalidate", state="failed") == 1))  # fmt: skip
 
     # A rule the engine evaluates: an absence that always holds, in dry run.
     put = httpx.put(f"{url}/api/v1/rules", headers=admin, json={"version": 0, "yaml": PROBE_RULES})
     assert put.status_code == 200, put.text
-    wait_for("a recorded dry-run evaluation", lambda: (
+    until("a recorded dry-run evaluation", lambda: (
         value(url, "coreplane_policy_evaluations_total", rule="telemetry-probe", outcome="dry_run") or 0) >= 1)  # fmt: skip
 
 
@@ -161,7 +154,7 @@ def test_prometheus_scrapes_the_control_plane_and_discovers_the_catalog(estate, 
 
     # The control plane's figures, per process; the backends' under their own instance.
     assert [r["value"][1] for r in estate.query('coreplane_leader{job="coreplane"}')] == ["1"]
-    redis_up = wait_for("coreplane_redis_up", lambda: estate.query(
+    redis_up = until("coreplane_redis_up", lambda: estate.query(
         'coreplane_redis_up{job="coreplane-backends", service="redis"}'))  # fmt: skip
     primary = httpx.URL(services.redis.url).netloc.decode()
     assert primary in {r["metric"]["instance"] for r in redis_up}, redis_up  # honor_labels kept it
@@ -172,6 +165,6 @@ def test_prometheus_scrapes_the_control_plane_and_discovers_the_catalog(estate, 
     assert loaded == {str(p) for p in ROOT.joinpath("alerts").glob("rules/*.yml")}, (
         "a rule file is not loaded"
     )
-    managers = wait_for("the Alertmanager", lambda: httpx.get(
+    managers = until("the Alertmanager", lambda: httpx.get(
         f"{estate.prometheus}/api/v1/alertmanagers").json()["data"]["activeAlertmanagers"])  # fmt: skip
     assert managers[0]["url"].endswith("/api/v2/alerts")

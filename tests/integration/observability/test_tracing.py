@@ -26,6 +26,7 @@ from opentelemetry.trace import SpanKind
 from websockets.sync.client import connect
 
 from agents.config import TargetConfig
+from bench.harness import until
 from controlplane import tracing
 from controlplane.actions import lifecycle
 from controlplane.app import create_app
@@ -74,14 +75,6 @@ def served(tmp_path, spans):
     thread.join(timeout=15)
 
 
-def wait_for(what: str, probe, timeout_s: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not (found := probe()):
-        assert time.monotonic() < deadline, f"{what} within {timeout_s:g} s"
-        time.sleep(0.1)
-    return found
-
-
 def of_trace(exporter: InMemorySpanExporter, trace_id: str) -> list[ReadableSpan]:
     return [s for s in exporter.get_finished_spans() if s.context.trace_id == int(trace_id, 16)]
 
@@ -105,7 +98,7 @@ def test_one_trace_from_the_agents_push_through_the_api_into_the_database(served
     url, _app = served
     kv = TargetConfig(type="redis", name="kv", address=services.redis.url, role="primary")
     with running_agent(url, ADMIN, tmp_path, kv):
-        events = wait_for(
+        events = until(
             "the agent's first health event stored",
             lambda: httpx.get(f"{url}/api/v1/events", params=HEALTH, headers=AUTH).json()["events"],
         )
@@ -116,7 +109,7 @@ def test_one_trace_from_the_agents_push_through_the_api_into_the_database(served
         found = of_trace(spans, trace_id)  # the server span ends just after its answer is sent
         return found if server_span(found, "/api/v1/ingest") else None
 
-    found = wait_for("the ingest request's server span", whole_trace, timeout_s=5)
+    found = until("the ingest request's server span", whole_trace, timeout_s=5)
     (push,) = [s for s in found if s.name == "agent push"]
     assert push.kind is SpanKind.CLIENT and push.parent is None  # the agent began the trace
     assert push.attributes["coreplane.agent"] == "test-agent"
@@ -145,7 +138,7 @@ def test_an_action_carries_its_creating_trace_into_the_agents_step(served, spans
                 i["health"] == "passing" for i in answer.json()["instances"]
             )
 
-        wait_for("the catalog to know the agent's Redis as passing", watched)
+        until("the catalog to know the agent's Redis as passing", watched)
         tag = f"trace-{uuid.uuid4().hex[:8]}"
         body = {"kind": "cache.invalidate", "target": "kv", "params": {"namespace": "tracing", "tags": [tag]}}
         # The operator's own tool traces its request; the action joins that trace.
@@ -155,7 +148,7 @@ def test_an_action_carries_its_creating_trace_into_the_agents_step(served, spans
         trace_id = trace.format_trace_id(operator.get_span_context().trace_id)
         assert created.json()["links"]["trace_id"] == trace_id
         action_url = f"{url}/api/v1/actions/{created.json()['id']}"
-        done = wait_for(
+        done = until(
             "the invalidation to finish",
             lambda: (a := httpx.get(action_url, headers=AUTH).json())["state"] in lifecycle.FINISHED and a,
         )
@@ -269,7 +262,7 @@ def test_an_agent_without_opentelemetry_still_pushes(served, spans, tmp_path):
     # No traceparent came with it: the server's own trace, begun at its request span.
     trace_id = stored[0]["details"]["trace_id"]
     server = lambda: [s for s in of_trace(spans, trace_id) if s.kind is SpanKind.SERVER]  # noqa: E731
-    (request,) = wait_for("the ingest request's server span", server, timeout_s=5)
+    (request,) = until("the ingest request's server span", server, timeout_s=5)
     assert request.parent is None and request.attributes["http.route"] == "/api/v1/ingest"
 
 
