@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.clock import utcnow
-from controlplane.store.models import InfrastructureSetting
+from controlplane.store.models import ControlSecret
 
-ADMIN_TOKEN_SETTING = "auth.admin_token"  # noqa: S105 - a settings key
-SESSION_SECRET_SETTING = "console.session_secret"  # noqa: S105 - a settings key
+ADMIN_TOKEN_SECRET = "admin_token_sha256"  # noqa: S105 - a control_secrets name
+SESSION_SECRET = "session_secret"  # noqa: S105 - a control_secrets name
 
 
 def new_token() -> str:
@@ -32,20 +32,12 @@ def matches(token: str, token_digest: str) -> bool:
     return hmac.compare_digest(digest(token), token_digest)
 
 
-def _setting(session: Session, setting_type: str) -> InfrastructureSetting | None:
-    return session.scalars(
-        select(InfrastructureSetting).where(InfrastructureSetting.setting_type == setting_type)
-    ).first()
+def _secret(session: Session, name: str) -> str | None:
+    return session.scalars(select(ControlSecret.value).where(ControlSecret.name == name)).first()
 
 
-def _put_setting(session: Session, setting_type: str, value: dict) -> None:
-    session.add(
-        InfrastructureSetting(
-            setting_type=setting_type,
-            value=value,
-            updated_at=utcnow(),
-        )
-    )
+def _put_secret(session: Session, name: str, value: str) -> None:
+    session.add(ControlSecret(name=name, value=value, created_at=utcnow()))
 
 
 def admin_token_digest(session: Session, env_token: str | None) -> tuple[str, str | None]:
@@ -57,11 +49,11 @@ def admin_token_digest(session: Session, env_token: str | None) -> tuple[str, st
     """
     if env_token:
         return digest(env_token), None
-    row = _setting(session, ADMIN_TOKEN_SETTING)
-    if row is not None and row.value:
-        return row.value["sha256"], None
+    stored = _secret(session, ADMIN_TOKEN_SECRET)
+    if stored:
+        return stored, None
     token = new_token()
-    _put_setting(session, ADMIN_TOKEN_SETTING, {"sha256": digest(token)})
+    _put_secret(session, ADMIN_TOKEN_SECRET, digest(token))
     return digest(token), token
 
 
@@ -69,9 +61,9 @@ def session_secret(session: Session, env_secret: str | None) -> str:
     """The console's cookie-signing key, shared by every replica through the store."""
     if env_secret:
         return env_secret
-    row = _setting(session, SESSION_SECRET_SETTING)
-    if row is not None and row.value:
-        return row.value["secret"]
+    stored = _secret(session, SESSION_SECRET)
+    if stored:
+        return stored
     secret = secrets.token_urlsafe(48)
-    _put_setting(session, SESSION_SECRET_SETTING, {"secret": secret})
+    _put_secret(session, SESSION_SECRET, secret)
     return secret

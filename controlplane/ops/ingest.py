@@ -108,7 +108,7 @@ def _claim_batch(session: Session, batch: IngestBatchIn, now: datetime) -> bool:
             metrics=len(batch.metrics),
             events=len(batch.events),
         )
-        .on_conflict_do_nothing(index_elements=["batch_id"])
+        .on_conflict_do_nothing(index_elements=["agent", "batch_id"])
         .returning(IngestBatch.batch_id)
     )
     return session.execute(stmt).first() is not None

@@ -124,12 +124,15 @@ class MetricRollup1h(_Rollup, Base):
 
 
 class IngestBatch(Base):
-    """One row per accepted batch: the idempotency record."""
+    """One row per accepted batch: the idempotency record. A batch id is the sending
+    agent's own (one agent cannot shadow another's), and the same id sent again with a
+    different body is a conflict, told apart by ``content_hash`` (SHA-256 of the batch)."""
 
     __tablename__ = "ingest_batches"
 
+    agent: Mapped[str] = mapped_column(String(100), primary_key=True)
     batch_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    agent: Mapped[str] = mapped_column(String(100))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     metrics: Mapped[int] = mapped_column(Integer)
     events: Mapped[int] = mapped_column(Integer)
@@ -160,6 +163,40 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))  # viewer | operator | admin
     created_at: Mapped[datetime] = mapped_column(DateTime)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class ConsoleSession(Base):
+    """A console login, kept server-side so it can be ended: logout deletes it, and a
+    disable, role change or password change deletes all of that user's. The cookie holds
+    a random session id; only its SHA-256 is stored."""
+
+    __tablename__ = "console_sessions"
+
+    id_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The user's name, or "admin-token" for a bootstrap login with the admin token.
+    username: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    # For an admin-token login: the token's digest then, so a new admin token ends it.
+    credential_digest: Mapped[str | None] = mapped_column(String(64))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    client: Mapped[str | None] = mapped_column(String(100))
+
+
+class ControlSecret(Base):
+    """Secrets the control plane keeps for itself (the admin token's digest, the cookie
+    signing key). Not a seed table: Grafana's read-only role on the public tables never
+    sees it, and the settings API never serves it."""
+
+    __tablename__ = "control_secrets"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class ApiToken(Base):
