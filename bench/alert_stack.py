@@ -27,7 +27,8 @@ ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 
 @dataclass(frozen=True)
 class Scrape:
-    """A scrape job whose alerts go to ``webhook`` (with ``token`` as the bearer, if any)."""
+    """A scrape job whose alerts go to ``webhook`` (with ``token`` as the bearer, if any);
+    Prometheus scrapes it with ``scrape_token`` as the bearer, if any."""
 
     job: str
     target: str  # host:port
@@ -35,6 +36,7 @@ class Scrape:
     path: str = "/metrics"
     honor_labels: bool = False
     token: str | None = None
+    scrape_token: str | None = None
 
 
 @dataclass
@@ -76,20 +78,27 @@ def alertmanager_config(scrapes: list[Scrape], root: Path) -> dict:
     }
 
 
-def prometheus_config(scrapes: list[Scrape], alertmanager: str) -> dict:
+def _scrape_job(scrape: Scrape, root: Path) -> dict:
+    job = {
+        "job_name": scrape.job,
+        "metrics_path": scrape.path,
+        "honor_labels": scrape.honor_labels,
+        "static_configs": [{"targets": [scrape.target]}],
+    }
+    if scrape.scrape_token:
+        secret = root / f"{scrape.job}.scrape-token"
+        secret.write_text(scrape.scrape_token)
+        secret.chmod(0o600)
+        job["authorization"] = {"type": "Bearer", "credentials_file": str(secret)}
+    return job
+
+
+def prometheus_config(scrapes: list[Scrape], alertmanager: str, root: Path) -> dict:
     return {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": ["rules.yml"],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
-        "scrape_configs": [
-            {
-                "job_name": s.job,
-                "metrics_path": s.path,
-                "honor_labels": s.honor_labels,
-                "static_configs": [{"targets": [s.target]}],
-            }
-            for s in scrapes
-        ],
+        "scrape_configs": [_scrape_job(s, root) for s in scrapes],
     }
 
 
@@ -100,7 +109,9 @@ def alert_stack(root: Path, scrapes: list[Scrape], rules: dict) -> Iterator[Stac
     am_port, prom_port = free_port(), free_port()
     (root / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(scrapes, root)))
     (root / "rules.yml").write_text(yaml.safe_dump(rules))
-    (root / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(scrapes, f"127.0.0.1:{am_port}")))
+    (root / "prometheus.yml").write_text(
+        yaml.safe_dump(prometheus_config(scrapes, f"127.0.0.1:{am_port}", root))
+    )
     processes: list[subprocess.Popen] = []
     try:
         am_log = root / "alertmanager.log"

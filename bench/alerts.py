@@ -175,7 +175,7 @@ def trials(settings: Settings, count: int) -> tuple[list[float], list[float]]:
                     scrapes = [
                         Scrape("coreplane-backends", base.removeprefix("http://"),
                                f"{base}/api/v1/webhooks/alertmanager", path="/metrics/backends",
-                               honor_labels=True, token=hook_token),
+                               honor_labels=True, token=hook_token, scrape_token=token),
                         Scrape("bare", exporter, receiver.url),
                     ]  # fmt: skip
                     with alert_stack(work / "stack", scrapes, backend_down_rules("lab", "bare")) as stack:

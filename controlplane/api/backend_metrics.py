@@ -1,5 +1,6 @@
 """GET /metrics/backends: the estate's latest figures for a Prometheus that scrapes only the
-control plane (scrape it with ``honor_labels: true``: the ``instance`` label is the backend's).
+control plane (scrape it with ``honor_labels: true``: the ``instance`` label is the backend's,
+and a viewer token as the bearer).
 
 Every series an agent reported in the last WINDOW, under its stored name, at its latest
 value, labelled ``service`` (the catalog service), ``instance`` and its other tags; plus
@@ -18,12 +19,13 @@ import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from controlplane.api.deps import VIEWER
 from controlplane.clock import utcnow
 from controlplane.store.models import (
     Agent,
@@ -189,7 +191,13 @@ def exposition(session: Session, now: datetime) -> bytes:
     return generate_latest(registry)
 
 
-@router.get("/metrics/backends", summary="Prometheus metrics of the backends, as agents last reported them")
+@router.get(
+    "/metrics/backends",
+    summary="Prometheus metrics of the backends, as agents last reported them",
+    # Unlike /metrics (the process's own figures), this names every instance, address and
+    # agent of the estate: it needs a credential like /api/v1/metrics does.
+    dependencies=[Depends(VIEWER)],
+)
 def backend_metrics(request: Request) -> Response:
     with request.app.state.sessionmaker() as session:
         body = exposition(session, utcnow())

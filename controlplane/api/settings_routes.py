@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controlplane import audit
-from controlplane.api.deps import ADMIN, VIEWER, Principal, db_session
+from controlplane.api.deps import ADMIN, Principal, db_session
 from controlplane.clock import utcnow
 from controlplane.errors import Conflict, Rejected
 from controlplane.schemas.ingest import UtcDatetime
@@ -44,7 +44,9 @@ def _guard(setting_type: str) -> None:
         raise HTTPException(403, f"{setting_type!r} is edited through /api/v1/rules, which validates it")
 
 
-@router.get("/{setting_type}", response_model=SettingOut, dependencies=[Depends(VIEWER)])
+# Reading is admin-only, like the console's Settings page: a document may hold a secret
+# (a webhook password, a backend credential), and a viewer must not read it here either.
+@router.get("/{setting_type}", response_model=SettingOut, dependencies=[Depends(ADMIN)])
 def read_setting(setting_type: str = SettingType, session: Session = Depends(db_session)) -> SettingOut:
     _guard(setting_type)
     return SettingOut.model_validate(get_setting(session, setting_type=setting_type), from_attributes=True)
@@ -84,7 +86,7 @@ def replace_setting(
 @router.get(
     "/{setting_type}/history",
     response_model=list[SettingOut],
-    dependencies=[Depends(VIEWER)],
+    dependencies=[Depends(ADMIN)],
 )
 def read_history(setting_type: str = SettingType, session: Session = Depends(db_session)) -> list[SettingOut]:
     _guard(setting_type)

@@ -51,7 +51,7 @@ def test_a_killed_redis_alerts_into_an_action_and_resolves(tmp_path):
         ]  # fmt: skip
         scrape = Scrape(
             "coreplane-backends", base.removeprefix("http://"), f"{base}/api/v1/webhooks/alertmanager",
-            path="/metrics/backends", honor_labels=True, token=hook_token,
+            path="/metrics/backends", honor_labels=True, token=hook_token, scrape_token=admin,
         )  # fmt: skip
         with (
             running_agent(base, admin, tmp_path, *targets, name="lab-agent"),

@@ -26,9 +26,9 @@ def serve(request, services, tmp_path):
         yield found
 
 
-def _scrape(url: str) -> dict:
-    """{family name: (type, help, [(labels, value)])}, without a credential."""
-    answer = httpx.get(f"{url}/metrics/backends")
+def _scrape(url: str, token: str) -> dict:
+    """{family name: (type, help, [(labels, value)])}, as Prometheus scrapes it with a token."""
+    answer = httpx.get(f"{url}/metrics/backends", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     return {
@@ -64,7 +64,7 @@ def test_the_latest_value_of_each_recent_series_under_its_own_name(serve):
     sent = httpx.post(f"{url}/api/v1/ingest", json=batch, headers={"Authorization": f"Bearer {token}"})
     assert sent.status_code == 202, sent.text
 
-    families = _scrape(url)
+    families = _scrape(url, token)
     mine = {name: (kind, doc, [s for s in samples if s[0]["service"] == lab])
             for name, (kind, doc, samples) in families.items()}  # fmt: skip
     assert mine["coreplane_redis_up"][2] == [({"service": lab, "instance": "10.0.0.1:6379"}, 0.0)]
@@ -88,7 +88,7 @@ def test_catalog_health_and_agents_beside_a_real_agents_figures(control_plane_sq
     with running_agent(url, token, tmp_path, target, name="metrics-agent"):
         deadline = time.monotonic() + 20
         while True:
-            families = _scrape(url)
+            families = _scrape(url, token)
             health = [s for s in families["coreplane_instance_health"][2] if s[0]["service"] == service]
             up = [
                 s for s in families.get("coreplane_redis_up", ("", "", []))[2] if s[0]["service"] == service
@@ -102,3 +102,19 @@ def test_catalog_health_and_agents_beside_a_real_agents_figures(control_plane_sq
     assert health == [({"service": service, "instance": address, "kind": "redis", "role": "primary"}, 1.0)]
     assert up == [({"service": service, "instance": address, "role": "master"}, 1.0)]
     assert len(seen) == 1 and abs(seen[0] - time.time()) < 30
+
+
+def test_the_estate_is_not_served_without_a_viewer_credential(control_plane_sqlite):
+    """It names every instance, address and agent: a credential, like /api/v1/metrics."""
+    url, token, _ = control_plane_sqlite
+    assert httpx.get(f"{url}/metrics").status_code == 200  # the process's own figures stay open
+    missing = httpx.get(f"{url}/metrics/backends")
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert missing.headers["content-type"] == "application/problem+json"
+    wrong = httpx.get(f"{url}/metrics/backends", headers={"Authorization": "Bearer not-a-token"})
+    assert wrong.status_code == 401
+    viewer = httpx.post(f"{url}/api/v1/tokens", json={"name": "prometheus", "role": "viewer"},
+                        headers={"Authorization": f"Bearer {token}"}).json()["token"]  # fmt: skip
+    assert (
+        httpx.get(f"{url}/metrics/backends", headers={"Authorization": f"Bearer {viewer}"}).status_code == 200
+    )

@@ -76,7 +76,7 @@ def test_credentials_in_the_settings_table_are_never_served(api):
     )
 
 
-def test_roles_viewer_reads_operator_cannot_write_settings_revoked_is_refused(api):
+def test_roles_viewer_reads_events_not_settings_operator_cannot_write_revoked_is_refused(api):
     def issue(role: str) -> tuple[str, str]:
         body = api.post("/api/v1/tokens", json={"name": f"{role}-token", "role": role}).json()
         return body["id"], body["token"]
@@ -86,6 +86,14 @@ def test_roles_viewer_reads_operator_cannot_write_settings_revoked_is_refused(ap
     as_viewer = {"Authorization": f"Bearer {viewer}"}
     as_operator = {"Authorization": f"Bearer {operator}"}
     assert api.get("/api/v1/events", headers=as_viewer).status_code == 200
+    # A settings document may hold a secret: only an admin reads it (the Settings page is
+    # admin-only too), its history included.
+    api.put("/api/v1/settings/hook.secret", json={"value": {"password": "s3cret"}, "version": 0})
+    for path in ("/api/v1/settings/hook.secret", "/api/v1/settings/hook.secret/history"):
+        for who in (as_viewer, as_operator):
+            read = api.get(path, headers=who)
+            assert read.status_code == 403 and "s3cret" not in read.text
+        assert api.get(path).status_code == 200
     refused = api.put("/api/v1/settings/x", json={"value": {}, "version": 0}, headers=as_operator)
     assert refused.status_code == 403
     assert "admin role" in refused.json()["detail"]
