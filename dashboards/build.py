@@ -247,7 +247,7 @@ def control_plane() -> dict:
             SELECT setting_type, max(updated_at) AS last_changed, count(*) AS rows
             FROM infrastructure_settings GROUP BY setting_type ORDER BY last_changed DESC""", table=True,
             description="Which settings exist and when they last changed (never their values: "
-                        "console.session_secret is one of them)."),
+                        "a document may hold a secret)."),
     ])
 
 
