@@ -15,7 +15,7 @@ from controlplane import tracing
 from controlplane.errors import Conflict
 from controlplane.notify import ACTIONS, announce
 from controlplane.store import counters
-from controlplane.store.models import Action, ActionAudit
+from controlplane.store.models import Action, ActionAudit, Agent, CatalogInstance, CatalogService
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 MOVES = {
@@ -102,7 +102,8 @@ def move(
 
 def claim(session: Session, agent_id: uuid.UUID, *, now: datetime) -> list[Action]:
     """Hand the agent its due pending actions (dispatched, each exactly once: on PostgreSQL
-    concurrent pollers skip rows another one has locked)."""
+    concurrent pollers skip rows another one has locked). An action for an instance that
+    now belongs to another agent (reassigned since it was created) goes to that agent instead."""
     query = (
         select(Action)
         .where(
@@ -114,10 +115,41 @@ def claim(session: Session, agent_id: uuid.UUID, *, now: datetime) -> list[Actio
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    actions = list(session.scalars(query))
-    for action in actions:
+    claimed = []
+    for action in list(session.scalars(query)):
+        owner = _owner(session, action)
+        if owner is not None and owner.id != agent_id:
+            _hand_over(session, action, owner, now)
+            continue
         move(session, action, "dispatched", actor="dispatcher", now=now, note="handed to its agent")
-    return actions
+        claimed.append(action)
+    return claimed
+
+
+def _owner(session: Session, action: Action) -> Agent | None:
+    """The agent owning the catalog instance the action names (None: it names none, or an
+    unknown or unowned one)."""
+    params = action.params or {}
+    address = params.get("instance")
+    if not isinstance(address, str):
+        return None
+    service = params.get("service") if isinstance(params.get("service"), str) else action.target
+    return session.scalars(
+        select(Agent)
+        .join(CatalogInstance, CatalogInstance.agent_id == Agent.id)
+        .join(CatalogService, CatalogInstance.service_id == CatalogService.id)
+        .where(CatalogService.name == service, CatalogInstance.address == address)
+    ).first()
+
+
+def _hand_over(session: Session, action: Action, owner: Agent, now: datetime) -> None:
+    note = f"{action.params['instance']} now belongs to agent {owner.name}: handed to it instead"
+    session.add(
+        ActionAudit(action_id=action.id, at=now, actor="dispatcher", from_state="pending", to_state="pending",
+                    note=note)
+    )  # fmt: skip
+    action.agent_id, action.updated_at = owner.id, now
+    announce(session, ACTIONS)
 
 
 def retry_delay(attempts: int) -> timedelta:

@@ -15,7 +15,7 @@ from controlplane.api.deps import ADMIN, AGENT_OR_ADMIN, Principal, db_session
 from controlplane.auth import digest, new_token
 from controlplane.catalog import instances
 from controlplane.clock import utcnow
-from controlplane.errors import Conflict
+from controlplane.errors import Conflict, Rejected
 from controlplane.store.models import Agent, InfrastructureMetric
 from controlplane.telemetry import HEARTBEAT_METRIC
 
@@ -66,13 +66,25 @@ class HeartbeatIn(BaseModel):
     )
 
 
-@router.post("/heartbeat", status_code=202, summary="Record that an agent is alive")
+@router.post(
+    "/heartbeat",
+    status_code=202,
+    summary="Record that an agent is alive",
+    description="An agent token speaks only for itself (403 when `agent` names another) and "
+    "reports only on instances it owns or that have no owner yet (409 naming the owner "
+    "otherwise, and nothing of the heartbeat is stored). The admin token may speak for any agent.",
+)
 def heartbeat(
     request: Request,
     heartbeat_in: HeartbeatIn,
     principal: Principal = Depends(AGENT_OR_ADMIN),
     session: Session = Depends(db_session),
 ) -> dict:
+    if principal.kind == "agent" and heartbeat_in.agent != principal.name:
+        raise Rejected(
+            f"this token belongs to agent {principal.name!r}, the heartbeat says {heartbeat_in.agent!r}",
+            status=403,
+        )
     now = utcnow()
     session.add(
         InfrastructureMetric(

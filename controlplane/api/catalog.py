@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
-from controlplane.api.deps import OPERATOR, VIEWER, Principal
+from controlplane.api.deps import ADMIN, OPERATOR, VIEWER, Principal, db_session
 from controlplane.catalog import instances
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound
@@ -99,6 +100,30 @@ def register_instances(
             report = instances.InstanceReport(**item.model_dump())
             instances.report(session, report, agent_id=who.agent_id, now=utcnow(), hold_s=hold)
     return {"registered": len(instances_in)}
+
+
+class OwnerIn(BaseModel):
+    agent: str = Field(
+        min_length=1, max_length=100, description="The registered agent that owns it from now on."
+    )
+
+
+@router.post(
+    "/services/{name}/instances/{address:path}/owner",
+    summary="Reassign an instance to another agent (admin, audited)",
+    description="Only the owning agent may report on an instance (heartbeat targets, health "
+    "events) and only it is handed the instance's actions; this moves it, e.g. after the "
+    "backend moved to another host.",
+)
+def reassign_owner(
+    name: str,
+    address: str,
+    owner_in: OwnerIn,
+    who: Principal = Depends(ADMIN),
+    session: Session = Depends(db_session),
+) -> dict[str, str]:
+    instances.reassign(session, name, address, agent=owner_in.agent, actor=f"{who.kind}:{who.name}")
+    return {"service": name, "address": address, "agent": owner_in.agent}
 
 
 @router.get("/sd/prometheus", dependencies=[Depends(VIEWER)], summary="Prometheus http_sd target groups")

@@ -13,12 +13,20 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from controlplane import audit
 from controlplane.catalog.health import HealthState, transition
+from controlplane.errors import Conflict, NotFound, Rejected
 from controlplane.notify import CATALOG, EVENTS, announce
 from controlplane.store.models import Agent, CatalogInstance, CatalogService, InfrastructureEvent
 
 HEALTH_EVENT, ROLE_EVENT, CONFLICT_EVENT = "catalog.health", "catalog.role", "catalog.conflict"
 CONFLICT_EVERY = timedelta(seconds=30)
+
+
+class NotOwner(Conflict):
+    """An agent reported on an instance another agent owns. A conflict with the catalog
+    (409), not a credential problem (403): the agent's spool retries a 403 for ever, while
+    this refusal stands until an admin reassigns the instance, so the batch dead-letters."""
 
 
 @dataclass
@@ -81,7 +89,9 @@ def report(
         )
     ).first()
     changed = False
-    if instance is None:
+    if instance is not None:
+        _check_owner(session, service, instance, agent_id)
+    else:
         instance = CatalogInstance(
             service_id=service.id,
             address=report_in.address,
@@ -94,7 +104,8 @@ def report(
         session.add(instance)
         changed = True
     instance.last_seen_at = now
-    if agent_id is not None and instance.agent_id != agent_id:
+    if agent_id is not None and instance.agent_id is None:
+        # Registered by an operator (or its agent was deleted): the first agent to report claims it.
         instance.agent_id, changed = agent_id, True
     if report_in.tags and report_in.tags != instance.tags:
         instance.tags, changed = report_in.tags, True
@@ -116,6 +127,45 @@ def report(
         changed |= _apply(session, service, instance, report_in.status, report_in.message, now, hold_s)
     if changed:
         bump(session, service)
+    return instance
+
+
+def _check_owner(
+    session: Session, service: CatalogService, instance: CatalogInstance, agent_id: uuid.UUID | None
+) -> None:
+    """An agent speaks only for its own instances (people, with no agent id, for any)."""
+    if agent_id is None or instance.agent_id is None or instance.agent_id == agent_id:
+        return
+    owner = session.get(Agent, instance.agent_id)
+    raise NotOwner(
+        f"instance {instance.address} of {service.name!r} belongs to agent {owner.name!r}; another "
+        f"agent may not report on it. If it moved, an admin reassigns it with POST /api/v1/services/"
+        f'{service.name}/instances/{instance.address}/owner {{"agent": "<name>"}}; otherwise '
+        "remove it from this agent's targets. Nothing of this request was stored."
+    )
+
+
+def reassign(session: Session, service_name: str, address: str, *, agent: str, actor: str) -> CatalogInstance:
+    """Hand an instance to another agent (an admin's decision, audited): from now on only
+    that agent may report on it, and its actions go to that agent."""
+    instance = session.scalars(
+        select(CatalogInstance)
+        .join(CatalogService, CatalogInstance.service_id == CatalogService.id)
+        .where(CatalogService.name == service_name, CatalogInstance.address == address)
+    ).first()
+    if instance is None:
+        raise NotFound(f"no instance {address!r} of service {service_name!r} in the catalog")
+    new = session.scalars(select(Agent).where(Agent.name == agent, Agent.revoked.is_(False))).first()
+    if new is None:
+        raise Rejected.field(f"no registered agent named {agent!r}", "agent", "unknown agent", kind="body")
+    old = session.get(Agent, instance.agent_id) if instance.agent_id else None
+    if instance.agent_id != new.id:
+        instance.agent_id = new.id
+        bump(session, session.get(CatalogService, instance.service_id))
+    audit.record(
+        session, actor=actor, action="catalog.reassign", target=f"{service_name} {address}",
+        details={"from": old.name if old else None, "to": new.name},
+    )  # fmt: skip
     return instance
 
 
