@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 import zlib
 
 from fastapi import APIRouter, Depends, Request
@@ -12,8 +11,9 @@ from pydantic import ValidationError
 
 from controlplane import telemetry, tracing
 from controlplane.api.deps import AGENT_OR_ADMIN, Principal, read_body
+from controlplane.catalog.instances import NotOwner
 from controlplane.clock import utcnow
-from controlplane.errors import Rejected
+from controlplane.errors import Conflict, Rejected
 from controlplane.ops.ingest import ingest_batch, prepare_partitions
 from controlplane.schemas.ingest import IngestBatchIn, IngestResult
 
@@ -91,10 +91,14 @@ async def ingest(request: Request, principal: Principal = Depends(AGENT_OR_ADMIN
                 f"this token belongs to agent {principal.name!r}, the batch says {batch.agent!r}",
                 status=403,
             )
-        result = await run_in_threadpool(_store, request, batch, principal.agent_id)
+        result = await run_in_threadpool(_store, request, batch, principal)
     except Rejected as exc:
         telemetry.INGEST_BATCHES.labels("rejected").inc()
         telemetry.INGEST_REJECTS.labels(exc.reason).inc()
+        raise
+    except Conflict as exc:  # a reused batch id, or a health event about another agent's instance
+        telemetry.INGEST_BATCHES.labels("rejected").inc()
+        telemetry.INGEST_REJECTS.labels("not_owner" if isinstance(exc, NotOwner) else "batch_id").inc()
         raise
     telemetry.INGEST_BATCHES.labels("duplicate" if result.duplicate else "accepted").inc()
     if result.duplicate:
@@ -105,13 +109,16 @@ async def ingest(request: Request, principal: Principal = Depends(AGENT_OR_ADMIN
     return result
 
 
-def _store(request: Request, batch: IngestBatchIn, agent_id: uuid.UUID | None) -> IngestResult:
+def _store(request: Request, batch: IngestBatchIn, principal: Principal) -> IngestResult:
     settings = request.app.state.settings
+    # An agent's batch ids are its own; the admin token (replaying a dead-lettered batch,
+    # say) sends in the name of the body's agent, so a replay dedups against the original.
+    agent = principal.name if principal.kind == "agent" else batch.agent
     now = utcnow()
     prepare_partitions(request.app.state.engine, batch)
     with request.app.state.sessionmaker.begin() as session:
         return ingest_batch(
             session, batch, limits=settings.ingest, retention=settings.retention, now=now,
-            agent_id=agent_id, hold_s=settings.control.recover_after_s,
+            agent=agent, agent_id=principal.agent_id, hold_s=settings.control.recover_after_s,
             trace_id=tracing.current_trace_id(),
         )  # fmt: skip

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.catalog import instances
 from controlplane.catalog.health import SEVERITY
-from controlplane.errors import Rejected
+from controlplane.errors import Conflict, Rejected
 from controlplane.notify import EVENTS, announce
 from controlplane.schemas.ingest import EventIn, IngestBatchIn, IngestResult
 from controlplane.settings import IngestSettings, RetentionSettings
@@ -96,14 +97,27 @@ def check_limits(
     return errors
 
 
-def _claim_batch(session: Session, batch: IngestBatchIn, now: datetime) -> bool:
-    """Record the batch id; False when it was already recorded (a duplicate)."""
+def content_hash(batch: IngestBatchIn) -> str:
+    """SHA-256 of the batch as validated, in canonical JSON (sorted keys, no spaces,
+    timestamps normalised): the same batch resent, re-gzipped or with its keys in another
+    order hashes the same."""
+    canonical = json.dumps(
+        batch.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _claim_batch(session: Session, batch: IngestBatchIn, agent: str, now: datetime) -> bool:
+    """Record the batch id under ``agent``; False when that agent already sent this batch
+    (a duplicate), Conflict when it sent different content under the same id."""
+    digest = content_hash(batch)
     make_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = (
         make_insert(IngestBatch)
         .values(
             batch_id=batch.batch_id,
-            agent=batch.agent,
+            agent=agent,
+            content_hash=digest,
             received_at=now,
             metrics=len(batch.metrics),
             events=len(batch.events),
@@ -111,7 +125,20 @@ def _claim_batch(session: Session, batch: IngestBatchIn, now: datetime) -> bool:
         .on_conflict_do_nothing(index_elements=["agent", "batch_id"])
         .returning(IngestBatch.batch_id)
     )
-    return session.execute(stmt).first() is not None
+    if session.execute(stmt).first() is not None:
+        return True
+    stored = session.scalar(
+        select(IngestBatch.content_hash).where(
+            IngestBatch.agent == agent, IngestBatch.batch_id == batch.batch_id
+        )
+    )
+    # A row from before content hashes were kept (NULL) cannot be compared: a duplicate, as then.
+    if stored is not None and stored != digest:
+        raise Conflict(
+            f"agent {agent!r} already sent a different batch with id {batch.batch_id!r}; "
+            "a batch id names one batch: send new data under a new id. Nothing was stored."
+        )
+    return False
 
 
 def prepare_partitions(engine: Engine, batch: IngestBatchIn, attempts: int = 5) -> None:
@@ -155,13 +182,18 @@ def ingest_batch(
     limits: IngestSettings,
     retention: RetentionSettings,
     now: datetime,
+    agent: str,
     agent_id: uuid.UUID | None = None,
     hold_s: float = 10.0,
     trace_id: str | None = None,
 ) -> IngestResult:
     """Store the batch whole, or raise Rejected and store nothing; health events also
     reach the catalog at once (the start of a failover). Events without a trace id of
-    their own get ``trace_id``, the request's. The caller commits."""
+    their own get ``trace_id``, the request's. The caller commits.
+
+    ``agent`` is who sent it (the token's agent, not the body's say): batch ids are that
+    agent's own. ``agent_id`` set means an agent's token: its health events may only be about
+    its own instances (NotOwner, a Conflict, otherwise; the caller's rollback drops it all)."""
     errors = check_limits(batch, limits=limits, retention=retention, now=now)
     if errors:
         raise Rejected(
@@ -169,7 +201,7 @@ def ingest_batch(
             errors,
             reason=errors[0]["code"],
         )
-    if not _claim_batch(session, batch, now):
+    if not _claim_batch(session, batch, agent, now):
         return IngestResult(batch_id=batch.batch_id, duplicate=True, metrics=0, events=0)
     points = batch.metrics  # already the shape the writers take
     events = [

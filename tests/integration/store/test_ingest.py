@@ -55,8 +55,9 @@ def test_a_batch_is_stored_with_counts(api, store):
 
 
 def test_the_same_batch_id_twice_stores_nothing_new(api, store):
-    first = api.post("/api/v1/ingest", json=batch("dup", 20))
-    second = api.post("/api/v1/ingest", json=batch("dup", 20))
+    body = batch("dup", 20)  # once: a batch built again has new timestamps, so other content
+    first = api.post("/api/v1/ingest", json=body)
+    second = api.post("/api/v1/ingest", json=body)
     assert first.json()["duplicate"] is False
     assert second.status_code == 202
     assert second.json() == {"batch_id": "dup", "duplicate": True, "metrics": 0, "events": 0}
@@ -217,8 +218,9 @@ def test_ingest_figures_on_metrics(api):
         return out
 
     before = figures()
-    api.post("/api/v1/ingest", json=batch("m-1", 12))
-    api.post("/api/v1/ingest", json=batch("m-1", 12))
+    body = batch("m-1", 12)
+    api.post("/api/v1/ingest", json=body)
+    api.post("/api/v1/ingest", json=body)
     api.post("/api/v1/ingest", json={"batch_id": "m-2", "agent": "a", "metrics": [{"bad": 1}]})
     after = figures()
 
