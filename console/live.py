@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
+from console.pages import console_identity
 from controlplane.notify import ACTIONS, CATALOG, EVENTS, NOTIFIER
 from controlplane.telemetry import LIVE_RENDER_SECONDS
 from controlplane.users import RANK
@@ -85,13 +86,19 @@ def configure_django(channel_layer_url: str | None) -> None:
     django.setup()
 
 
+# Close code for a socket whose session ended (logout, disable, role or password change):
+# a policy violation, which the htmx ws extension does not retry (it retries 1006/1012/1013).
+SESSION_ENDED = 1008
+
+
 class ConsoleConsumer(AsyncWebsocketConsumer):
     """One open console page. It needs the console session (the same signed cookie as
-    the pages, read by the app's session middleware) and a same-origin request."""
+    the pages, read by the app's session middleware, checked against the store) and a
+    same-origin request. The session is checked again on every message from the bridge
+    (a change or the tick), so a socket outlives its session by a tick at most."""
 
     async def connect(self) -> None:
-        session = self.scope.get("session") or {}
-        self.role = session.get("role")
+        self.role = await self._current_role()
         query = {k: v[-1] for k, v in parse_qs(self.scope.get("query_string", b"").decode()).items()}
         self.name = query.pop("page", "")
         self.page = _pages().get(self.name)
@@ -117,8 +124,19 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         pass  # the page sends nothing the server acts on; forms post over HTTP with CSRF
 
     async def store_changed(self, message: dict) -> None:
-        if self.page is not None and self.page.channels & set(message["channels"]):
+        if self.page is None:
+            return
+        if await self._current_role() != self.role:  # logged out, disabled, demoted
+            await self.close(code=SESSION_ENDED)
+            return
+        if self.page.channels & set(message["channels"]):
             await self._push(message["stamp"])
+
+    async def _current_role(self) -> str | None:
+        """The role of this socket's console session as the store says now (None: ended)."""
+        cookie = dict(self.scope.get("session") or {})  # a copy: the handshake's cookie is sent already
+        identity = await asyncio.to_thread(console_identity, self.scope["app"], cookie)
+        return identity.role if identity else None
 
     async def _push(self, stamp: str | None = None) -> None:
         """Send the blocks that changed; ``stamp`` names the change, None a catch-up (a

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from console.pages import _actor, _client, _render, check_csrf, require_role
+from console.pages import _actor, _client, _render, check_csrf, current_user, require_role
 from controlplane import audit, users
 from controlplane.api.deps import db_session
 from controlplane.api.rules import RulesPut
@@ -112,7 +112,7 @@ def save_rules(
         return _page(request, context, 422)
     try:
         row = put_setting(session, setting_type=RULES_SETTING, value={"yaml": rules_in.yaml},
-                          expected_version=rules_in.version, updated_by=request.session.get("user", "?"),
+                          expected_version=rules_in.version, updated_by=current_user(request),
                           now=utcnow())  # fmt: skip
     except Conflict:  # someone saved in between: show theirs beside the kept text
         context["version_read"], context["conflict"] = context["version"], True

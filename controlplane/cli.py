@@ -35,6 +35,32 @@ def _settings(**overrides: object) -> Settings:
     return settings
 
 
+def _private_files(*existing: Path) -> None:
+    """Files this process creates are readable by its own user only: the store holds
+    password hashes and the cookie-signing key, the agent's files its token. ``existing``
+    files (and a folder's files) made before this rule get the same modes. A folder that
+    exists keeps its own mode (var/ may hold services run as other users, who must
+    traverse it); the ones created from here on are 0700."""
+    os.umask(0o077)
+    for path in existing:
+        if path.is_dir():
+            path.chmod(0o700)
+            for inner in path.rglob("*"):
+                inner.chmod(0o700 if inner.is_dir() else 0o600)
+        elif path.exists():
+            path.chmod(0o600)
+
+
+def _store_files(database_url: str) -> list[Path]:
+    """The SQLite store's files (none for PostgreSQL)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return []
+    return [Path(url.database + suffix) for suffix in ("", "-wal", "-shm")]
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -55,6 +81,7 @@ def serve(
     from controlplane.store.migrate import current_revision, head_revision
 
     settings = _settings()
+    _private_files(*_store_files(settings.database_url))
     if host is not None:
         settings.server.host = host
     if port is not None:
@@ -86,7 +113,11 @@ def serve(
         host=settings.server.host,
         port=settings.server.port,
         log_level=settings.log_level,
-        proxy_headers=True,
+        # X-Forwarded-For only from configured proxies: believed from anyone (uvicorn's
+        # default trusts 127.0.0.1), it let a client pick the address the login limits
+        # and the audit log see.
+        proxy_headers=bool(settings.server.trusted_proxies),
+        forwarded_allow_ips=settings.server.trusted_proxies or [],
         # Long polls and blocking queries may wait for a minute; a stop should not.
         timeout_graceful_shutdown=5,
     )
@@ -100,6 +131,7 @@ def migrate(
     from controlplane.store.migrate import current_revision, upgrade
 
     settings = _settings()
+    _private_files(*_store_files(settings.database_url))
     upgrade(settings.database_url, revision)
     typer.echo(f"coreplane: store at revision {current_revision(settings.database_url)}")
 
@@ -119,6 +151,14 @@ def agent(
     discover: Annotated[
         Path | None, typer.Option(help="Probe the usual local ports and write a starter agent.yaml here.")
     ] = None,
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--register",
+            help="Register with COREPLANE_ADMIN_TOKEN (or check the token file) and exit; "
+            "later starts need only the agent's own token file.",
+        ),
+    ] = False,
 ) -> None:
     """Run an agent: probe backends, push metrics and events, keep a spool when the control plane is away."""
     import json
@@ -128,6 +168,7 @@ def agent(
     from agents.daemon import Agent, AgentError, default_config, load_or_register
 
     settings = _settings()
+    os.umask(0o077)  # the token file and the spool: the agent's user only
     if settings.tracing.otlp_endpoint:  # without an exporter the agent's spans would go nowhere
         from controlplane import tracing
 
@@ -160,11 +201,15 @@ def agent(
         metrics, events = buffer.drain()
         typer.echo(json.dumps({"agent": agent_config.name, "metrics": metrics, "events": events}, indent=2))
         return
+    _private_files(agent_config.token_file, agent_config.spool_dir)
     try:
         identity = load_or_register(agent_config, settings.admin_token)
     except AgentError as exc:
         typer.echo(f"coreplane: {exc}", err=True)
         raise typer.Exit(2) from None
+    if register:
+        typer.echo(f"coreplane: agent {agent_config.name} registered; token in {agent_config.token_file}")
+        return
     daemon = Agent(agent_config, identity)
     if once:
         for loop in daemon.loops:
@@ -266,7 +311,7 @@ def flower(
     celery.start(argv)
 
 
-user_app = typer.Typer(help="Console users: add, list, change a role, disable or enable.")
+user_app = typer.Typer(help="Console users: add, list, change a role or password, disable or enable.")
 app.add_typer(user_app, name="user")
 
 
@@ -274,7 +319,9 @@ def _user_change(change) -> None:  # type: ignore[no-untyped-def]
     from controlplane.errors import Conflict, NotFound, Rejected
     from controlplane.store.db import make_engine, make_sessionmaker
 
-    engine = make_engine(_settings().database_url)
+    database_url = _settings().database_url
+    _private_files(*_store_files(database_url))
+    engine = make_engine(database_url)
     try:
         with make_sessionmaker(engine).begin() as session:
             change(session)
@@ -325,6 +372,24 @@ def user_set_role(username: str, role: str) -> None:
 
     _user_change(lambda s: users.set_role(s, username=username, role=role, actor="cli"))
     typer.echo(f"coreplane: {username} is now {role}")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    username: str,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
+) -> None:
+    """Set a user's password; the user's open console sessions end."""
+    import sys
+
+    from controlplane import users
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    _user_change(lambda s: users.set_password(s, username=username, password=password, actor="cli"))
+    typer.echo(f"coreplane: new password for {username}; their console sessions ended")
 
 
 @user_app.command("disable")

@@ -8,6 +8,7 @@ whose address is unset is "not configured", which is never an error.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +43,21 @@ class ServerSettings(BaseModel):
         description="Redis URL of the console's Django Channels layer; in memory (per process) when unset.",
         repr=False,
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed "
+        '(JSON list, e.g. ["10.0.0.5", "10.1.0.0/16"]); empty: the TCP peer is the client.',
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return value
 
 
 class PostgresSettings(BaseModel):

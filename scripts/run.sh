@@ -7,7 +7,13 @@ LOG_TAG=run
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
+# The store holds password hashes and the cookie key, var/ the admin and agent tokens:
+# everything made from here on is this user's only (var/ 0700 when created here; one
+# that exists keeps its mode, as services run as other users may need to cross it).
+[[ -d $VAR ]] || (umask 077 && mkdir -p "$VAR")
 bash scripts/install-python.sh run
+umask 077
+chmod -f 600 "$VAR/admin-token" "$VAR/migrate.log" "$VAR/agent-register.log" || true
 
 if [[ -f $VAR/services.env ]]; then
     say "using the backends in var/services.env"
@@ -45,7 +51,11 @@ trap cleanup INT TERM EXIT
 
 .venv/bin/coreplane serve & pids+=($!)
 wait_until "coreplane serve" /dev/null 60 curl -fsS "${url}readyz" || die "the control plane did not become ready"
-.venv/bin/coreplane agent & pids+=($!)
+# The agent registers once with the admin token, then runs with only its own token file:
+# the admin credential never sits in a long-running agent's environment.
+.venv/bin/coreplane agent --register >"$VAR/agent-register.log" 2>&1 \
+    || { cat "$VAR/agent-register.log" >&2; die "the agent could not register"; }
+env -u COREPLANE_ADMIN_TOKEN .venv/bin/coreplane agent & pids+=($!)
 
 say "console: $url  (log in with the admin token in $token_hint)"
 say "press Ctrl-C to stop"

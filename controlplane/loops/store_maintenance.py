@@ -1,6 +1,7 @@
 """Partitions ahead of time, retention by whole partitions, roll-up and dedupe expiry,
 and the control history: finished actions (their steps and audit trail go with them)
-and rule evaluations. The totals /metrics counts live in store_counters and stay."""
+and rule evaluations; expired console sessions. The totals /metrics counts live in
+store_counters and stay."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete
 
+from controlplane import sessions
 from controlplane.actions.lifecycle import FINISHED
 from controlplane.clock import utcnow
 from controlplane.settings import RetentionSettings
@@ -95,6 +97,7 @@ class StoreMaintenance:
             ]
             for stmt in stmts:
                 report.deleted_rows += conn.execute(stmt).rowcount or 0
+            report.deleted_rows += sessions.prune_expired(conn, now)
         with self.engine.begin() as conn:
             report.folded = counters.fold(conn)
         if report.created or report.dropped or report.deleted_rows:

@@ -1,26 +1,43 @@
-"""`make run`'s script end to end: prints the console URL, serves it, stops on Ctrl-C."""
+"""`make run`'s script end to end: prints the console URL, serves it, stops on Ctrl-C;
+keeps its files private, and the agent runs without the admin token."""
 
 import os
 import re
 import signal
+import stat
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
+from dotenv import dotenv_values
 
 from tests.conftest import ROOT, SERVICES_ENV, free_port
 
 
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _agent_pid(group: int) -> int:
+    listed = subprocess.run(["pgrep", "-g", str(group), "-a"], capture_output=True, text=True).stdout
+    pids = [int(line.split()[0]) for line in listed.splitlines() if re.search(r"coreplane agent\s*$", line)]
+    assert len(pids) == 1, listed
+    return pids[0]
+
+
 def test_make_run_serves_the_console_and_stops_cleanly_on_ctrl_c(tmp_path, services):
     port = free_port()
+    var = tmp_path / "var"  # made by the script, so its mode is the script's doing
     env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
+    env |= {k: v for k, v in dotenv_values(SERVICES_ENV).items() if v is not None}
     env |= {
         "PORT": str(port),
         "COREPLANE_DATABASE_URL": f"sqlite:///{tmp_path}/run.db",
         "COREPLANE_ADMIN_TOKEN": "make-run-test-token",
         "COREPLANE_AGENT__NAME": "make-run-agent",
         "COREPLANE_AGENT__HEARTBEAT_INTERVAL_S": "1",
-        "COREPLANE_VAR": str(SERVICES_ENV.parent),
+        "COREPLANE_VAR": str(var),
     }
     proc = subprocess.Popen(
         ["bash", "scripts/run.sh"],
@@ -51,6 +68,18 @@ def test_make_run_serves_the_console_and_stops_cleanly_on_ctrl_c(tmp_path, servi
                 time.sleep(0.5)
         assert 'data-backend="redis" data-state="up"' in page
         assert 'data-backend="store" data-state="up"' in page
+        # Finding 17: the agent holds its own token, not the admin credential.
+        environ = Path(f"/proc/{_agent_pid(proc.pid)}/environ").read_bytes().split(b"\0")
+        assert not [e for e in environ if e.startswith(b"COREPLANE_ADMIN_TOKEN=")]
+        # Finding 2: nobody but this user reads the store, the logs, the tokens, the spool.
+        store = [tmp_path / f"run.db{suffix}" for suffix in ("", "-wal", "-shm")]
+        agent_dir = ROOT / "var" / "agent"  # the agent's files are under the working folder's var/
+        private = [*store, var / "migrate.log", agent_dir / "make-run-agent.token.json"]
+        spool = agent_dir / "make-run-agent.spool"
+        private += [p for p in spool.rglob("*") if p.is_file()]
+        assert {str(p): oct(_mode(p)) for p in private} == {str(p): "0o600" for p in private}
+        folders = [var, spool, *(p for p in spool.rglob("*") if p.is_dir())]
+        assert {str(p): oct(_mode(p)) for p in folders} == {str(p): "0o700" for p in folders}
     finally:
         # Ctrl-C in a terminal sends SIGINT to the whole foreground process group.
         os.killpg(proc.pid, signal.SIGINT)
