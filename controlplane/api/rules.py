@@ -23,14 +23,20 @@ router = APIRouter(prefix="/rules", tags=["rules"])
 
 
 class RulesPut(BaseModel):
-    yaml: str = Field(max_length=256 * 1024, description="The whole rule list, as YAML.")
+    yaml: str = Field(max_length=rules_mod.MAX_DOCUMENT, description="The whole rule list, as YAML.")
     version: int = Field(
         ge=0, description="The version you read (0 replaces the shipped playbooks); 409 if stale."
     )
 
 
 def _document(version: int, text: str) -> dict[str, Any]:
-    return {"version": version, "yaml": text, "rules": rules_mod.dump_rules(rules_mod.parse_rules(text))}
+    """The stored document; ``problems`` lists why its rules do not validate (one saved before
+    today's checks), in which case ``rules`` is empty: the engine acts on none of them."""
+    try:
+        rules, problems = rules_mod.dump_rules(rules_mod.parse_rules(text)), []
+    except rules_mod.RuleError as exc:
+        rules, problems = [], exc.problems
+    return {"version": version, "yaml": text, "rules": rules, "problems": problems}
 
 
 @router.get("", dependencies=[Depends(VIEWER)], summary="The rules in force")

@@ -82,13 +82,20 @@ class PolicyEngine:
         self.seen: dict[tuple[str, str], datetime] = {}  # (rule, event id) -> when seen
         self.holding: dict[str, datetime] = {}  # rule -> since when its condition holds
         self.last_note: dict[str, tuple[str, datetime]] = {}
-        self._rules: tuple[tuple[int, str], list[Rule]] | None = None
+        self._rules: tuple[tuple[int, str], list[Rule] | RuleError] | None = None
 
     def rules(self, session: Session) -> list[Rule]:
-        """The rules in force, parsed again only when the stored document changes."""
+        """The rules in force, parsed again only when the stored document changes (a document
+        that does not validate is not parsed again every round either: its RuleError is kept)."""
         version, text = stored_rules(session)
         if self._rules is None or self._rules[0] != (version, text):
-            self._rules = ((version, text), rules_mod.parse_rules(text))
+            try:
+                parsed: list[Rule] | RuleError = rules_mod.parse_rules(text)
+            except RuleError as exc:
+                parsed = exc
+            self._rules = ((version, text), parsed)
+        if isinstance(self._rules[1], RuleError):
+            raise self._rules[1]
         return self._rules[1]
 
     def run_once(self, session: Session, *, now: datetime) -> list[RuleEvaluation]:

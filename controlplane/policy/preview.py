@@ -3,11 +3,13 @@ back by its cooldown or concurrency cap) had it been in force, replayed over the
 and metrics in time order through the engine's own trigger and hold-back code.
 
 It only reads: no action, no evaluation, no commit. The work is bounded: events and metric
-points are capped per rule, and metric and absence triggers are looked at every ``step_s``
-(the engine looks every round, about a second), so a firing lands on that grid."""
+points are capped per rule, metric and absence triggers are looked at every ``step_s``
+(the engine looks every round, about a second), so a firing lands on that grid, and the replay
+stops after ``max_s`` of work (the sandbox bounds each render; this bounds how many run)."""
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ SPAN_S = 3600.0
 STEP_S = 15.0
 MAX_EVENTS = 1000  # per event rule
 MAX_POINTS = 50_000  # per metric or absence rule
+MAX_S = 5.0  # per preview, wall clock
 # How long a replayed action counts as unfinished, for max_concurrency: a replay cannot know
 # when it would have finished.
 ACTION_S = 30.0
@@ -65,9 +68,10 @@ def replay(
     max_events: int = MAX_EVENTS,
     max_points: int = MAX_POINTS,
     action_s: float = ACTION_S,
+    max_s: float = MAX_S,
 ) -> list[PreviewRow]:
     """What ``rules`` would have done from ``end - span_s`` to ``end``, in time order."""
-    start = end - timedelta(seconds=span_s)
+    start, deadline = end - timedelta(seconds=span_s), time.monotonic() + max_s
     engine = PolicyEngine()  # its in-memory state (events seen, conditions holding) is the replay's
     rows: list[PreviewRow] = []
 
@@ -78,7 +82,9 @@ def replay(
         if rule.enabled:
             limits, moments = _moments(session, engine, rule, start, end, step_s, max_events, max_points)
             rows += limits
-            rows += decide(rule, moments, engine=engine, action_s=action_s, watched=watched)
+            rows += decide(
+                rule, moments, engine=engine, action_s=action_s, watched=watched, deadline=deadline
+            )
     return sorted(rows, key=lambda row: row.at)  # stable: rules keep their order within a moment
 
 
@@ -170,12 +176,17 @@ def decide(
     engine: PolicyEngine,
     action_s: float = ACTION_S,
     watched: Callable[[str, dict], bool] = lambda target, params: True,
+    deadline: float = float("inf"),
 ) -> Iterator[PreviewRow]:
     """Each firing as the engine would take it: its action rendered, then held back or started.
-    Started actions are kept in memory (none is created) for the cooldown and concurrency cap."""
+    Started actions are kept in memory (none is created) for the cooldown and concurrency cap.
+    Past ``deadline`` (time.monotonic()) a row says where the replay stopped, and it ends."""
     started: list[datetime] = []  # in time order
     busy = timedelta(seconds=action_s)
     for at, firings in moments:
+        if time.monotonic() > deadline:
+            yield _limit(rule, at, "stops here: the preview ran out of time")
+            return
         for firing in firings:
             try:
                 _context, target, params = planned(rule, firing, at)

@@ -9,19 +9,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError, Undefined
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateError, Undefined
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from controlplane.actions.plans import AGENT_KINDS, PLANS
+from controlplane.policy import sandbox
 
 # What the engine can carry out: its own plans, and the steps agents take.
 KNOWN_KINDS = frozenset(PLANS) | AGENT_KINDS
 TRIGGERS = ("event", "metric", "absence")
 DAY_S = 86400
+MAX_DOCUMENT = 256 * 1024  # characters of YAML: the API, the console and the stored text
+MAX_DEPTH = 50  # nesting of YAML collections
+# Control characters other than tab, newline and carriage return: PostgreSQL refuses NUL in text,
+# and none has a use in an action's target or parameters.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
-_env = SandboxedEnvironment(undefined=StrictUndefined)
+_env = sandbox.ENV
 _QUOTED = re.compile(r"'(.*?)'")
 _SINGLE_EXPRESSION = re.compile(r"^\{\{-?(?P<expr>.*?)-?\}\}$", re.DOTALL)
 
@@ -57,12 +62,22 @@ def _action_kind(value: str) -> str:
 
 def _templates_compile(value: Any, at: tuple = ()) -> Any:
     if isinstance(value, str):
+        # `at` carries the nested key into the error's path, so the line points at the string itself.
+        if control := _CONTROL.search(value):
+            error = {"error": f"control character U+{ord(control[0]):04X} in a template", "at": at}
+            raise PydanticCustomError("template", "{error}: remove it", error)
         try:
-            _env.parse(value)
+            with sandbox.budget():  # the template's constant parts are computed: as in a render
+                sandbox.check_template(_env.parse(value))
         except TemplateError as exc:
-            # `at` carries the nested key into the error's path, so the line points at the string itself.
             error = {"error": exc.message, "at": at}
             raise PydanticCustomError("template", "template does not compile: {error}", error) from None
+        except sandbox.SandboxLimit as exc:
+            error = {"error": str(exc), "at": at}
+            raise PydanticCustomError("template", "template refused: {error}", error) from None
+        except RecursionError:
+            error = {"error": "nested too deeply", "at": at}
+            raise PydanticCustomError("template", "template refused: {error}", error) from None
     elif isinstance(value, dict | list):
         for key, item in value.items() if isinstance(value, dict) else enumerate(value):
             _templates_compile(item, (*at, key))
@@ -151,12 +166,17 @@ def render(value: Any, context: dict[str, Any], *, rule: str = "?", path: str = 
     if not isinstance(value, str):
         return value
     try:
-        single = _SINGLE_EXPRESSION.match(value)
-        if single and "{{" not in single["expr"] and "}}" not in single["expr"]:
-            result = _expression(single["expr"])(**context)
-            return str(result) if isinstance(result, Undefined) else result  # str() raises the error
-        return _template(value).render(context)
-    except Exception as exc:  # an undefined name, 1/0, a bad filter: all the rule's to fix
+        with sandbox.budget():
+            single = _SINGLE_EXPRESSION.match(value)
+            if single and "{{" not in single["expr"] and "}}" not in single["expr"]:
+                result = _expression(single["expr"])(**context)
+                result = str(result) if isinstance(result, Undefined) else result  # str() raises the error
+            else:
+                result = _template(value).render(context)
+            if sandbox.size(result) > sandbox.MAX_SIZE:
+                raise sandbox.SandboxLimit(f"the result is over {sandbox.MAX_SIZE:,} characters or items")
+            return result
+    except Exception as exc:  # an undefined name, 1/0, a bad filter, a sandbox limit: the rule's to fix
         message = f"rule {rule!r}: cannot render {value!r}: {exc}"
         raise RuleError([{"line": None, "path": path, "message": message}]) from exc
 
@@ -170,6 +190,8 @@ def _expression(source: str) -> Any:
 
 @functools.lru_cache(maxsize=1024)
 def _template(source: str) -> Any:
+    # Checked again here: a rule saved before the checks existed must not run a loop now.
+    sandbox.check_template(_env.parse(source))
     return _env.from_string(source)
 
 
@@ -178,6 +200,9 @@ def parse_rules(text: str) -> list[Rule]:
 
     An empty document means no rules.
     """
+    if len(text) > MAX_DOCUMENT:
+        message = f"the document is {len(text):,} characters; at most {MAX_DOCUMENT:,}"
+        raise RuleError([{"line": None, "path": "", "message": message}])
     root, data = _load_yaml(text)
     if data is None:
         return []
@@ -221,17 +246,44 @@ def load_default_rules() -> tuple[str, list[Rule]]:
     return text, parse_rules(text)
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that parses but that rules do not accept."""
+
+
 def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
-    # One parse gives both the node tree (for line numbers) and the data.
-    loader = yaml.SafeLoader(text)
+    # libyaml (CSafeLoader): the pure-Python loader takes seconds over a 256 KB document, and its
+    # scanner's work per token grows with the nesting. One parse gives both the node tree (for
+    # line numbers) and the data, after a pass over the events refuses what rules do not need.
     try:
-        root = loader.get_single_node()
-        return root, loader.construct_document(root) if root is not None else None
+        _refuse_aliases_and_depth(text)
+        loader = yaml.CSafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            return root, loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except yaml.reader.ReaderError as exc:
+        line = text.encode("utf-8", "replace")[: exc.position].count(b"\n") + 1  # libyaml counts bytes
+        message = f"control character U+{exc.character:04X} is not allowed in YAML: remove it"
+        raise RuleError([{"line": line, "path": "", "message": message}]) from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise RuleError(
-            [{"line": line, "path": "", "message": f"YAML syntax error: {exc.problem}"}]
-        ) from None
+        prefix = "" if isinstance(exc, _Refused) else "YAML syntax error: "
+        raise RuleError([{"line": line, "path": "", "message": f"{prefix}{exc.problem}"}]) from None
+
+
+def _refuse_aliases_and_depth(text: str) -> None:
+    """Anchors and aliases are refused: a few hundred bytes of aliases expand to gigabytes (the
+    "billion laughs"), and rules have no need for them. Nesting is capped: composing recurses."""
+    loader, depth = yaml.CSafeLoader(text), 0
+    try:
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                problem = "anchors and aliases (&name, *name) are not allowed in rules: write the value out"
+                raise _Refused(problem=problem, problem_mark=event.start_mark)
+            depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
+            if depth > MAX_DEPTH:
+                raise _Refused(problem=f"nested over {MAX_DEPTH} levels deep", problem_mark=event.start_mark)
     finally:
         loader.dispose()
 
