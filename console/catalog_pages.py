@@ -27,6 +27,7 @@ from controlplane.store.models import MetricRollup1h
 router = APIRouter(include_in_schema=False)
 AGENT_SERVICE = "coreplane_agent"  # agents/runtime.py: where an agent files its own figures
 HISTORY_LIMIT = 200
+STRIP_MIN_SHARE = 0.2  # % of the health strip: a one-second blip still shows (~2 px)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,18 @@ def _strip(rows: list[dict], current: str, start: datetime, now: datetime) -> li
         if seconds > 0:
             segments.append({"health": health, "from": max(at, start), "until": until,
                              "share": round(100 * seconds / span, 3)})  # fmt: skip
+    return _laid_out(segments)
+
+
+def _laid_out(segments: list[dict]) -> list[dict]:
+    """Each segment's ``x`` and ``width`` on the strip's 0-100 scale (an SVG viewBox: sizes
+    as attributes, since the CSP refuses inline styles). A width is the share, at least
+    STRIP_MIN_SHARE so a short blip stays visible, all scaled back to fill the strip."""
+    widths = [max(s["share"], STRIP_MIN_SHARE) for s in segments]
+    scale, x = 100 / (sum(widths) or 1), 0.0
+    for segment, width in zip(segments, widths, strict=True):
+        segment["x"], segment["width"] = round(x * scale, 3), round(width * scale, 3)
+        x += width
     return segments
 
 

@@ -37,7 +37,7 @@ def _charts(page: str) -> list[dict]:
 
 def _strip(page: str) -> str:
     """The health strip's segments."""
-    return re.search(r'<div class="strip".*?</div>', page, re.S).group(0)
+    return re.search(r'<svg class="strip".*?</svg>', page, re.S).group(0)
 
 
 def test_services_and_instance_pages_show_the_real_redis(control_plane_sqlite, services, tmp_path):
