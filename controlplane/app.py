@@ -20,6 +20,7 @@ import console
 from console import live, routes
 from console.limits import LoginLimiter
 from console.pages import LoginRequired
+from console.security_headers import SecurityHeaders
 from controlplane import __version__, auth, telemetry, tracing
 from controlplane.api import (
     actions,
@@ -189,6 +190,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     app.router.routes.append(WebSocketRoute("/ws/console", live.endpoint()))
     app.mount("/static", StaticFiles(directory=Path(console.__file__).parent / "static"), name="static")
+    app.add_middleware(SecurityHeaders)  # CSP, nosniff, framing: every answer, pages and API
     tracing.instrument_app(app)
     return app
 
