@@ -71,8 +71,9 @@ class HeartbeatIn(BaseModel):
     status_code=202,
     summary="Record that an agent is alive",
     description="An agent token speaks only for itself (403 when `agent` names another) and "
-    "reports only on instances it owns or that have no owner yet (409 naming the owner "
-    "otherwise, and nothing of the heartbeat is stored). The admin token may speak for any agent.",
+    "reports only on instances it owns or that have no owner yet (409 otherwise, nothing of the "
+    "heartbeat stored, with one `not_owner` item in `errors` per refused target: its index and "
+    "owner). The admin token may speak for any agent.",
 )
 def heartbeat(
     request: Request,
@@ -85,6 +86,14 @@ def heartbeat(
             f"this token belongs to agent {principal.name!r}, the heartbeat says {heartbeat_in.agent!r}",
             status=403,
         )
+    # Every target another agent owns, named in one 409 (the agent drops those and resends).
+    instances.refuse_foreign(
+        session,
+        [(i, target.service, target.address) for i, target in enumerate(heartbeat_in.targets)],
+        agent_id=principal.agent_id,
+        kind="targets",
+        field="address",
+    )
     now = utcnow()
     session.add(
         InfrastructureMetric(

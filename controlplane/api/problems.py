@@ -78,7 +78,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
-        return problem(409, "Conflict", str(exc))
+        # Some conflicts name their items (NotOwner: each refused instance), so a client can
+        # drop just those and send the rest.
+        errors = getattr(exc, "errors", None)
+        return problem(409, "Conflict", str(exc), **({"errors": errors} if errors else {}))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

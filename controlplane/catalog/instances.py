@@ -26,7 +26,12 @@ CONFLICT_EVERY = timedelta(seconds=30)
 class NotOwner(Conflict):
     """An agent reported on an instance another agent owns. A conflict with the catalog
     (409), not a credential problem (403): the agent's spool retries a 403 for ever, while
-    this refusal stands until an admin reassigns the instance, so the batch dead-letters."""
+    this refusal stands until an admin reassigns the instance. ``errors`` names every
+    refused item (code ``not_owner``), so the agent can drop just those and send the rest."""
+
+    def __init__(self, message: str, errors: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
 
 
 @dataclass
@@ -137,11 +142,57 @@ def _check_owner(
     if agent_id is None or instance.agent_id is None or instance.agent_id == agent_id:
         return
     owner = session.get(Agent, instance.agent_id)
-    raise NotOwner(
-        f"instance {instance.address} of {service.name!r} belongs to agent {owner.name!r}; another "
-        f"agent may not report on it. If it moved, an admin reassigns it with POST /api/v1/services/"
-        f'{service.name}/instances/{instance.address}/owner {{"agent": "<name>"}}; otherwise '
-        "remove it from this agent's targets. Nothing of this request was stored."
+    raise _not_owner([(None, service.name, instance.address, owner.name)], kind=None, field="address")
+
+
+def refuse_foreign(
+    session: Session,
+    reported: list[tuple[int, str, str]],
+    *,
+    agent_id: uuid.UUID | None,
+    kind: str,
+    field: str,
+) -> None:
+    """Raise NotOwner naming every ``(index, service, address)`` of ``reported`` that another
+    agent owns, so the agent learns them all from one answer (report() alone stops at the
+    first). People (no agent id) may report on any instance."""
+    if agent_id is None or not reported:
+        return
+    rows = session.execute(
+        select(CatalogService.name, CatalogInstance.address, Agent.name)
+        .join(CatalogService, CatalogInstance.service_id == CatalogService.id)
+        .join(Agent, CatalogInstance.agent_id == Agent.id)
+        .where(
+            CatalogService.name.in_(sorted({service for _i, service, _a in reported})),
+            CatalogInstance.address.in_(sorted({address for _i, _s, address in reported})),
+            CatalogInstance.agent_id != agent_id,
+        )
+    ).all()
+    owners = {(service, address): owner for service, address, owner in rows}
+    refused = [
+        (index, service, address, owners[service, address])
+        for index, service, address in reported
+        if (service, address) in owners
+    ]
+    if refused:
+        raise _not_owner(refused, kind=kind, field=field)
+
+
+def _not_owner(refused: list[tuple[int | None, str, str, str]], *, kind: str | None, field: str) -> NotOwner:
+    """The 409: a detail for people, one ``not_owner`` item per refused report for the agent."""
+    errors = [
+        {"kind": kind, "index": index, "field": field, "code": "not_owner",
+         "reason": f"instance {address} of {service!r} is owned by agent {owner!r}"}
+        for index, service, address, owner in refused
+    ]  # fmt: skip
+    _index, service, address, owner = refused[0]
+    more = f" (and {len(refused) - 1} more, listed in errors)" if len(refused) > 1 else ""
+    return NotOwner(
+        f"instance {address} of {service!r} belongs to agent {owner!r}{more}; another agent may "
+        f"not report on it. If it moved, an admin reassigns it with POST /api/v1/services/{service}"
+        f'/instances/{address}/owner {{"agent": "<name>"}}; otherwise remove it from this '
+        "agent's targets. Nothing of this request was stored.",
+        errors,
     )
 
 

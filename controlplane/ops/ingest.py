@@ -175,6 +175,24 @@ def _with_trace(event: EventIn, trace_id: str | None) -> dict:
     return event.details
 
 
+def _catalog_reports(batch: IngestBatchIn) -> list[tuple[int, instances.InstanceReport]]:
+    """(event index, report) for each health event that reaches the catalog."""
+    reports = []
+    for i, e in enumerate(batch.events):
+        if e.event_type == "health" and e.status in SEVERITY and e.details.get("instance"):
+            report = instances.InstanceReport(
+                service=e.service_name,
+                kind=str(e.details.get("type", "unknown")),
+                address=str(e.details["instance"]),
+                status=e.status,
+                role=e.details.get("role"),
+                message=e.details.get("message"),
+                observed_at=e.timestamp,
+            )
+            reports.append((i, report))
+    return reports
+
+
 def ingest_batch(
     session: Session,
     batch: IngestBatchIn,
@@ -203,6 +221,16 @@ def ingest_batch(
         )
     if not _claim_batch(session, batch, agent, now):
         return IngestResult(batch_id=batch.batch_id, duplicate=True, metrics=0, events=0)
+    reports = _catalog_reports(batch)
+    # Every health event about another agent's instance, named in one 409 (after the
+    # duplicate check: a replay of a batch stored before a reassignment is still a duplicate).
+    instances.refuse_foreign(
+        session,
+        [(i, report.service, report.address) for i, report in reports],
+        agent_id=agent_id,
+        kind="events",
+        field="details.instance",
+    )
     points = batch.metrics  # already the shape the writers take
     events = [
         EventRow(e.event_type, e.service_name, e.timestamp, e.status, _with_trace(e, trace_id))
@@ -213,16 +241,6 @@ def ingest_batch(
     upsert_rollups(session, points)
     if events:
         announce(session, EVENTS)
-    for e in batch.events:
-        if e.event_type == "health" and e.status in SEVERITY and e.details.get("instance"):
-            report = instances.InstanceReport(
-                service=e.service_name,
-                kind=str(e.details.get("type", "unknown")),
-                address=str(e.details["instance"]),
-                status=e.status,
-                role=e.details.get("role"),
-                message=e.details.get("message"),
-                observed_at=e.timestamp,
-            )
-            instances.report(session, report, agent_id=agent_id, now=now, hold_s=hold_s)
+    for _index, report in reports:
+        instances.report(session, report, agent_id=agent_id, now=now, hold_s=hold_s)
     return IngestResult(batch_id=batch.batch_id, duplicate=False, metrics=len(points), events=len(events))
