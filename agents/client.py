@@ -11,11 +11,13 @@ class Retryable(Exception):
 
 
 class Refused(Exception):
-    """The control plane refused the request (4xx): retrying the same bytes will not help."""
+    """The control plane refused the request (4xx): retrying the same bytes will not help.
+    ``errors`` are the problem's items, when it named some (e.g. not_owner)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, errors: list[dict] | None = None) -> None:
         super().__init__(f"{status}: {detail}")
         self.status = status
+        self.errors = errors or []
 
 
 class ControlPlaneClient:
@@ -38,10 +40,13 @@ class ControlPlaneClient:
             raise Retryable(f"{response.status}: {response.text[:200]}")
         if response.status >= 400:
             try:
-                detail = response.json().get("detail", response.text)
+                problem = response.json()
             except ValueError:
-                detail = response.text
-            raise Refused(response.status, str(detail)[:500])
+                problem = {}
+            problem = problem if isinstance(problem, dict) else {}
+            errors = problem.get("errors") if isinstance(problem.get("errors"), list) else []
+            detail = str(problem.get("detail", response.text))[:500]
+            raise Refused(response.status, detail, [e for e in errors if isinstance(e, dict)])
         return response
 
     def register(self, name: str) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agents.client import ControlPlaneClient, Refused, Retryable
 from agents.config import AgentConfig, TargetConfig
-from agents.runtime import ActionLoop, Buffer, HeartbeatLoop, Shipper, TargetLoop
+from agents.runtime import ActionLoop, Buffer, Disowned, HeartbeatLoop, Shipper, TargetLoop
 from agents.spool import Spool
 
 log = logging.getLogger("coreplane.agent")
@@ -92,12 +92,16 @@ class Agent:
         self.buffer = Buffer()
         self.spool = Spool(config.spool_dir, config.spool_max_bytes)
         self.loops = [TargetLoop(t, self.buffer) for t in config.targets]
-        self.shipper = Shipper(self.client, self.spool, self.buffer, config.name)
+        # One set shared by the heartbeat and the shipper: a target refused by either is
+        # dropped from both (another agent owns it now).
+        self.disowned = Disowned(config.name, self.buffer)
+        self.shipper = Shipper(self.client, self.spool, self.buffer, config.name, self.disowned)
         self.heartbeat = HeartbeatLoop(
             self.client,
             agent=config.name,
             interval_s=config.heartbeat_interval_s,
             targets=lambda: [loop.catalog_entry() for loop in self.loops if loop.status is not None],
+            disowned=self.disowned,
         )
         self._stop = threading.Event()
 

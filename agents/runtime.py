@@ -7,6 +7,9 @@ each before sending, and sends the spool in order; HeartbeatLoop says the agent 
 from __future__ import annotations
 
 import contextlib
+import gzip
+import hashlib
+import json
 import logging
 import random
 import socket
@@ -15,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from agents.client import ControlPlaneClient, Refused, Retryable
@@ -26,6 +30,9 @@ from agents.spool import Spool
 
 log = logging.getLogger("coreplane.agent")
 AGENT_SERVICE = "coreplane_agent"
+REFUSED_EVENT = "agent.target_refused"
+DISOWN_TRIES = 3  # a 409 names every refused target: the second try passes unless one moved meanwhile
+MAX_BATCH_ID = 100  # the control plane's limit on a batch id
 
 
 def _now() -> str:
@@ -60,6 +67,93 @@ class Buffer:
         with self._lock:
             metrics, events, self.metrics, self.events = self.metrics, self.events, [], []
         return metrics, events
+
+
+class Disowned:
+    """Targets the control plane says another agent owns (an admin reassigned them): this
+    agent stops reporting their health, in heartbeats and in health events, so its other
+    targets are not refused with them. Their metrics still flow (they claim no ownership).
+    Kept until the agent restarts: an operator then removes the target from agent.yaml."""
+
+    def __init__(self, agent: str, buffer: Buffer | None = None) -> None:
+        self.agent = agent
+        self.buffer = buffer  # where the agent.target_refused event goes (None: only logged)
+        self._lock = threading.Lock()
+        self._keys: set[tuple[str, str]] = set()
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        with self._lock:
+            return key in self._keys
+
+    def health_about(self, event: dict) -> bool:
+        """True for a health event about a disowned target."""
+        if event.get("event_type") != "health":
+            return False
+        return (event.get("service_name"), (event.get("details") or {}).get("instance")) in self
+
+    def add(self, service: str, address: str, reason: str) -> None:
+        """Disown a target: said once, in the log and as an event operators see in the console."""
+        with self._lock:
+            if (service, address) in self._keys:
+                return
+            self._keys.add((service, address))
+        message = (
+            f"the control plane refuses this agent's reports on {service} {address}: {reason}. Its "
+            "health is no longer reported from here (its metrics still are) until the agent restarts. "
+            f"If this agent should own it, an admin reassigns it: POST /api/v1/services/{service}"
+            f'/instances/{address}/owner {{"agent": "{self.agent}"}}; otherwise remove it from agent.yaml.'
+        )
+        log.error("%s", message)
+        if self.buffer is not None:
+            self.buffer.add(
+                events=[
+                    {"event_type": REFUSED_EVENT, "service_name": AGENT_SERVICE, "timestamp": _now(),
+                     "status": "warning",
+                     "details": {"agent": self.agent, "target": service, "instance": address,
+                                 "reason": reason, "message": message}}
+                ]
+            )  # fmt: skip
+
+
+def not_owner(exc: Refused, kind: str, sent: int) -> dict[int, str] | None:
+    """{index: reason} of the items a 409 refused only because another agent owns them;
+    None when the refusal is anything else (or names an item that was not sent)."""
+    if exc.status != 409 or not exc.errors:
+        return None
+    refused = {}
+    for item in exc.errors:
+        index = item.get("index")
+        if item.get("code") != "not_owner" or item.get("kind") != kind or not isinstance(index, int):
+            return None
+        if not 0 <= index < sent:
+            return None
+        refused[index] = str(item.get("reason", "owned by another agent"))
+    return refused
+
+
+def resent_id(batch_id: str) -> str:
+    """The id of what is left of a refused batch. Derived, not random: an agent that crashes
+    between writing it and removing the original splits the original again into the same
+    batch, which the control plane then answers as a duplicate."""
+    new = f"{batch_id}-r"
+    if len(new) <= MAX_BATCH_ID:
+        return new
+    return f"{batch_id[: MAX_BATCH_ID - 10]}-r{hashlib.sha256(batch_id.encode()).hexdigest()[:8]}"
+
+
+def without_refused(batch: dict, refused: dict[int, str]) -> tuple[dict | None, list[tuple[str, str, str]]]:
+    """Split a batch refused for health events about other agents' instances: (the rest, to
+    send under a new id, or None when nothing is left; (service, instance, reason) of each
+    dropped event). Nothing else of the batch is dropped."""
+    events = batch.get("events") or []
+    dropped = [
+        (events[i]["service_name"], str((events[i].get("details") or {}).get("instance")), reason)
+        for i, reason in sorted(refused.items())
+    ]
+    kept = [event for i, event in enumerate(events) if i not in refused]
+    if not kept and not batch.get("metrics"):
+        return None, dropped
+    return {**batch, "batch_id": resent_id(batch["batch_id"]), "events": kept}, dropped
 
 
 def backoff(interval_s: float, failures: int, cap_s: float) -> float:
@@ -155,11 +249,19 @@ class TargetLoop:
 class Shipper:
     """Batches what was collected, spools it, and sends the spool oldest first."""
 
-    def __init__(self, client: ControlPlaneClient, spool: Spool, buffer: Buffer, agent: str) -> None:
+    def __init__(
+        self,
+        client: ControlPlaneClient,
+        spool: Spool,
+        buffer: Buffer,
+        agent: str,
+        disowned: Disowned | None = None,
+    ) -> None:
         self.client = client
         self.spool = spool
         self.buffer = buffer
         self.agent = agent
+        self.disowned = disowned or Disowned(agent, buffer)
         self.link_up = True
         self.push_errors = 0
         self.last_push_s: float | None = None
@@ -189,6 +291,7 @@ class Shipper:
     def run_once(self) -> int:
         """Spool what was collected, then send; returns how many batches were delivered."""
         metrics, events = self.buffer.drain()
+        events = [event for event in events if not self.disowned.health_about(event)]
         if metrics or events:
             batch_id = f"{self.agent}-{uuid.uuid4().hex}"
             self.spool.append(
@@ -221,6 +324,11 @@ class Shipper:
                     self.push_errors += 1
                     log.error("control plane refused this agent's token, keeping the spool: %s", exc)
                     return delivered
+                if self._split(path, body, exc):
+                    # What is left of it took its place in the spool: it goes first, on the
+                    # pass this wakes at once (the order of health events matters).
+                    self.buffer.urgent.set()
+                    return delivered
                 log.error("control plane refused batch %s (dead-lettered): %s", path.name, exc)
                 self.spool.dead_letter(path, str(exc))
                 continue
@@ -232,6 +340,27 @@ class Shipper:
                 log.info("control plane reachable again; replaying the spool")
                 self._report_drops()
         return delivered
+
+    def _split(self, path: Path, body: bytes, exc: Refused) -> bool:
+        """A batch refused only for health events about other agents' instances: disown
+        those targets and put the rest of the batch in its place. False: not that refusal."""
+        batch = json.loads(gzip.decompress(body))
+        refused = not_owner(exc, "events", len(batch.get("events") or []))
+        if refused is None:
+            return False
+        rest, dropped = without_refused(batch, refused)
+        for service, address, reason in dropped:
+            self.disowned.add(service, address, reason)
+        if rest is None:
+            self.spool.remove(path)
+        else:
+            self.spool.replace(path, rest)
+        after = f"the rest goes as {rest['batch_id']}" if rest else "nothing else was in it"
+        log.warning(
+            "batch %s: %d health event(s) about other agents' instances dropped; %s",
+            batch.get("batch_id"), len(dropped), after,
+        )  # fmt: skip
+        return True
 
     def _report_drops(self) -> None:
         if self.spool.dropped:
@@ -324,11 +453,13 @@ class HeartbeatLoop:
         agent: str,
         interval_s: float,
         targets: Callable[[], list[dict]] = list,
+        disowned: Disowned | None = None,
     ) -> None:
         self.client = client
         self.agent = agent
         self.interval_s = interval_s
         self.targets = targets
+        self.disowned = disowned or Disowned(agent)
         self.hostname = socket.gethostname()
         self.started = time.monotonic()
         self.failures = 0
@@ -336,12 +467,7 @@ class HeartbeatLoop:
     def run_once(self) -> bool:
         """Send one heartbeat; returns whether the control plane accepted it."""
         try:
-            self.client.heartbeat(
-                agent=self.agent,
-                hostname=self.hostname,
-                uptime_s=time.monotonic() - self.started,
-                targets=self.targets(),
-            )
+            self._send()
         except (Retryable, Refused) as exc:
             self.failures += 1
             if self.failures == 1 or self.failures % 30 == 0:
@@ -351,6 +477,27 @@ class HeartbeatLoop:
             log.info("control plane reachable again after %d failed heartbeat(s)", self.failures)
         self.failures = 0
         return True
+
+    def _send(self) -> None:
+        """The heartbeat, without disowned targets. A 409 naming targets another agent owns
+        (an admin reassigned them) disowns those and sends it again at once without them:
+        refused whole, it would leave this agent's other targets to go critical."""
+        for attempt in range(DISOWN_TRIES):
+            targets = [t for t in self.targets() if (t["service"], t["address"]) not in self.disowned]
+            try:
+                self.client.heartbeat(
+                    agent=self.agent,
+                    hostname=self.hostname,
+                    uptime_s=time.monotonic() - self.started,
+                    targets=targets,
+                )
+                return
+            except Refused as exc:
+                refused = not_owner(exc, "targets", len(targets))
+                if refused is None or attempt == DISOWN_TRIES - 1:
+                    raise
+                for i, reason in refused.items():
+                    self.disowned.add(targets[i]["service"], targets[i]["address"], reason)
 
     def delay(self) -> float:
         return backoff(self.interval_s, self.failures, cap_s=300.0)

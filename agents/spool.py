@@ -34,18 +34,23 @@ class Spool:
         return sorted(self.directory.glob(f"*{SUFFIX}"))
 
     def append(self, batch: dict) -> Path:
-        data = gzip.compress(json.dumps(batch, separators=(",", ":")).encode(), compresslevel=1)
         with self._lock:
             path = self.directory / f"{self._seq:012d}-{batch['batch_id']}{SUFFIX}"
             self._seq += 1
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
+            _write(path, batch)
             self._enforce_bound()
         return path
+
+    def replace(self, path: Path, batch: dict) -> Path:
+        """Put ``batch`` (a new id) in the place of the spooled ``path``: same sequence
+        number, so it is sent where the original was. The new file is durable before the
+        old one goes; after a crash in between both are there, the new one first."""
+        seq = path.name.split("-", 1)[0]
+        new = self.directory / f"{seq}-{batch['batch_id']}{SUFFIX}"
+        with self._lock:
+            _write(new, batch)
+            path.unlink(missing_ok=True)
+        return new
 
     def _enforce_bound(self) -> None:
         files = self._files()
@@ -81,3 +86,14 @@ class Spool:
         os.replace(path, dead / path.name)
         with open(dead / "reasons.log", "a") as log:
             log.write(f"{path.name}\t{reason}\n")
+
+
+def _write(path: Path, batch: dict) -> None:
+    """Write to a temporary name, fsync, rename: a reader never sees half a batch."""
+    data = gzip.compress(json.dumps(batch, separators=(",", ":")).encode(), compresslevel=1)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
