@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 
 from console.pages import _actor, _client, _render, check_csrf, require_role
 from controlplane import audit
-from controlplane.actions import lifecycle
+from controlplane.actions import lifecycle, plans
 from controlplane.api.deps import db_session
 from controlplane.catalog.instances import describe
 from controlplane.clock import utcnow
+from controlplane.errors import Rejected
 from controlplane.store.models import Action, RuleEvaluation
 
 router = APIRouter(include_in_schema=False)
@@ -33,8 +34,26 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
 
 
+def _number(form: dict[str, str], name: str, default: int) -> int:
+    """A whole number typed in the form; "abc" (or "²", which isdigit() accepts) is refused
+    naming the field, as the API refuses it."""
+    text = form.get(name, "").strip() or str(default)
+    if not (len(text) <= 9 and text.isascii() and text.lstrip("-").isdigit()):
+        raise Rejected.field(
+            f"{name} must be a whole number, not {text!r}", name, "not a number", kind="form"
+        )
+    return int(text)
+
+
 def _params(kind: str, form: dict[str, str]) -> dict:
-    """The action's parameters from the form, as the API would take them."""
+    """The action's parameters from the form, as the API would take them (and checked as
+    it checks them)."""
+    params = _form_params(kind, form)
+    plans.check_params(kind, params)
+    return params
+
+
+def _form_params(kind: str, form: dict[str, str]) -> dict:
     if kind == "cache.invalidate":
         params = {"namespace": form.get("namespace") or "default", "tags": _split(form.get("tags", "")),
                   "keys": _split(form.get("keys", ""))}  # fmt: skip
@@ -46,8 +65,8 @@ def _params(kind: str, form: dict[str, str]) -> dict:
     if kind == "failover":
         return {"force": form.get("force") == "on"}
     if kind == "scale":
-        return {"op": form.get("op", "grow"), "n": int(form.get("n") or 1),
-                "min": int(form.get("min") or 1), "max": int(form.get("max") or 4)}  # fmt: skip
+        return {"op": form.get("op", "grow"), "n": _number(form, "n", 1),
+                "min": _number(form, "min", 1), "max": _number(form, "max", 4)}  # fmt: skip
     if kind == "drain":
         return {"backend": form.get("backend", ""), "server": form.get("server", ""),
                 "state": form.get("state", "drain")}  # fmt: skip

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -21,6 +21,7 @@ from console.pages import _render, require_role, templates
 from controlplane.api.deps import db_session
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
+from controlplane.ops.queries import parse_time
 from controlplane.store.events import EventQuery, decode_cursor, list_events
 from controlplane.store.models import InfrastructureEvent
 
@@ -33,18 +34,6 @@ RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "6h": timedelt
 MAX_LENGTHS = {"service_name": 50, "event_type": 50, "status": 20, "q": 200, "cursor": 200,
                "since": 40, "until": 40, "last": 5, "limit": 5}  # fmt: skip
 STATUSES = ("passing", "warning", "critical", "firing", "resolved", "succeeded", "failed")
-
-
-def _when(name: str, text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise Rejected.field(
-            f"{name} {text!r} is not a date and time: write it as YYYY-MM-DDTHH:MM (UTC) or RFC 3339",
-            name, "malformed",
-        ) from None  # fmt: skip
-    # Stored timestamps are naive UTC, as the API converts them.
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def parse(params: Mapping[str, str], now: datetime) -> tuple[EventQuery, dict[str, str]]:
@@ -62,8 +51,8 @@ def parse(params: Mapping[str, str], now: datetime) -> tuple[EventQuery, dict[st
         raise Rejected.field(f"limit must be a whole number from 1 to {MAX_PAGE}", "limit", "range")
     if given.get("last") and given["last"] not in RANGES:
         raise Rejected.field(f"last must be one of {', '.join(RANGES)}", "last", "invalid")
-    since = _when("since", given["since"]) if "since" in given else None
-    until = _when("until", given["until"]) if "until" in given else None
+    since = parse_time("since", given["since"]) if "since" in given else None
+    until = parse_time("until", given["until"]) if "until" in given else None
     if "last" in given:  # a relative range and an explicit since both bound it: the later wins
         since = max(filter(None, (since, now - RANGES[given["last"]])))
     if since and until and since >= until:

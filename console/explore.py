@@ -5,7 +5,7 @@ reason and status 422."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -18,6 +18,8 @@ from console.pages import _render, require_role
 from controlplane.api.deps import db_session
 from controlplane.api.metrics import MAX_BUCKETS
 from controlplane.clock import utcnow
+from controlplane.errors import Rejected
+from controlplane.ops.queries import parse_tag_filters, parse_time
 from controlplane.store.models import MetricRollup1h
 from controlplane.store.queries import AGGREGATES, SeriesQuery, bucket_count, pick_source, series
 
@@ -32,23 +34,21 @@ class BadQuery(ValueError):
 
 def _time(name: str, text: str) -> datetime:
     try:
-        value = datetime.fromisoformat(text.strip().removesuffix("Z"))
-    except ValueError:
-        raise BadQuery(f"{name} {text!r} is not a time: write it like 2025-01-31T09:30 (UTC)") from None
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+        return parse_time(name, text)
+    except Rejected as exc:
+        raise BadQuery(str(exc)) from None
 
 
 def _tags(items: list[str]) -> dict[str, str]:
-    """key=value filters, repeated or comma-separated."""
-    parsed = {}
-    for item in (part.strip() for text in items for part in text.split(",")):
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise BadQuery(f"tag filter {item!r} must look like key=value")
-        parsed[key.strip()] = value.strip()
-    return parsed
+    """key=value filters, repeated or comma-separated (spaces around them ignored), checked
+    as the API checks its own."""
+    parts = [part.strip() for text in items for part in text.split(",") if part.strip()]
+    tidy = ["=".join(side.strip() for side in part.partition("=")[::2]) if "=" in part else part
+            for part in parts]  # fmt: skip
+    try:
+        return parse_tag_filters(tidy)
+    except Rejected as exc:
+        raise BadQuery(str(exc)) from None
 
 
 def parse(params: dict, now: datetime, rollup_1m_days: int) -> tuple[SeriesQuery, str]:

@@ -21,7 +21,8 @@ from controlplane import audit
 from controlplane.api.deps import db_session
 from controlplane.api.settings_routes import RESERVED_PREFIXES
 from controlplane.clock import utcnow
-from controlplane.errors import Conflict
+from controlplane.errors import Conflict, Rejected
+from controlplane.ops.settings import parse_value, parse_version
 from controlplane.settings import Settings
 from controlplane.store.models import InfrastructureSetting
 from controlplane.store.settings_store import put_setting
@@ -104,22 +105,6 @@ def settings_page(
     return _page(request, session)
 
 
-def _parse(setting_type: str, text: str) -> dict:
-    """The submitted JSON object, or ValueError saying where it is wrong."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"The value of {setting_type!r} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}. Nothing was saved."
-        ) from None
-    if not isinstance(value, dict):
-        raise ValueError(f"The value of {setting_type!r} must be a JSON object ({{…}}). Nothing was saved.")
-    if "\\u0000" in json.dumps(value):
-        raise ValueError(f"The value of {setting_type!r} contains a NUL byte, which cannot be stored.")
-    return value
-
-
 @router.post("/settings")
 def settings_change(
     request: Request,
@@ -148,19 +133,18 @@ def settings_change(
         return refuse(
             f"{setting_type!r} holds rules: edit them on the Rules page (/rules), which checks them.", 403
         )
-    if not version.isdigit():
-        return refuse("The form lost the version it was read at: reload the page and edit again.", 422)
     try:
-        document = _parse(setting_type, value)
-    except ValueError as exc:
-        return refuse(str(exc), 422)
+        expected = parse_version(version)
+        document = parse_value(setting_type, value)
+    except Rejected as exc:
+        return refuse(f"{str(exc)[0].upper()}{str(exc)[1:]}. Nothing was saved.", 422)
     try:
         with session.begin_nested():  # a lost race must leave the session usable for the answer
             row = put_setting(
                 session,
                 setting_type=setting_type,
                 value=document,
-                expected_version=int(version),
+                expected_version=expected,
                 updated_by=_actor(request),
                 now=utcnow(),
             )

@@ -78,6 +78,7 @@ def serve(
     import uvicorn
 
     from controlplane.app import create_app
+    from controlplane.http_limits import BoundedHeadProtocol
     from controlplane.store.migrate import current_revision, head_revision
 
     settings = _settings()
@@ -120,6 +121,9 @@ def serve(
         forwarded_allow_ips=settings.server.trusted_proxies or [],
         # Long polls and blocking queries may wait for a minute; a stop should not.
         timeout_graceful_shutdown=5,
+        # httptools with a cap on the request head (it has none of its own): 431 past it.
+        http=BoundedHeadProtocol,
+        h11_max_incomplete_event_size=settings.server.max_header_bytes,
     )
 
 

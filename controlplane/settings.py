@@ -35,6 +35,12 @@ class ServerSettings(BaseModel):
     workers: int = Field(
         1, ge=1, le=64, description="Server processes (on SQLite keep 1: one writer at a time)."
     )
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=4096,
+        le=1024 * 1024,
+        description="Largest request line plus headers `coreplane serve` reads; 431 past it.",
+    )
     probe_timeout_s: float = Field(
         2.0, gt=0, le=30, description="Timeout of each backend reachability probe on the console."
     )

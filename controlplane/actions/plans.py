@@ -8,6 +8,7 @@ Agents hold the backends' credentials: a child names the catalog ``service`` and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.actions import lifecycle
 from controlplane.catalog.instances import instances_of, set_role
+from controlplane.errors import Rejected
 from controlplane.store.models import Action, CatalogInstance, InfrastructureMetric
 
 ACTOR = "engine"
@@ -198,6 +200,100 @@ PLANS: dict[str, Callable[[Session, Action, datetime], None]] = {
 AGENT_KINDS = frozenset(
     {"redis.promote", "redis.repoint", "cache.flush", "haproxy.set_server", "celery.pool"}
 )
+
+
+MAX_POOL = 1000  # worker processes a scale action may ask for or bound a pool at
+MAX_ITEMS = 1000  # tags or keys in one cache.invalidate
+MAX_PARAMS_BYTES = 65536
+CACHE_LISTS = ("tags", "keys", "prefixes")
+DRAIN_STATES = ("ready", "drain", "maint")
+
+
+def _bad(name: str, why: str) -> Rejected:
+    return Rejected.field(f"params.{name}: {why}", f"params.{name}", why, kind="body")
+
+
+def _whole(params: dict, name: str, low: int, high: int) -> int | None:
+    """params[name] as a whole number within [low, high] (None when absent); 1e30, -5,
+    "3" or true are refused, naming the param."""
+    value = params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer() and low <= value <= high:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _bad(name, f"must be a whole number from {low} to {high}, not {value!r}")
+    return value
+
+
+def _text(params: dict, name: str, max_length: int, *, required: bool = False) -> None:
+    value = params.get(name)
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not 0 < len(value) <= max_length:
+        raise _bad(name, f"must be text of 1 to {max_length} characters")
+
+
+def _check_scale(params: dict) -> None:
+    if params.get("op", "grow") not in ("grow", "shrink", "autoscale"):
+        raise _bad("op", f"must be grow, shrink or autoscale, not {params.get('op')!r}")
+    _whole(params, "n", 1, MAX_POOL)
+    low, high = _whole(params, "min", 0, MAX_POOL), _whole(params, "max", 1, MAX_POOL)
+    if low is not None and high is not None and low > high:
+        raise _bad("min", f"min ({low}) is more than max ({high})")
+    if params.get("op") == "autoscale" and (low is None or high is None):
+        raise _bad("min", "autoscale needs both min and max")
+
+
+def _check_cache(params: dict) -> None:
+    _text(params, "namespace", 100)
+    _text(params, "prefix", 500)
+    for name in CACHE_LISTS:
+        items = params.get(name)
+        if items is None:
+            continue
+        if not isinstance(items, list) or len(items) > MAX_ITEMS:
+            raise _bad(name, f"must be a list of at most {MAX_ITEMS} strings")
+        if not all(isinstance(i, str) and 0 < len(i) <= 500 for i in items):
+            raise _bad(name, "each item must be text of 1 to 500 characters")
+
+
+def _check_drain(params: dict) -> None:
+    _text(params, "backend", 100, required=True)
+    _text(params, "server", 100, required=True)
+    if params.get("state") is not None and params["state"] not in DRAIN_STATES:
+        raise _bad("state", f"must be one of {', '.join(DRAIN_STATES)}, not {params['state']!r}")
+    _whole(params, "weight", 0, 256)
+
+
+def _check_failover(params: dict) -> None:
+    if not isinstance(params.get("force", False), bool):
+        raise _bad("force", "must be true or false")
+    _text(params, "failed_instance", 255)
+
+
+PARAM_CHECKS: dict[str, Callable[[dict], None]] = {
+    "scale": _check_scale,
+    "cache.invalidate": _check_cache,
+    "drain": _check_drain,
+    "failover": _check_failover,
+}
+
+
+def check_params(kind: str, params: dict) -> None:
+    """Refuse (Rejected, naming the param) parameters the plan or the agent could not
+    carry out, before the action is stored: the same check for the API and the console."""
+    try:
+        text = json.dumps(params, allow_nan=False)
+    except (ValueError, RecursionError):
+        raise _bad("*", "must be plain JSON (no NaN, Infinity or deep nesting)") from None
+    if "\\u0000" in text:
+        raise _bad("*", "NUL bytes cannot be stored")
+    if len(text) > MAX_PARAMS_BYTES:
+        raise _bad("*", f"{len(text)} bytes of JSON, over {MAX_PARAMS_BYTES}")
+    check = PARAM_CHECKS.get(kind)
+    if check is not None:
+        check(params)
 
 
 def advance(session: Session, *, now: datetime) -> int:

@@ -18,7 +18,7 @@ from controlplane.api.deps import AGENT_OR_ADMIN, OPERATOR, VIEWER, Principal, d
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected
 from controlplane.notify import ACTIONS, NOTIFIER
-from controlplane.schemas.ingest import UtcDatetime
+from controlplane.schemas.ingest import Text, UtcDatetime
 from controlplane.store.models import Action, Agent, RuleEvaluation
 
 router = APIRouter(tags=["actions"])
@@ -27,16 +27,16 @@ KINDS = sorted({*plans.PLANS, *plans.AGENT_KINDS})
 
 class ActionCreate(BaseModel):
     kind: str = Field(min_length=1, max_length=50, description=f"One of: {', '.join(KINDS)}.")
-    target: str = Field(min_length=1, max_length=100, description="The catalog service it acts on.")
+    target: Text = Field(min_length=1, max_length=100, description="The catalog service it acts on.")
     params: dict[str, Any] = Field(default_factory=dict)
-    agent: str | None = Field(
+    agent: Text | None = Field(
         None,
         max_length=100,
         description="For agent actions: the agent that carries it out; by default the agent that watches "
         "the target (and params.instance, when given).",
     )
-    reason: str | None = Field(None, max_length=2000)
-    idempotency_key: str | None = Field(None, max_length=100, description="The same key twice = one action.")
+    reason: Text | None = Field(None, max_length=2000)
+    idempotency_key: Text | None = Field(None, max_length=100, description="The same key twice = one action.")
     max_attempts: int = Field(1, ge=1, le=10, description="Tries before the action fails.")
     timeout_s: float | None = Field(None, gt=0, le=86400, description="Seconds from dispatch to result.")
 
@@ -124,6 +124,7 @@ def create_action(
             "unknown kind",
             kind="body",
         )
+    plans.check_params(action_in.kind, action_in.params)
     timeout = action_in.timeout_s or request.app.state.settings.control.action_timeout_s
     action, _created = lifecycle.create(
         session,

@@ -16,6 +16,7 @@ from controlplane.auth import digest, new_token
 from controlplane.catalog import instances
 from controlplane.clock import utcnow
 from controlplane.errors import Conflict, Rejected
+from controlplane.schemas.ingest import Text
 from controlplane.store.models import Agent, InfrastructureMetric
 from controlplane.telemetry import HEARTBEAT_METRIC
 
@@ -54,9 +55,9 @@ def register(
 
 
 class HeartbeatIn(BaseModel):
-    agent: str = Field(min_length=1, max_length=50, description="Agent name, unique per host.")
-    version: str = Field(max_length=40)
-    hostname: str = Field(max_length=255)
+    agent: Text = Field(min_length=1, max_length=50, description="Agent name, unique per host.")
+    version: Text = Field(max_length=40)
+    hostname: Text = Field(max_length=255)
     uptime_s: float = Field(ge=0, allow_inf_nan=False)
     targets: list[InstanceIn] = Field(
         default_factory=list,

@@ -16,19 +16,19 @@ from controlplane.catalog import instances
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound
 from controlplane.notify import CATALOG, NOTIFIER
-from controlplane.schemas.ingest import NAME_PATTERN, Timestamp
+from controlplane.schemas.ingest import NAME_PATTERN, Text, Timestamp
 
 router = APIRouter(tags=["catalog"])
 
 
 class InstanceIn(BaseModel):
     service: str = Field(min_length=1, max_length=50, pattern=NAME_PATTERN)
-    kind: str = Field(min_length=1, max_length=30, description="redis, postgres, rabbitmq, ...")
-    address: str = Field(min_length=1, max_length=255, description="host:port (or a socket path).")
-    role: str | None = Field(None, max_length=30, description="primary, replica, ...")
+    kind: Text = Field(min_length=1, max_length=30, description="redis, postgres, rabbitmq, ...")
+    address: Text = Field(min_length=1, max_length=255, description="host:port (or a socket path).")
+    role: Text | None = Field(None, max_length=30, description="primary, replica, ...")
     status: Literal["passing", "warning", "critical"] | None = Field(None, description="Health, if known.")
-    message: str | None = Field(None, max_length=2000)
-    tags: dict[str, str] = Field(default_factory=dict)
+    message: Text | None = Field(None, max_length=2000)
+    tags: dict[Text, Text] = Field(default_factory=dict, max_length=64)
     ttl_s: float | None = Field(None, gt=0, le=86400, description="Critical after this long with no report.")
     observed_at: Timestamp | None = Field(
         None,

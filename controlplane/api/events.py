@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -11,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import VIEWER, db_session
-from controlplane.schemas.ingest import UtcDatetime
+from controlplane.schemas.ingest import Timestamp, UtcDatetime
 from controlplane.store.events import EventQuery, list_events
 
 router = APIRouter(tags=["query"])
@@ -31,19 +30,13 @@ class EventsPage(BaseModel):
     next_cursor: str | None
 
 
-def _naive(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
 @router.get("/events", response_model=EventsPage, dependencies=[Depends(VIEWER)])
 def query_events(
     service_name: str | None = Query(None, max_length=50),
     event_type: str | None = Query(None, max_length=50),
     status: str | None = Query(None, max_length=20),
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
     q: str | None = Query(None, max_length=200, description="Full-text search over details"),
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = Query(None, max_length=200),
@@ -51,7 +44,7 @@ def query_events(
 ) -> EventsPage:
     rows, next_cursor = list_events(
         session,
-        EventQuery(service_name, event_type, status, _naive(since), _naive(until), q, limit, cursor),
+        EventQuery(service_name, event_type, status, since, until, q, limit, cursor),
     )
     return EventsPage(
         events=[EventOut.model_validate(r, from_attributes=True) for r in rows],

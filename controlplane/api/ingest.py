@@ -42,6 +42,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise Rejected(f"the body inflates past the {limit}-byte limit", status=413, reason="too_large")
         if not inflater.eof:
             raise Rejected("the gzip body is truncated", status=400, reason="bad_encoding")
+        # The inflater stops at the end of the first gzip member: anything after it (a
+        # second member, junk) would otherwise be dropped without a word.
+        if inflater.unused_data:
+            raise Rejected(
+                f"{len(inflater.unused_data)} bytes follow the end of the gzip data: send one gzip member",
+                status=400,
+                reason="bad_encoding",
+            )
     elif encoding != "identity":
         raise Rejected(f"Content-Encoding {encoding!r} is not supported: send gzip or none", status=415)
     return body

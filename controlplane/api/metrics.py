@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,7 +13,8 @@ from controlplane import telemetry
 from controlplane.api.deps import VIEWER, db_session
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
-from controlplane.schemas.ingest import UtcDatetime
+from controlplane.ops.queries import MAX_TAG_FILTERS, parse_tag_filters
+from controlplane.schemas.ingest import Timestamp, UtcDatetime
 from controlplane.store.queries import SeriesQuery, bucket_count, pick_source, series
 
 router = APIRouter(tags=["query"])
@@ -35,40 +36,24 @@ class MetricsOut(BaseModel):
     series: list[SeriesOut]
 
 
-def _naive_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-
-
-def _parse_tags(tags: list[str]) -> dict[str, str]:
-    parsed = {}
-    for item in tags:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise Rejected.field(
-                f"tag filter {item!r} must look like key=value",
-                "tags",
-                "expected key=value",
-            )
-        parsed[key] = value
-    return parsed
-
-
 @router.get("/metrics", response_model=MetricsOut, dependencies=[Depends(VIEWER)])
 def query_metrics(
     request: Request,
     metric_type: str = Query(min_length=1, max_length=50),
     service_name: str | None = Query(None, max_length=50),
-    tags: list[str] = Query(default_factory=list, description="key=value filters, repeatable"),
-    start: datetime | None = Query(None, description="Default: end - 1 hour"),
-    end: datetime | None = Query(None, description="Default: now"),
+    tags: list[str] = Query(
+        default_factory=list, description=f"key=value filters, repeatable (at most {MAX_TAG_FILTERS})"
+    ),
+    start: Timestamp | None = Query(None, description="Default: end - 1 hour"),
+    end: Timestamp | None = Query(None, description="Default: now"),
     step: int | None = Query(None, ge=1, le=31 * 86400, description="Seconds; default: range/300"),
     agg: Literal["avg", "min", "max", "sum", "count", "p95"] = "avg",
     group_by: str | None = Query(None, max_length=64, description="A tag key to split series by"),
     source: Literal["auto", "raw", "1m", "1h"] = "auto",
     session: Session = Depends(db_session),
 ) -> MetricsOut:
-    end_at = _naive_utc(end) if end else utcnow()
-    start_at = _naive_utc(start) if start else end_at - timedelta(hours=1)
+    end_at = end or utcnow()
+    start_at = start or end_at - timedelta(hours=1)
     if start_at >= end_at:
         raise Rejected.field(
             "start must be before end",
@@ -83,7 +68,7 @@ def query_metrics(
         step_s=step_s,
         agg=agg,
         service_name=service_name,
-        tags=_parse_tags(tags),
+        tags=parse_tag_filters(tags),
         group_by=group_by,
     )
     if bucket_count(query) > MAX_BUCKETS:

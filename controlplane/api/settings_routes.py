@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path
@@ -13,7 +12,8 @@ from sqlalchemy.orm import Session
 from controlplane import audit
 from controlplane.api.deps import ADMIN, Principal, db_session
 from controlplane.clock import utcnow
-from controlplane.errors import Conflict, Rejected
+from controlplane.errors import Conflict
+from controlplane.ops.settings import check_value
 from controlplane.schemas.ingest import UtcDatetime
 from controlplane.store.settings_store import get_setting, put_setting, setting_history
 
@@ -60,13 +60,7 @@ def replace_setting(
     session: Session = Depends(db_session),
 ) -> SettingOut:
     _guard(setting_type)
-    if "\\u0000" in json.dumps(setting_in.value):
-        raise Rejected.field(
-            "the value contains a NUL byte, which cannot be stored",
-            "value",
-            "NUL byte",
-            kind="body",
-        )
+    check_value(setting_type, setting_in.value)
     try:
         row = put_setting(
             session,

@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import datetime, timedelta
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -18,7 +19,7 @@ from controlplane.catalog import instances
 from controlplane.catalog.health import SEVERITY
 from controlplane.errors import Conflict, Rejected
 from controlplane.notify import EVENTS, announce
-from controlplane.schemas.ingest import EventIn, IngestBatchIn, IngestResult
+from controlplane.schemas.ingest import EventIn, HealthDetails, IngestBatchIn, IngestResult
 from controlplane.settings import IngestSettings, RetentionSettings
 from controlplane.store import partitions
 from controlplane.store.models import IngestBatch
@@ -94,7 +95,22 @@ def check_limits(
         if len(text) > limits.max_details_bytes:
             why = f"details are {len(text)} bytes of JSON, over {limits.max_details_bytes}"
             errors.append(_err("events", i, "details", why, "details"))
+        if event.event_type == "health":
+            errors.extend(_health_errors(i, event.details))
     return errors
+
+
+def _health_errors(index: int, details: dict) -> list[dict]:
+    """A health event's details become catalog columns: a role that is an object, or an
+    address longer than its column, is refused here, naming the field, not by the store."""
+    try:
+        HealthDetails.model_validate(details)
+    except ValidationError as exc:
+        return [
+            _err("events", index, "details." + ".".join(str(p) for p in err["loc"]), err["msg"], "details")
+            for err in exc.errors(include_url=False)
+        ]
+    return []
 
 
 def content_hash(batch: IngestBatchIn) -> str:
@@ -179,14 +195,15 @@ def _catalog_reports(batch: IngestBatchIn) -> list[tuple[int, instances.Instance
     """(event index, report) for each health event that reaches the catalog."""
     reports = []
     for i, e in enumerate(batch.events):
-        if e.event_type == "health" and e.status in SEVERITY and e.details.get("instance"):
+        health = HealthDetails.model_validate(e.details) if e.event_type == "health" else None
+        if health is not None and e.status in SEVERITY and health.instance:
             report = instances.InstanceReport(
                 service=e.service_name,
-                kind=str(e.details.get("type", "unknown")),
-                address=str(e.details["instance"]),
+                kind=health.type or "unknown",
+                address=health.instance,
                 status=e.status,
-                role=e.details.get("role"),
-                message=e.details.get("message"),
+                role=health.role,
+                message=health.message,
                 observed_at=e.timestamp,
             )
             reports.append((i, report))

@@ -68,7 +68,10 @@ def list_events(session: Session, query: EventQuery) -> tuple[list[Infrastructur
             )
         else:
             terms = [t for t in query.q.split() if t]
-            where.extend(func.lower(cast(e.details, String)).contains(t.lower()) for t in terms)
+            # autoescape: a term is literal text, so "50%" finds "50%", not "50" and anything.
+            where.extend(
+                func.lower(cast(e.details, String)).contains(t.lower(), autoescape=True) for t in terms
+            )
     if query.cursor:
         ts, event_id = decode_cursor(query.cursor)
         where.append(or_(e.timestamp < ts, and_(e.timestamp == ts, e.id < event_id)))

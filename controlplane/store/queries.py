@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, cast, func, literal_column, select, type_coerce
+from sqlalchemy import ColumnElement, Float, and_, cast, func, literal, literal_column, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,15 @@ from controlplane.store.models import InfrastructureMetric, MetricRollup1h, Metr
 AGGREGATES = ("avg", "min", "max", "sum", "count", "p95")
 SOURCES = {"raw": InfrastructureMetric, "1m": MetricRollup1m, "1h": MetricRollup1h}
 EPOCH = datetime(1970, 1, 1)
+# avg and sum add values up inside the database, where two points near the largest double
+# (1.7e308 twice) overflow: PostgreSQL raises an error, SQLite returns inf (null in JSON).
+# So they add values scaled by 2**-64 and the result is scaled back in Python (to inf only
+# when the figure itself does not fit). Scaling by a power of two is exact, so every other
+# figure keeps the same bits; only values below ~1e-289 lose precision, and only in a
+# bucket with values that large.
+SCALED = frozenset({"avg", "sum"})
+SCALE = math.ldexp(1.0, -64)
+UNSCALE = math.ldexp(1.0, 64)
 
 
 @dataclass
@@ -71,24 +80,44 @@ def _where(dialect: str, model: Any, time_col: Any, query: SeriesQuery) -> list[
     return where
 
 
-def _value(model: Any, source: str, agg: str) -> ColumnElement:
-    """The bucket's aggregate: over raw points, or from a roll-up's count/sum/min/max."""
+def _scaled(value: Any) -> ColumnElement:
+    return value * literal(SCALE, Float)
+
+
+def _within(dialect: str, value: ColumnElement, low: ColumnElement, high: ColumnElement) -> ColumnElement:
+    if dialect == "postgresql":
+        return func.greatest(low, func.least(high, value))
+    return func.max(low, func.min(high, value))  # SQLite's scalar (two-argument) min and max
+
+
+def _value(dialect: str, model: Any, source: str, agg: str) -> ColumnElement:
+    """The bucket's aggregate: over raw points, or from a roll-up's count/sum/min/max;
+    avg and sum come scaled by SCALE (see SCALED)."""
     if source == "raw":
         return {
-            "avg": func.avg(model.value),
+            "avg": func.avg(_scaled(model.value)),
             "min": func.min(model.value),
             "max": func.max(model.value),
-            "sum": func.sum(model.value),
+            "sum": func.sum(_scaled(model.value)),
             "count": func.count(),
             "p95": func.percentile_cont(0.95).within_group(model.value),
         }[agg]
+    # A roll-up whose own sum overflowed when written holds inf; the mean still lies
+    # between the bucket's min and max, so it is bounded by them (exact when they agree).
+    mean = func.sum(_scaled(model.sum)) / func.sum(model.count)
     return {
-        "avg": func.sum(model.sum) / func.sum(model.count),
+        "avg": _within(dialect, mean, _scaled(func.min(model.min)), _scaled(func.max(model.max))),
         "min": func.min(model.min),
         "max": func.max(model.max),
-        "sum": func.sum(model.sum),
+        "sum": func.sum(_scaled(model.sum)),
         "count": func.sum(model.count),
     }[agg]
+
+
+def _unscaled(agg: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    return float(value) * UNSCALE if agg in SCALED else float(value)
 
 
 def series(session: Session, query: SeriesQuery, source: str) -> list[dict]:
@@ -104,7 +133,7 @@ def series(session: Session, query: SeriesQuery, source: str) -> list[dict]:
     )
     where = _where(dialect, model, time_col, query)
     python_p95 = query.agg == "p95" and dialect != "postgresql"
-    value = (model.value if python_p95 else _value(model, source, query.agg)).label("v")
+    value = (model.value if python_p95 else _value(dialect, model, source, query.agg)).label("v")
 
     stmt = select(model.service_name, group, bucket, value).where(and_(*where))
     if not python_p95:
@@ -121,7 +150,7 @@ def series(session: Session, query: SeriesQuery, source: str) -> list[dict]:
         labels = {"service_name": service_name}
         if query.group_by:
             labels[query.group_by] = g
-        points = [[b.isoformat() + "Z", None if v is None else float(v)] for b, v in rows]
+        points = [[b.isoformat() + "Z", _unscaled(query.agg, v)] for b, v in rows]
         out.append({"labels": labels, "points": points})
     return out
 
@@ -140,14 +169,14 @@ def combined(session: Session, query: SeriesQuery, source: str, combine: str) ->
     time_col = model.timestamp if source == "raw" else model.bucket
     bucket = _bucket(dialect, time_col, query.step_s).label("b")
     per_service = (
-        select(model.service_name, bucket, _value(model, source, query.agg).label("v"))
+        select(model.service_name, bucket, _value(dialect, model, source, query.agg).label("v"))
         .where(and_(*_where(dialect, model, time_col, query)))
         .group_by(model.service_name, literal_column("b"))
         .subquery()
     )
     stmt = select(per_service.c.b, COMBINE[combine](per_service.c.v)).group_by(per_service.c.b)
     return [
-        (_as_datetime(b), float(v))
+        (_as_datetime(b), _unscaled(query.agg, v))
         for b, v in session.execute(stmt.order_by(per_service.c.b))
         if v is not None
     ]

@@ -158,12 +158,24 @@ def _rollup_rows(acc: dict[tuple, list]) -> list[dict]:
     ]
 
 
+# PostgreSQL raises an error when adding two finite doubles overflows (1.7e308 twice), which
+# would refuse the whole batch; the sum then becomes +-Infinity, as in SQLite and Python,
+# and the query bounds that bucket's mean by its min and max (controlplane/store/queries.py).
+# Two values below 2**1023 cannot overflow; otherwise add halves and double them if they fit.
 _PG_UPSERT = """
 INSERT INTO {table} (metric_type, service_name, series_key, bucket, tags, count, sum, min, max)
 SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::timestamp[], %s::text[]::jsonb[],
                      %s::bigint[], %s::float8[], %s::float8[], %s::float8[])
 ON CONFLICT (metric_type, service_name, series_key, bucket) DO UPDATE SET
-    count = {table}.count + EXCLUDED.count, sum = {table}.sum + EXCLUDED.sum,
+    count = {table}.count + EXCLUDED.count,
+    sum = CASE
+        WHEN abs({table}.sum) < 8.98846567431158e307::float8
+         AND abs(EXCLUDED.sum) < 8.98846567431158e307::float8
+            THEN {table}.sum + EXCLUDED.sum
+        WHEN abs({table}.sum * 0.5 + EXCLUDED.sum * 0.5) < 8.98846567431158e307::float8
+            THEN ({table}.sum * 0.5 + EXCLUDED.sum * 0.5) * 2
+        ELSE sign({table}.sum * 0.5 + EXCLUDED.sum * 0.5) * 'Infinity'::float8
+    END,
     min = LEAST({table}.min, EXCLUDED.min), max = GREATEST({table}.max, EXCLUDED.max)
 """
 
