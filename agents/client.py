@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import time
+from email.utils import parsedate_to_datetime
+
 from agents.http import HttpClient, HTTPError, Response
 from controlplane import __version__
 
 
 class Retryable(Exception):
-    """The control plane was unreachable or failed (5xx): keep the batch, try again."""
+    """The control plane was unreachable, failed (5xx) or asked to slow down (429): keep the
+    batch, try again; after ``retry_after_s`` when it said so (Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a Retry-After header asks to wait (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
 class Refused(Exception):
@@ -36,8 +58,10 @@ class ControlPlaneClient:
             response = self._http.request(method, path, **kwargs)
         except HTTPError as exc:
             raise Retryable(f"{type(exc).__name__}: {exc}") from exc
-        if response.status >= 500:
-            raise Retryable(f"{response.status}: {response.text[:200]}")
+        if response.status >= 500 or response.status == 429:
+            # 503 + Retry-After: the store was busy (lock contention); nothing was kept.
+            wait = retry_after(response.headers.get("Retry-After"))
+            raise Retryable(f"{response.status}: {response.text[:200]}", wait)
         if response.status >= 400:
             try:
                 problem = response.json()

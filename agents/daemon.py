@@ -121,7 +121,8 @@ class Agent:
                 self.shipper.run_once()
             except Exception:
                 log.exception("agent loop iteration failed")
-            self.buffer.urgent.wait(self.config.flush_interval_s)
+            # After a 503/429, the pause it asked for (the spool keeps the batches meanwhile).
+            self.buffer.urgent.wait(self.shipper.pause_s() or self.config.flush_interval_s)
             self.buffer.urgent.clear()
 
     def start(self) -> list[threading.Thread]:

@@ -33,6 +33,13 @@ AGENT_SERVICE = "coreplane_agent"
 REFUSED_EVENT = "agent.target_refused"
 DISOWN_TRIES = 3  # a 409 names every refused target: the second try passes unless one moved meanwhile
 MAX_BATCH_ID = 100  # the control plane's limit on a batch id
+REPORT_TRIES = 5
+RETRY_AFTER_CAP_S = 60.0  # a Retry-After longer than this is taken as this (a typo must not mute an agent)
+
+
+def honoured(exc: Retryable) -> float:
+    """Seconds to wait before the next try, as the control plane asked (capped); 0 if it did not."""
+    return min(exc.retry_after_s or 0.0, RETRY_AFTER_CAP_S)
 
 
 def _now() -> str:
@@ -265,6 +272,7 @@ class Shipper:
         self.link_up = True
         self.push_errors = 0
         self.last_push_s: float | None = None
+        self.resume_at = 0.0  # time.monotonic() before which the control plane asked for quiet
 
     def _own_metrics(self) -> list[dict]:
         batches, size = self.spool.depth()
@@ -304,8 +312,14 @@ class Shipper:
             )
         return self.send_pending()
 
+    def pause_s(self) -> float:
+        """Seconds left of the wait a 503/429's Retry-After asked for (0 when none)."""
+        return max(self.resume_at - time.monotonic(), 0.0)
+
     def send_pending(self) -> int:
         delivered = 0
+        if self.pause_s():
+            return delivered  # the batches wait in the spool, nothing is lost
         for path, body in self.spool.pending():
             started = time.perf_counter()
             try:
@@ -314,6 +328,10 @@ class Shipper:
                     self.client.push_gzip(body)
             except Retryable as exc:
                 self.push_errors += 1
+                self.resume_at = time.monotonic() + honoured(exc)
+                if exc.retry_after_s is not None:
+                    log.info("control plane busy, retrying in %.1f s: %s", honoured(exc), exc)
+                    return delivered  # it answered: the link is up, it asked for a pause
                 if self.link_up:
                     log.warning("control plane unreachable, spooling: %s", exc)
                 self.link_up = False
@@ -391,6 +409,7 @@ class ActionLoop:
         self.wait_s = wait_s
         self.targets = list(targets)
         self.failures = 0
+        self.retry_after_s = 0.0
 
     def run_once(self) -> list[dict]:
         """One poll; returns what was reported, one {id, ok, output, error} per action."""
@@ -399,6 +418,7 @@ class ActionLoop:
                 actions = self.client.poll_actions(self.agent_id, self.wait_s)
         except (Retryable, Refused) as exc:
             self.failures += 1
+            self.retry_after_s = honoured(exc) if isinstance(exc, Retryable) else 0.0
             if self.failures == 1:
                 log.warning("cannot poll for actions: %s", exc)
             return []
@@ -432,15 +452,30 @@ class ActionLoop:
             output, ok, error = {}, False, f"{type(exc).__name__}: {exc}"
         if step is not None:
             step.set_attribute("coreplane.action.ok", ok)
-        try:
-            with span("agent action result", client=True, attributes={"coreplane.action.id": action["id"]}):
-                self.client.post_result(action["id"], ok=ok, output=output, error=error)
-        except (Retryable, Refused) as exc:
-            log.error("could not report the result of action %s: %s", action["id"], exc)
+        self._report(action["id"], ok=ok, output=output, error=error)
         return {"id": action["id"], "ok": ok, "output": output, "error": error}
 
+    def _report(self, action_id: str, *, ok: bool, output: dict, error: str | None) -> None:
+        """Post a result; a busy control plane (503/429 with Retry-After) gets a few more
+        tries after the wait it asked for, since the action's outcome exists only here."""
+        for attempt in range(REPORT_TRIES):
+            try:
+                with span("agent action result", client=True, attributes={"coreplane.action.id": action_id}):
+                    self.client.post_result(action_id, ok=ok, output=output, error=error)
+                return
+            except Retryable as exc:
+                if exc.retry_after_s is None or attempt == REPORT_TRIES - 1:
+                    log.error("could not report the result of action %s: %s", action_id, exc)
+                    return
+                time.sleep(honoured(exc))
+            except Refused as exc:
+                log.error("could not report the result of action %s: %s", action_id, exc)
+                return
+
     def delay(self) -> float:
-        return 0.0 if not self.failures else min(2.0 ** min(self.failures, 5), 30.0)
+        if not self.failures:
+            return 0.0
+        return max(min(2.0 ** min(self.failures, 5), 30.0), self.retry_after_s)
 
 
 class HeartbeatLoop:
@@ -463,6 +498,7 @@ class HeartbeatLoop:
         self.hostname = socket.gethostname()
         self.started = time.monotonic()
         self.failures = 0
+        self.retry_after_s = 0.0
 
     def run_once(self) -> bool:
         """Send one heartbeat; returns whether the control plane accepted it."""
@@ -470,6 +506,7 @@ class HeartbeatLoop:
             self._send()
         except (Retryable, Refused) as exc:
             self.failures += 1
+            self.retry_after_s = honoured(exc) if isinstance(exc, Retryable) else 0.0
             if self.failures == 1 or self.failures % 30 == 0:
                 log.warning("heartbeat failed (%d in a row): %s", self.failures, exc)
             return False
@@ -500,4 +537,6 @@ class HeartbeatLoop:
                     self.disowned.add(targets[i]["service"], targets[i]["address"], reason)
 
     def delay(self) -> float:
-        return backoff(self.interval_s, self.failures, cap_s=300.0)
+        return max(
+            backoff(self.interval_s, self.failures, cap_s=300.0), self.retry_after_s if self.failures else 0.0
+        )

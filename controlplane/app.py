@@ -45,7 +45,7 @@ from controlplane.loops.store_maintenance import StoreMaintenance
 from controlplane.notify import CHANNELS, NOTIFIER, Listener
 from controlplane.schemas.ingest import IngestBatchIn
 from controlplane.settings import Settings
-from controlplane.store.db import make_engine, make_sessionmaker
+from controlplane.store.db import make_engine, make_read_sessionmaker, make_sessionmaker
 
 log = logging.getLogger("coreplane.serve")
 
@@ -140,6 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.control = control
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.read_sessionmaker = make_read_sessionmaker(engine)  # for GETs: no write lock
     app.state.metrics_registry = telemetry.app_registry(
         engine, leads=lambda: control.leadership.is_leader, websockets=lambda: len(live.CONNECTIONS)
     )

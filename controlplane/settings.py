@@ -137,6 +137,13 @@ class WebhookSettings(BaseModel):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest webhook body accepted (413 past it)."
     )
+    max_alerts: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Alerts in one webhook payload (413 past it; split bigger deliveries). Alertmanager's "
+        "webhook_config max_alerts keeps it under this (it counts the alerts left out in truncatedAlerts).",
+    )
 
 
 class IngestSettings(BaseModel):

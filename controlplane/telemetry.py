@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from controlplane.store import counters
+from controlplane.store.db import read_only
 
 log = logging.getLogger("coreplane.telemetry")
 
@@ -123,6 +124,7 @@ class StoreFigures(Collector):
 
     def _read(self) -> dict[str, list]:
         with self.engine.connect() as conn:
+            conn = read_only(conn)  # a scrape never queues behind a writer (store/db.py)
             return {family: counters.read(conn, family) for family, *_ in STORE_COUNTERS}
 
 

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from controlplane import tracing
@@ -98,6 +98,24 @@ def move(
     if to_state in FINISHED:
         action.finished_at = now
     announce(session, ACTIONS)
+
+
+def _due(agent_id: uuid.UUID, now: datetime) -> Select:
+    return (
+        select(Action)
+        .where(
+            Action.agent_id == agent_id,
+            Action.state == "pending",
+            or_(Action.not_before.is_(None), Action.not_before <= now),
+        )
+        .order_by(Action.created_at)
+    )
+
+
+def has_due(session: Session, agent_id: uuid.UUID, *, now: datetime) -> bool:
+    """Whether ``claim`` would hand the agent anything: a read, so a long poll can wait in a
+    read-only session and take the write lock only when there is work."""
+    return session.scalars(_due(agent_id, now).limit(1)).first() is not None
 
 
 def claim(session: Session, agent_id: uuid.UUID, *, now: datetime) -> list[Action]:

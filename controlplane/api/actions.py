@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.actions import lifecycle, plans
-from controlplane.api.deps import AGENT_OR_ADMIN, OPERATOR, VIEWER, Principal, db_session
+from controlplane.api.deps import AGENT_OR_ADMIN, OPERATOR, VIEWER, Principal, db_session, read_session
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected
 from controlplane.notify import ACTIONS, NOTIFIER
@@ -147,7 +147,7 @@ def create_action(
 
 @router.get("/actions", response_model=list[ActionOut], dependencies=[Depends(VIEWER)])
 def list_actions(
-    session: Session = Depends(db_session),
+    session: Session = Depends(read_session),
     state: str | None = Query(None, description="pending, dispatched, running, succeeded, failed, cancelled"),
     kind: str | None = None,
     rule: str | None = None,
@@ -170,7 +170,7 @@ def list_actions(
 
 
 @router.get("/actions/{action_id}", response_model=ActionDetail, dependencies=[Depends(VIEWER)])
-def read_action(action_id: uuid.UUID, session: Session = Depends(db_session)) -> ActionDetail:
+def read_action(action_id: uuid.UUID, session: Session = Depends(read_session)) -> ActionDetail:
     action = session.get(Action, action_id)
     if action is None:
         raise NotFound(f"no action {action_id}")
@@ -201,6 +201,11 @@ def cancel_action(
 
 
 def _claim(request: Request, agent_id: uuid.UUID) -> list[ActionOut]:
+    # Waiting is reading: only a look that finds work opens a write transaction, so a long
+    # poll never queues for (or times out on) SQLite's write lock while there is nothing to do.
+    with request.app.state.read_sessionmaker.begin() as session:
+        if not lifecycle.has_due(session, agent_id, now=utcnow()):
+            return []
     with request.app.state.sessionmaker.begin() as session:
         return [_out(a) for a in lifecycle.claim(session, agent_id, now=utcnow())]
 

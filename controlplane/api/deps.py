@@ -38,6 +38,13 @@ def db_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def read_session(request: Request) -> Iterator[Session]:
+    """A session for a route that only reads: on SQLite it never waits for the write lock
+    (controlplane/store/db.py), so a long write cannot hold up GETs."""
+    with request.app.state.read_sessionmaker.begin() as session:
+        yield session
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refused with 413 past ``limit`` bytes: by its declared length before
     reading, else while streaming (a chunked body declares none)."""
@@ -82,7 +89,7 @@ def authenticate(
     if token_digest == request.app.state.admin_token_digest:
         principal = Principal("admin", "admin", "admin")
     else:
-        with request.app.state.sessionmaker() as session:
+        with request.app.state.read_sessionmaker() as session:
             agent = session.scalars(
                 select(Agent).where(Agent.token_digest == token_digest, Agent.revoked.is_(False))
             ).first()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controlplane.errors import Conflict, NotFound, Rejected
@@ -40,7 +41,36 @@ ERROR_STATUSES = {
     "413": "Body too large",
     "415": "Unsupported Content-Encoding",
     "422": "Invalid input: detail and errors say what to fix",
+    "503": "The store is busy (lock contention) or not configured: retry after Retry-After seconds",
 }
+
+RETRY_AFTER_S = 1
+# SQLite's answers when busy_timeout ran out waiting for another writer.
+_SQLITE_BUSY = ("database is locked", "database is busy", "database table is locked")
+# PostgreSQL: serialization failure, deadlock detected, lock not available (lock_timeout).
+_PG_CONTENTION = {"40001", "40P01", "55P03"}
+
+
+def is_contention(exc: OperationalError) -> bool:
+    """True when the store refused only because another transaction held what this one
+    needed: the same request succeeds when sent again a moment later."""
+    if getattr(exc.orig, "sqlstate", None) in _PG_CONTENTION:
+        return True
+    return any(text in str(exc.orig) for text in _SQLITE_BUSY)
+
+
+def busy(request: Request) -> Response:
+    """503 + Retry-After: problem+json for the API, plain text for the console's pages."""
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    detail = (
+        f"the store is busy with other writes (lock contention) and this request's own writes were "
+        f"rolled back: send it again after {RETRY_AFTER_S} s (Retry-After)"
+    )
+    if not request.url.path.startswith("/api/"):
+        return PlainTextResponse(f"503 Service Unavailable: {detail}", 503, headers=headers)
+    response = problem(503, "Service Unavailable", detail)
+    response.headers.update(headers)
+    return response
 
 
 def document(schema: dict) -> None:
@@ -92,6 +122,14 @@ def install(app: FastAPI) -> None:
         if exc.headers:
             response.headers.update(exc.headers)
         return response
+
+    @app.exception_handler(OperationalError)
+    async def _store_busy(request: Request, exc: OperationalError) -> Response:
+        # Lock contention is temporary: a 503 the client retries, never a 500. Any other
+        # store failure stays a server error.
+        if not is_contention(exc):
+            raise exc
+        return busy(request)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from controlplane.api.deps import RANK, authenticate, read_body
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
-from controlplane.ops.alerts import record_alerts
+from controlplane.ops.alerts import Intake, chunks, record_alerts
 from controlplane.schemas.webhooks import AlertmanagerPayloadIn, WebhookResult
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -100,13 +100,33 @@ def _parse(body: bytes) -> AlertmanagerPayloadIn:
     dependencies=[Depends(webhook_caller)],
     responses={
         400: {"description": "The body is not JSON"},
-        413: {"description": "Body over COREPLANE_WEBHOOKS__MAX_BODY_BYTES"},
+        413: {
+            "description": "Body over COREPLANE_WEBHOOKS__MAX_BODY_BYTES, or more alerts than "
+            "COREPLANE_WEBHOOKS__MAX_ALERTS"
+        },
         503: {"description": "No webhook token is configured"},
     },
 )
 async def alertmanager_webhook(request: Request) -> WebhookResult:
-    body = await read_body(request, request.app.state.settings.webhooks.max_body_bytes)
+    limits = request.app.state.settings.webhooks
+    body = await read_body(request, limits.max_body_bytes)
     payload = _parse(body)
+    if len(payload.alerts) > limits.max_alerts:
+        raise Rejected(
+            f"the payload holds {len(payload.alerts)} alerts, over the cap of {limits.max_alerts} per "
+            f"request: send them in several requests (Alertmanager: set max_alerts in the webhook_config), "
+            f"or raise COREPLANE_WEBHOOKS__MAX_ALERTS",
+            [
+                {
+                    "kind": "body",
+                    "index": None,
+                    "field": "alerts",
+                    "reason": f"at most {limits.max_alerts} alerts",
+                }
+            ],
+            status=413,
+            reason="too_many_items",
+        )
     intake = await run_in_threadpool(_store, request, payload)
     ALERTS.labels(payload.source, "stored").inc(intake.stored)
     ALERTS.labels(payload.source, "deduplicated").inc(intake.deduplicated)
@@ -118,6 +138,11 @@ async def alertmanager_webhook(request: Request) -> WebhookResult:
     )
 
 
-def _store(request: Request, payload: AlertmanagerPayloadIn):  # type: ignore[no-untyped-def]
-    with request.app.state.sessionmaker.begin() as session:
-        return record_alerts(session, payload, now=utcnow())
+def _store(request: Request, payload: AlertmanagerPayloadIn) -> Intake:
+    """One short write transaction per chunk (ops/alerts.py says why that is safe)."""
+    stored = deduplicated = 0
+    for pairs in chunks(payload):
+        with request.app.state.sessionmaker.begin() as session:
+            intake = record_alerts(session, payload, pairs, now=utcnow())
+        stored, deduplicated = stored + intake.stored, deduplicated + intake.deduplicated
+    return Intake(stored=stored, deduplicated=deduplicated)
