@@ -10,9 +10,32 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-LabelSet = Annotated[dict[str, str], Field(max_length=200)]
+ALERTNAME_MAX = 200  # the alerts table's alertname column
+LABEL_NAME_MAX = 200
+LABEL_VALUE_MAX = 4096
+
+
+def _storable(value: str) -> str:
+    """Text both stores can hold: PostgreSQL's text and jsonb take neither NUL nor a lone
+    UTF-16 surrogate (a JSON escape like \\ud800 with no pair), and would answer a 500."""
+    if "\x00" in value:
+        raise ValueError("NUL bytes cannot be stored")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("a lone UTF-16 surrogate (\\ud800-\\udfff) is not text that can be stored") from None
+    return value
+
+
+def _text(max_length: int, min_length: int = 0):  # type: ignore[no-untyped-def]
+    return Annotated[str, Field(min_length=min_length, max_length=max_length), AfterValidator(_storable)]
+
+
+LabelName = _text(LABEL_NAME_MAX, min_length=1)
+LabelValue = _text(LABEL_VALUE_MAX)
+LabelSet = Annotated[dict[LabelName, LabelValue], Field(max_length=200)]
 
 
 def _instant(value: datetime | None) -> datetime | None:
@@ -37,24 +60,34 @@ class AlertIn(BaseModel):
     annotations: LabelSet = Field(default_factory=dict)
     startsAt: Instant = None  # the wire names, as Alertmanager spells them
     endsAt: Instant = None
-    generatorURL: str | None = Field(None, max_length=4096)
-    fingerprint: str | None = Field(None, max_length=64)
-    # Grafana only: the query values that made the rule fire.
-    values: dict[str, float | None] | None = None
-    valueString: str | None = Field(None, max_length=4096)
+    generatorURL: _text(4096) | None = None
+    fingerprint: _text(64) | None = None  # the alerts table's key column
+    # Grafana only: the query values that made the rule fire (JSON has no NaN or Infinity).
+    values: dict[LabelName, Annotated[float, Field(allow_inf_nan=False)] | None] | None = Field(
+        None, max_length=200
+    )
+    valueString: _text(4096) | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _alertname_fits(cls, labels: dict[str, str]) -> dict[str, str]:
+        if len(labels.get("alertname", "")) > ALERTNAME_MAX:
+            raise ValueError(f"the alertname label has more than {ALERTNAME_MAX} characters")
+        return labels
 
 
 class AlertmanagerPayloadIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    version: str | None = Field(None, max_length=20, description='"4" from Alertmanager, "1" from Grafana.')
+    version: _text(20) | None = Field(None, description='"4" from Alertmanager, "1" from Grafana.')
     status: Literal["firing", "resolved"] | None = None
-    receiver: str | None = Field(None, max_length=500)
-    groupKey: str | None = Field(None, max_length=4096)
-    externalURL: str | None = Field(None, max_length=4096)
+    receiver: _text(500) | None = None
+    groupKey: _text(4096) | None = None
+    externalURL: _text(4096) | None = None
     truncatedAlerts: int | None = Field(None, ge=0)
     orgId: int | None = None  # Grafana only
-    alerts: list[AlertIn] = Field(max_length=10_000)
+    # How many per request is a setting (COREPLANE_WEBHOOKS__MAX_ALERTS), checked by the route.
+    alerts: list[AlertIn]
 
     @property
     def source(self) -> str:
