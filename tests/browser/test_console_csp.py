@@ -29,6 +29,10 @@ window.cspViolations = [];
 document.addEventListener("securitypolicyviolation", function (e) {
   window.cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline") + " at " + e.sourceFile + ":" + e.lineNumber);
 });
+// htmx's own refusal of an hx-on / js: expression (allowEval is off): a page that needs it.
+document.addEventListener("htmx:evalDisallowedError", function (e) {
+  window.cspViolations.push("htmx eval refused on <" + e.target.tagName.toLowerCase() + ">");
+});
 """
 
 
