@@ -19,7 +19,8 @@ def parse_time(field: str, text: str) -> datetime:
         return utc_naive(datetime.fromisoformat(text.strip()))
     except ValueError as exc:
         raise Rejected.field(
-            f"{field} {text!r} is not a usable time ({exc}): write it like 2025-01-31T09:30:00Z",
+            f"{field} {text!r} is not a time ({exc}): "
+            "write it like 2025-01-31T09:30:00Z (RFC 3339; no zone = UTC)",
             field,
             "not a time",
         ) from None
