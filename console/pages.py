@@ -42,7 +42,7 @@ def console_identity(app: Any, cookie: MutableMapping[str, Any]) -> Identity | N
     session_id = cookie.get(_SID)
     if not session_id:
         return None
-    with app.state.sessionmaker() as session:
+    with app.state.read_sessionmaker() as session:  # every request: never the write lock
         identity = sessions.resolve(session, session_id, admin_token_digest=app.state.admin_token_digest)
     if identity is None:
         cookie.pop(_SID, None)
@@ -132,7 +132,7 @@ def _verify(request: Request, username: str, password: str, token: str) -> users
     """The password (or the admin token) checked with no store transaction open."""
     if not username:
         return bool(token) and matches(token, request.app.state.admin_token_digest)
-    with request.app.state.sessionmaker() as session:
+    with request.app.state.read_sessionmaker() as session:
         found = users.login_hash(session, username)
     return users.check_password(found, password)
 
@@ -208,7 +208,9 @@ def users_change(
     password: str = Form(""),
     csrf: str = Form(""),
     _role: str = Depends(require_role("admin")),
-    session: Session = Depends(db_session),
+    # Committed before the answer is sent (FastAPI ends a yield dependency after it by
+    # default): a user whose sessions this ends is refused from the admin's next click on.
+    session: Session = Depends(db_session, scope="function"),
 ) -> Response:
     """Add a user, change a role or password, disable or enable: each change is audited;
     the last three end the user's open sessions."""
