@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -51,12 +52,14 @@ _SQLITE_BUSY = ("database is locked", "database is busy", "database table is loc
 _PG_CONTENTION = {"40001", "40P01", "55P03"}
 
 
-def is_contention(exc: OperationalError) -> bool:
+def is_contention(exc: Exception) -> bool:
     """True when the store refused only because another transaction held what this one
-    needed: the same request succeeds when sent again a moment later."""
-    if getattr(exc.orig, "sqlstate", None) in _PG_CONTENTION:
+    needed: the same request succeeds when sent again a moment later. ``exc`` is
+    SQLAlchemy's error, or psycopg's own from a raw cursor (the COPY writes use one)."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) in _PG_CONTENTION:
         return True
-    return any(text in str(exc.orig) for text in _SQLITE_BUSY)
+    return any(text in str(orig) for text in _SQLITE_BUSY)
 
 
 def busy(request: Request) -> Response:
@@ -123,13 +126,15 @@ def install(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
-    @app.exception_handler(OperationalError)
-    async def _store_busy(request: Request, exc: OperationalError) -> Response:
+    async def _store_busy(request: Request, exc: Exception) -> Response:
         # Lock contention is temporary: a 503 the client retries, never a 500. Any other
         # store failure stays a server error.
         if not is_contention(exc):
             raise exc
         return busy(request)
+
+    app.add_exception_handler(OperationalError, _store_busy)
+    app.add_exception_handler(psycopg.OperationalError, _store_busy)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

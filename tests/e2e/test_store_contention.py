@@ -23,6 +23,7 @@ from agents.client import ControlPlaneClient
 from agents.config import AgentConfig
 from agents.daemon import Agent, load_or_register
 from bench.harness import migrated_store, running_control_plane, until
+from tests.conftest import console_login
 
 HOOK = "/api/v1/webhooks/alertmanager"
 WEBHOOK_TOKEN = "contention-webhook-token"
@@ -84,7 +85,8 @@ def test_reads_do_not_wait_for_the_write_lock_and_a_blocked_write_gets_503_retry
     agent = _agent_token(base, admin, "reader")
     auth = {"Authorization": f"Bearer {agent['token']}"}
     viewer = {"Authorization": f"Bearer {admin}"}
-    with httpx.Client(base_url=base, timeout=30) as http, write_lock_held(store):
+    console, _ = console_login(base, token=admin)
+    with httpx.Client(base_url=base, timeout=30) as http, contextlib.closing(console), write_lock_held(store):
         reads = {
             "/readyz": lambda: http.get("/readyz"),
             "long poll": lambda: http.get(
@@ -102,12 +104,17 @@ def test_reads_do_not_wait_for_the_write_lock_and_a_blocked_write_gets_503_retry
         answer, took = _timed(
             lambda: http.post("/api/v1/ingest", json=_batch("reader", "locked"), headers=auth)
         )
+        page, page_took = _timed(lambda: console.get("/events", timeout=60))
     assert answer.status_code == 503, answer.text
     assert answer.headers["retry-after"] == "1"
     assert answer.headers["content-type"] == "application/problem+json"
     assert "Retry-After" in answer.json()["detail"]
     assert took >= BUSY_TIMEOUT_S - 0.5  # it queued for the lock first
     assert _stored_points(store, "locked") == 0
+    # A console page answers, or says "busy, retry" in plain text: never a 500.
+    assert page.status_code in (200, 503), (page_took, page.text)
+    if page.status_code == 503:
+        assert page.headers["retry-after"] == "1" and "send it again" in page.text
 
 
 class _Recorded(ControlPlaneClient):
