@@ -104,7 +104,9 @@ def _parse(body: bytes) -> AlertmanagerPayloadIn:
             "description": "Body over COREPLANE_WEBHOOKS__MAX_BODY_BYTES, or more alerts than "
             "COREPLANE_WEBHOOKS__MAX_ALERTS"
         },
-        503: {"description": "No webhook token is configured"},
+        503: {
+            "description": "No webhook token is configured, or the store is busy (retry after Retry-After)"
+        },
     },
 )
 async def alertmanager_webhook(request: Request) -> WebhookResult:
