@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from console.pages import _actor, _client, _render, check_csrf, require_role
 from controlplane import audit
 from controlplane.actions import lifecycle, plans
-from controlplane.api.deps import db_session
+from controlplane.api.deps import DB_SESSION
 from controlplane.catalog.instances import describe
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
@@ -113,7 +113,7 @@ def _plan(session: Session, kind: str, target: str, params: dict) -> list[str]:
 
 @router.get("/actions")
 def actions_page(
-    request: Request, role: str = Depends(require_role("viewer")), session: Session = Depends(db_session)
+    request: Request, role: str = Depends(require_role("viewer")), session: Session = DB_SESSION
 ) -> Response:
     rows = session.scalars(
         select(Action).where(Action.parent_id.is_(None)).order_by(Action.created_at.desc()).limit(100)
@@ -133,7 +133,7 @@ async def _submitted(request: Request) -> tuple[dict[str, str], str, str, dict]:
 
 @router.post("/actions/preview")
 async def preview(
-    request: Request, _role: str = Depends(require_role("operator")), session: Session = Depends(db_session)
+    request: Request, _role: str = Depends(require_role("operator")), session: Session = DB_SESSION
 ) -> Response:
     form, kind, target, params = await _submitted(request)
     # The key makes a confirmation posted twice (a double click, the back button) one action.
@@ -146,7 +146,7 @@ async def preview(
 
 @router.post("/actions/confirm")
 async def confirm(
-    request: Request, _role: str = Depends(require_role("operator")), session: Session = Depends(db_session)
+    request: Request, _role: str = Depends(require_role("operator")), session: Session = DB_SESSION
 ) -> Response:
     form, kind, target, params = await _submitted(request)
 
@@ -171,7 +171,7 @@ def action_page(
     request: Request,
     action_id: uuid.UUID,
     _role: str = Depends(require_role("viewer")),
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
 ) -> Response:
     action = session.get(Action, action_id)
     if action is None:

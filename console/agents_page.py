@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from console.pages import _render, require_role
-from controlplane.api.deps import db_session
+from controlplane.api.deps import DB_SESSION
 from controlplane.catalog.instances import describe
 from controlplane.clock import utcnow
 from controlplane.store.models import Agent, InfrastructureEvent, InfrastructureMetric
@@ -104,7 +104,7 @@ def context(session: Session, now: datetime, ttl_s: float) -> dict:
 
 @router.get("/agents")
 def agents_page(
-    request: Request, _role: str = Depends(require_role("viewer")), session: Session = Depends(db_session)
+    request: Request, _role: str = Depends(require_role("viewer")), session: Session = DB_SESSION
 ) -> Response:
     ctx = context(session, utcnow(), request.app.state.settings.control.instance_ttl_s)
     return _render(request, "agents.html", ctx, block="agents")

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from console import charts
 from console.live import ws_url
 from console.pages import _render, require_role, templates
-from controlplane.api.deps import db_session
+from controlplane.api.deps import DB_SESSION
 from controlplane.catalog.instances import HEALTH_EVENT, describe, history
 from controlplane.clock import utcnow
 from controlplane.store.models import MetricRollup1h
@@ -152,7 +152,7 @@ def _missing(request: Request, template: str, message: str, status: int = 404) -
 
 @router.get("/services")
 def services_page(
-    request: Request, _role: str = Depends(require_role("viewer")), session: Session = Depends(db_session)
+    request: Request, _role: str = Depends(require_role("viewer")), session: Session = DB_SESSION
 ) -> Response:
     ctx = {"services": _catalog(session, None, utcnow()), "filtered": None, "live": ws_url("services")}
     return _render(request, "services.html", ctx, block="catalog")
@@ -163,7 +163,7 @@ def service_page(
     request: Request,
     name: str,
     _role: str = Depends(require_role("viewer")),
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
 ) -> Response:
     services = _catalog(session, name, utcnow())
     if not services:
@@ -293,7 +293,7 @@ def instance_page(
     address: str,
     span: str = Query("1h", alias="range"),
     _role: str = Depends(require_role("viewer")),
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
 ) -> Response:
     if span not in INSTANCE_RANGES:
         message = f"Unknown range {span!r}: use one of {', '.join(INSTANCE_RANGES)}."

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from console.live import ws_url
 from console.pages import _render, require_role, templates
-from controlplane.api.deps import db_session
+from controlplane.api.deps import DB_SESSION
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
 from controlplane.ops.queries import parse_time
@@ -120,7 +120,7 @@ def live_blocks(app, params: dict[str, str], role: str) -> dict[str, str]:  # ty
 
 @router.get("/events")
 def events_page(
-    request: Request, _role: str = Depends(require_role("viewer")), session: Session = Depends(db_session)
+    request: Request, _role: str = Depends(require_role("viewer")), session: Session = DB_SESSION
 ) -> Response:
     params = dict(request.query_params)
     base = {"form": params, "ranges": RANGES, "statuses": STATUSES} | _choices(session)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from console import charts
 from console.pages import _render, require_role
-from controlplane.api.deps import db_session
+from controlplane.api.deps import DB_SESSION
 from controlplane.api.metrics import MAX_BUCKETS
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
@@ -150,7 +150,7 @@ def _links(form: dict, query: SeriesQuery, source: str) -> dict:
 
 @router.get("/explore")
 def explore_page(
-    request: Request, _role: str = Depends(require_role("viewer")), session: Session = Depends(db_session)
+    request: Request, _role: str = Depends(require_role("viewer")), session: Session = DB_SESSION
 ) -> Response:
     now, form = utcnow(), _form(request)
     ctx = {"form": form, "aggregates": AGGREGATES, "ranges": tuple(charts.RANGES), "error": None,

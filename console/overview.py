@@ -18,7 +18,7 @@ from console import charts
 from console.live import ws_url
 from console.pages import _render, require_session, templates
 from controlplane import leader
-from controlplane.api.deps import db_session
+from controlplane.api.deps import DB_SESSION
 from controlplane.backends import probe_all
 from controlplane.catalog.instances import describe
 from controlplane.clock import utcnow
@@ -149,7 +149,7 @@ def live_blocks(app, params: dict[str, str], role: str) -> dict[str, str]:  # ty
 
 @router.get("/")
 async def overview(
-    request: Request, role: str = Depends(require_session), session: Session = Depends(db_session)
+    request: Request, role: str = Depends(require_session), session: Session = DB_SESSION
 ) -> Response:
     backends = await probe_all(request.app.state.settings, request.app.state.engine)
     if request.headers.get("HX-Request") == "true":

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane import __version__, audit, sessions, users
-from controlplane.api.deps import db_session
+from controlplane.api.deps import DB_SESSION
 from controlplane.auth import matches
 from controlplane.errors import Conflict, NotFound, Rejected
 from controlplane.sessions import Identity
@@ -193,7 +193,7 @@ def login(
 
 @router.get("/users")
 def users_page(
-    request: Request, _role: str = Depends(require_role("admin")), session: Session = Depends(db_session)
+    request: Request, _role: str = Depends(require_role("admin")), session: Session = DB_SESSION
 ) -> Response:
     rows = session.scalars(select(User).order_by(User.username)).all()
     return _render(request, "users.html", {"users": rows, "roles": users.ROLES, "error": None})
@@ -210,7 +210,7 @@ def users_change(
     _role: str = Depends(require_role("admin")),
     # Committed before the answer is sent (FastAPI ends a yield dependency after it by
     # default): a user whose sessions this ends is refused from the admin's next click on.
-    session: Session = Depends(db_session, scope="function"),
+    session: Session = DB_SESSION,
 ) -> Response:
     """Add a user, change a role or password, disable or enable: each change is audited;
     the last three end the user's open sessions."""

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from console.pages import _actor, _client, _render, check_csrf, current_user, require_role
 from controlplane import audit, users
-from controlplane.api.deps import db_session
+from controlplane.api.deps import DB_SESSION
 from controlplane.api.rules import RulesPut
 from controlplane.clock import utcnow
 from controlplane.errors import Conflict, NotFound
@@ -83,7 +83,7 @@ def _page(request: Request, context: dict, status: int = 200, block: str | None 
 
 @router.get("/rules")
 def rules_page(
-    request: Request, role: str = Depends(require_role("viewer")), session: Session = Depends(db_session)
+    request: Request, role: str = Depends(require_role("viewer")), session: Session = DB_SESSION
 ) -> Response:
     return _page(request, _context(session, role), block="evaluations")
 
@@ -95,7 +95,7 @@ def save_rules(
     version: str = Form(""),
     csrf: str = Form(""),
     role: str = Depends(require_role("admin")),
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
 ) -> Response:
     """Validate, then replace the rules through the store function the API uses; audited."""
     check_csrf(request, csrf)

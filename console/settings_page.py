@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from console.pages import _actor, _client, _render, check_csrf, require_role
 from controlplane import audit
-from controlplane.api.deps import db_session
+from controlplane.api.deps import DB_SESSION
 from controlplane.api.settings_routes import RESERVED_PREFIXES
 from controlplane.clock import utcnow
 from controlplane.errors import Conflict, Rejected
@@ -100,7 +100,7 @@ def _page(request: Request, session: Session, *, error: str | None = None, statu
 
 @router.get("/settings")
 def settings_page(
-    request: Request, _role: str = Depends(require_role("admin")), session: Session = Depends(db_session)
+    request: Request, _role: str = Depends(require_role("admin")), session: Session = DB_SESSION
 ) -> Response:
     return _page(request, session)
 
@@ -113,7 +113,7 @@ def settings_change(
     version: str = Form(""),
     csrf: str = Form(""),
     _role: str = Depends(require_role("admin")),
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
 ) -> Response:
     """Replace one setting if it is still at the version the form was read at; audited."""
     check_csrf(request, csrf)

@@ -14,7 +14,14 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.actions import lifecycle, plans
-from controlplane.api.deps import AGENT_OR_ADMIN, OPERATOR, VIEWER, Principal, db_session, read_session
+from controlplane.api.deps import (
+    AGENT_OR_ADMIN,
+    DB_SESSION,
+    OPERATOR,
+    READ_SESSION,
+    VIEWER,
+    Principal,
+)
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected
 from controlplane.notify import ACTIONS, NOTIFIER
@@ -115,7 +122,7 @@ def create_action(
     request: Request,
     action_in: ActionCreate,
     who: Principal = Depends(OPERATOR),
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
 ) -> ActionOut:
     if action_in.kind not in KINDS:
         raise Rejected.field(
@@ -147,7 +154,7 @@ def create_action(
 
 @router.get("/actions", response_model=list[ActionOut], dependencies=[Depends(VIEWER)])
 def list_actions(
-    session: Session = Depends(read_session),
+    session: Session = READ_SESSION,
     state: str | None = Query(None, description="pending, dispatched, running, succeeded, failed, cancelled"),
     kind: str | None = None,
     rule: str | None = None,
@@ -170,7 +177,7 @@ def list_actions(
 
 
 @router.get("/actions/{action_id}", response_model=ActionDetail, dependencies=[Depends(VIEWER)])
-def read_action(action_id: uuid.UUID, session: Session = Depends(read_session)) -> ActionDetail:
+def read_action(action_id: uuid.UUID, session: Session = READ_SESSION) -> ActionDetail:
     action = session.get(Action, action_id)
     if action is None:
         raise NotFound(f"no action {action_id}")
@@ -188,7 +195,7 @@ def read_action(action_id: uuid.UUID, session: Session = Depends(read_session)) 
 
 @router.post("/actions/{action_id}/cancel", response_model=ActionOut)
 def cancel_action(
-    action_id: uuid.UUID, who: Principal = Depends(OPERATOR), session: Session = Depends(db_session)
+    action_id: uuid.UUID, who: Principal = Depends(OPERATOR), session: Session = DB_SESSION
 ) -> ActionOut:
     action = session.get(Action, action_id)
     if action is None:
@@ -243,7 +250,7 @@ def _agent_action(session: Session, action_id: uuid.UUID, who: Principal) -> Act
 
 @router.post("/actions/{action_id}/start", response_model=ActionOut)
 def start_action(
-    action_id: uuid.UUID, who: Principal = Depends(AGENT_OR_ADMIN), session: Session = Depends(db_session)
+    action_id: uuid.UUID, who: Principal = Depends(AGENT_OR_ADMIN), session: Session = DB_SESSION
 ) -> ActionOut:
     action = _agent_action(session, action_id, who)
     if action.state != "dispatched":
@@ -257,7 +264,7 @@ def post_result(
     action_id: uuid.UUID,
     result_in: ActionResultIn,
     who: Principal = Depends(AGENT_OR_ADMIN),
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
 ) -> ActionOut:
     action = _agent_action(session, action_id, who)
     if action.state not in ("dispatched", "running"):

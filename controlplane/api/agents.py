@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.api.catalog import InstanceIn
-from controlplane.api.deps import ADMIN, AGENT_OR_ADMIN, Principal, db_session
+from controlplane.api.deps import ADMIN, AGENT_OR_ADMIN, DB_SESSION, Principal
 from controlplane.auth import digest, new_token
 from controlplane.catalog import instances
 from controlplane.clock import utcnow
@@ -42,7 +42,7 @@ class AgentRegistered(BaseModel):
 def register(
     agent_in: AgentRegisterIn,
     admin: Principal = Depends(ADMIN),
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
 ) -> AgentRegistered:
     if session.scalars(select(Agent).where(Agent.name == agent_in.name)).first() is not None:
         raise Conflict(f"an agent named {agent_in.name!r} is registered already: pick another name")
@@ -80,7 +80,7 @@ def heartbeat(
     request: Request,
     heartbeat_in: HeartbeatIn,
     principal: Principal = Depends(AGENT_OR_ADMIN),
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
 ) -> dict:
     if principal.kind == "agent" and heartbeat_in.agent != principal.name:
         raise Rejected(

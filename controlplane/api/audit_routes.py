@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import ADMIN, db_session
+from controlplane.api.deps import ADMIN, DB_SESSION
 from controlplane.store.models import AuditEntry
 
 router = APIRouter(tags=["audit"])
@@ -16,7 +16,7 @@ router = APIRouter(tags=["audit"])
 
 @router.get("/audit", dependencies=[Depends(ADMIN)], summary="The audit log, newest first")
 def read_audit(
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
     actor: str | None = None,
     action: str | None = Query(None, description="e.g. user.create, rules.replace, login.failed"),
     limit: int = Query(100, ge=1, le=1000),

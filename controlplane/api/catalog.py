@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import ADMIN, OPERATOR, VIEWER, Principal, db_session
+from controlplane.api.deps import ADMIN, DB_SESSION, OPERATOR, VIEWER, Principal
 from controlplane.catalog import instances
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected
@@ -133,7 +133,7 @@ def reassign_owner(
     address: str,
     owner_in: OwnerIn,
     who: Principal = Depends(ADMIN),
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
 ) -> dict[str, str]:
     instances.reassign(session, name, address, agent=owner_in.agent, actor=f"{who.kind}:{who.name}")
     return {"service": name, "address": address, "agent": owner_in.agent}

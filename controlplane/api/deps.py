@@ -33,7 +33,13 @@ class Principal:
 
 
 def db_session(request: Request) -> Iterator[Session]:
-    """A session whose transaction commits when the route returns without error."""
+    """A session whose transaction commits when the route returns without error.
+
+    Routes take it as ``DB_SESSION`` (and ``READ_SESSION``), never a bare
+    ``Depends(db_session)``: FastAPI's default ends a yield dependency after the response
+    is sent, so the client would get its 2xx before the commit, and a commit that then
+    failed would be a lost write answered as a success.
+    tests/integration/store/test_commit_before_answer.py checks every route."""
     with request.app.state.sessionmaker.begin() as session:
         yield session
 
@@ -43,6 +49,11 @@ def read_session(request: Request) -> Iterator[Session]:
     (controlplane/store/db.py), so a long write cannot hold up GETs."""
     with request.app.state.read_sessionmaker.begin() as session:
         yield session
+
+
+# The session closes (commits) when the route returns, before the answer leaves.
+DB_SESSION = Depends(db_session, scope="function")
+READ_SESSION = Depends(read_session, scope="function")
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import VIEWER, read_session
+from controlplane.api.deps import READ_SESSION, VIEWER
 from controlplane.schemas.ingest import Timestamp, UtcDatetime
 from controlplane.store.events import EventQuery, list_events
 
@@ -40,7 +40,7 @@ def query_events(
     q: str | None = Query(None, max_length=200, description="Full-text search over details"),
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = Query(None, max_length=200),
-    session: Session = Depends(read_session),
+    session: Session = READ_SESSION,
 ) -> EventsPage:
     rows, next_cursor = list_events(
         session,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from controlplane import telemetry
-from controlplane.api.deps import VIEWER, read_session
+from controlplane.api.deps import READ_SESSION, VIEWER
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
 from controlplane.ops.queries import MAX_TAG_FILTERS, parse_tag_filters
@@ -50,7 +50,7 @@ def query_metrics(
     agg: Literal["avg", "min", "max", "sum", "count", "p95"] = "avg",
     group_by: str | None = Query(None, max_length=64, description="A tag key to split series by"),
     source: Literal["auto", "raw", "1m", "1h"] = "auto",
-    session: Session = Depends(read_session),
+    session: Session = READ_SESSION,
 ) -> MetricsOut:
     end_at = end or utcnow()
     start_at = start or end_at - timedelta(hours=1)

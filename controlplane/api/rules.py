@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane import audit
-from controlplane.api.deps import ADMIN, VIEWER, Principal, db_session
+from controlplane.api.deps import ADMIN, DB_SESSION, VIEWER, Principal
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
 from controlplane.policy import rules as rules_mod
@@ -40,13 +40,13 @@ def _document(version: int, text: str) -> dict[str, Any]:
 
 
 @router.get("", dependencies=[Depends(VIEWER)], summary="The rules in force")
-def read_rules(session: Session = Depends(db_session)) -> dict[str, Any]:
+def read_rules(session: Session = DB_SESSION) -> dict[str, Any]:
     return _document(*stored_rules(session))
 
 
 @router.put("", summary="Replace the rules (validated first)")
 def replace_rules(
-    rules_in: RulesPut, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)
+    rules_in: RulesPut, who: Principal = Depends(ADMIN), session: Session = DB_SESSION
 ) -> dict[str, Any]:
     try:
         rules_mod.parse_rules(rules_in.yaml)
@@ -74,7 +74,7 @@ def replace_rules(
 
 @router.get("/evaluations", dependencies=[Depends(VIEWER)], summary="Why rules fired or were held back")
 def evaluations(
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
     rule: str | None = None,
     outcome: str | None = Query(None, description="fired, suppressed, dry_run or error"),
     limit: int = Query(100, ge=1, le=1000),

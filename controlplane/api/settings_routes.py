@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controlplane import audit
-from controlplane.api.deps import ADMIN, Principal, db_session
+from controlplane.api.deps import ADMIN, DB_SESSION, Principal
 from controlplane.clock import utcnow
 from controlplane.errors import Conflict
 from controlplane.ops.settings import check_value
@@ -47,7 +47,7 @@ def _guard(setting_type: str) -> None:
 # Reading is admin-only, like the console's Settings page: a document may hold a secret
 # (a webhook password, a backend credential), and a viewer must not read it here either.
 @router.get("/{setting_type}", response_model=SettingOut, dependencies=[Depends(ADMIN)])
-def read_setting(setting_type: str = SettingType, session: Session = Depends(db_session)) -> SettingOut:
+def read_setting(setting_type: str = SettingType, session: Session = DB_SESSION) -> SettingOut:
     _guard(setting_type)
     return SettingOut.model_validate(get_setting(session, setting_type=setting_type), from_attributes=True)
 
@@ -57,7 +57,7 @@ def replace_setting(
     setting_in: SettingPut,
     setting_type: str = SettingType,
     principal: Principal = Depends(ADMIN),
-    session: Session = Depends(db_session),
+    session: Session = DB_SESSION,
 ) -> SettingOut:
     _guard(setting_type)
     check_value(setting_type, setting_in.value)
@@ -82,7 +82,7 @@ def replace_setting(
     response_model=list[SettingOut],
     dependencies=[Depends(ADMIN)],
 )
-def read_history(setting_type: str = SettingType, session: Session = Depends(db_session)) -> list[SettingOut]:
+def read_history(setting_type: str = SettingType, session: Session = DB_SESSION) -> list[SettingOut]:
     _guard(setting_type)
     return [
         SettingOut.model_validate(h, from_attributes=True)

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from controlplane import audit
-from controlplane.api.deps import ADMIN, Principal, db_session
+from controlplane.api.deps import ADMIN, DB_SESSION, Principal
 from controlplane.auth import digest, new_token
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound
@@ -34,7 +34,7 @@ class TokenCreated(BaseModel):
 
 @router.post("", status_code=201, response_model=TokenCreated, summary="Issue an API token")
 def create_token(
-    token_in: TokenCreate, admin: Principal = Depends(ADMIN), session: Session = Depends(db_session)
+    token_in: TokenCreate, admin: Principal = Depends(ADMIN), session: Session = DB_SESSION
 ) -> TokenCreated:
     token = new_token()
     row = ApiToken(
@@ -53,7 +53,7 @@ def create_token(
 
 @router.delete("/{token_id}", status_code=204, summary="Revoke an API token")
 def revoke_token(
-    token_id: uuid.UUID, admin: Principal = Depends(ADMIN), session: Session = Depends(db_session)
+    token_id: uuid.UUID, admin: Principal = Depends(ADMIN), session: Session = DB_SESSION
 ) -> None:
     revoked = session.execute(
         update(ApiToken)

@@ -20,9 +20,7 @@ def utc_naive(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC).replace(tzinfo=None)
     except OverflowError:
-        raise ValueError(
-            f"{value.isoformat()} is outside years 1 to 9999 once converted to UTC"
-        ) from None
+        raise ValueError(f"{value.isoformat()} is outside years 1 to 9999 once converted to UTC") from None
 
 
 def _no_nul(value: str) -> str:

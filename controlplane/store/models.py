@@ -175,9 +175,7 @@ class ConsoleSession(Base):
     id_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     # The user's name, or "admin-token" for a bootstrap login with the admin token.
     username: Mapped[str] = mapped_column(String(100))
-    user_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     # For an admin-token login: the token's digest then, so a new admin token ends it.
     credential_digest: Mapped[str | None] = mapped_column(String(64))
     csrf: Mapped[str] = mapped_column(String(64))

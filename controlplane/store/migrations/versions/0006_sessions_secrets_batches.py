@@ -16,7 +16,10 @@ branch_labels = None
 depends_on = None
 
 # setting_type in infrastructure_settings -> (name in control_secrets, key in the JSON value)
-_MOVED = {"auth.admin_token": ("admin_token_sha256", "sha256"), "console.session_secret": ("session_secret", "secret")}
+_MOVED = {
+    "auth.admin_token": ("admin_token_sha256", "sha256"),
+    "console.session_secret": ("session_secret", "secret"),
+}
 
 
 def upgrade() -> None:
@@ -94,7 +97,9 @@ def downgrade() -> None:
     import uuid
 
     for setting_type, (name, key) in _MOVED.items():
-        row = conn.execute(sa.text("SELECT value, created_at FROM control_secrets WHERE name = :n"), {"n": name}).first()
+        row = conn.execute(
+            sa.text("SELECT value, created_at FROM control_secrets WHERE name = :n"), {"n": name}
+        ).first()
         if row is not None:
             conn.execute(
                 sa.insert(settings).values(
