@@ -4,11 +4,12 @@ theirs, say when they start one and post its result."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -85,7 +86,18 @@ class ActionDetail(ActionOut):
 class ActionResultIn(BaseModel):
     ok: bool
     output: dict[str, Any] = Field(default_factory=dict)
-    error: str | None = Field(None, max_length=4000)
+    error: Text | None = Field(None, max_length=4000)
+
+    @field_validator("output")
+    @classmethod
+    def _storable(cls, output: dict[str, Any]) -> dict[str, Any]:
+        # What an agent's actuator printed is stored as JSON: the store must be able to hold it.
+        text = json.dumps(output, allow_nan=False)
+        if "\\u0000" in text:
+            raise ValueError("NUL bytes cannot be stored")
+        if len(text) > plans.MAX_PARAMS_BYTES:
+            raise ValueError(f"{len(text)} bytes of JSON, over {plans.MAX_PARAMS_BYTES}")
+        return output
 
 
 def _out(action: Action) -> ActionOut:

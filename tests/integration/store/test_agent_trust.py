@@ -130,6 +130,11 @@ def test_an_instances_action_goes_to_its_owner_and_only_the_owner_reports_on_it(
         assert refused.headers["content-type"] == "application/problem+json"
     detail = api.get(f"/api/v1/actions/{action_id}").json()
     assert detail["state"] == "dispatched" and detail["result"] is None
+    # Even its owner's result must be storable: a NUL byte was a 500 on PostgreSQL.
+    for odd in ({"ok": False, "error": "boom\x00"}, {"ok": True, "output": {"log": "a\x00b"}}):
+        refused = api.post(f"/api/v1/actions/{action_id}/result", json=odd, headers=vm)
+        assert refused.status_code == 422 and "NUL" in refused.text, refused.text
+    assert api.get(f"/api/v1/actions/{action_id}").json()["state"] == "dispatched"
     done = api.post(f"/api/v1/actions/{action_id}/result", json={"ok": True}, headers=vm)
     assert done.json()["state"] == "succeeded"
 
