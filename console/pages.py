@@ -208,8 +208,6 @@ def users_change(
     password: str = Form(""),
     csrf: str = Form(""),
     _role: str = Depends(require_role("admin")),
-    # Committed before the answer is sent (FastAPI ends a yield dependency after it by
-    # default): a user whose sessions this ends is refused from the admin's next click on.
     session: Session = DB_SESSION,
 ) -> Response:
     """Add a user, change a role or password, disable or enable: each change is audited;
