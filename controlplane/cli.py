@@ -336,6 +336,15 @@ def _user_change(change) -> None:  # type: ignore[no-untyped-def]
         engine.dispose()
 
 
+def _read_password(prompt: str, from_stdin: bool) -> str:
+    """A password from standard input's first line, or asked for twice without echo."""
+    import sys
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
 @user_app.command("add")
 def user_add(
     username: str,
@@ -343,14 +352,9 @@ def user_add(
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
 ) -> None:
     """Add a console user (the password is asked for, or read from stdin)."""
-    import sys
-
     from controlplane import users
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password("Password", password_stdin)
     _user_change(lambda s: users.create_user(s, username=username, password=password, role=role, actor="cli"))
     typer.echo(f"coreplane: added {username} ({role})")
 
@@ -384,14 +388,9 @@ def user_passwd(
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
 ) -> None:
     """Set a user's password; the user's open console sessions end."""
-    import sys
-
     from controlplane import users
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    password = _read_password("New password", password_stdin)
     _user_change(lambda s: users.set_password(s, username=username, password=password, actor="cli"))
     typer.echo(f"coreplane: new password for {username}; their console sessions ended")
 

@@ -143,10 +143,10 @@ def control_plane(tmp_path_factory, services) -> ControlPlane:
     proc.wait(timeout=15)
 
 
-@pytest.fixture
-def control_plane_sqlite(tmp_path, services):
-    """(URL, admin token, log path) of a fresh, private `coreplane serve` on SQLite, with the
-    real services' addresses: for tests that need the rules, catalog and actions empty."""
+@contextlib.contextmanager
+def private_serve(tmp_path: Path, **settings: str):  # type: ignore[no-untyped-def]
+    """(URL, admin token, log path) of a fresh `coreplane serve` on its own SQLite store, with
+    the real services' addresses and ``settings`` as extra COREPLANE_ variables."""
     import secrets
 
     from dotenv import dotenv_values
@@ -158,12 +158,23 @@ def control_plane_sqlite(tmp_path, services):
         "COREPLANE_DATABASE_URL": f"sqlite:///{tmp_path}/store.db",
         "COREPLANE_ADMIN_TOKEN": token,
         "COREPLANE_SERVER__PORT": str(port),
+        **settings,
     }
     migrate(env)
     proc = start_serve(env, tmp_path / "serve.log")
-    yield f"http://127.0.0.1:{port}", token, tmp_path / "serve.log"
-    proc.terminate()
-    proc.wait(timeout=15)
+    try:
+        yield f"http://127.0.0.1:{port}", token, tmp_path / "serve.log"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@pytest.fixture
+def control_plane_sqlite(tmp_path, services):
+    """A private serve (``private_serve``): for tests that need the rules, catalog and
+    actions empty."""
+    with private_serve(tmp_path) as found:
+        yield found
 
 
 @pytest.fixture

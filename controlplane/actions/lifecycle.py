@@ -122,15 +122,7 @@ def claim(session: Session, agent_id: uuid.UUID, *, now: datetime) -> list[Actio
     """Hand the agent its due pending actions (dispatched, each exactly once: on PostgreSQL
     concurrent pollers skip rows another one has locked). An action for an instance that
     now belongs to another agent (reassigned since it was created) goes to that agent instead."""
-    query = (
-        select(Action)
-        .where(
-            Action.agent_id == agent_id,
-            Action.state == "pending",
-            or_(Action.not_before.is_(None), Action.not_before <= now),
-        )
-        .order_by(Action.created_at)
-    )
+    query = _due(agent_id, now)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     claimed = []

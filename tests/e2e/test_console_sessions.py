@@ -4,29 +4,17 @@ and login limits that an attacker cannot race, spoof around, or turn on the real
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import httpx
 import sqlalchemy as sa
-from dotenv import dotenv_values
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from bench.harness import until
-from tests.conftest import (
-    SERVICES_ENV,
-    TEST_PASSWORD,
-    console_login,
-    console_users,
-    csrf_of,
-    free_port,
-    migrate,
-    start_serve,
-)
+from tests.conftest import TEST_PASSWORD, console_login, console_users, csrf_of, private_serve
 
 NEW_PASSWORD = "a different horse, battery and staple"
 
@@ -161,26 +149,11 @@ def test_rotating_x_forwarded_for_does_not_beat_the_address_limit(control_plane_
 
 
 def test_a_configured_proxy_is_believed(tmp_path, services):
-    port, token = free_port(), secrets.token_urlsafe(32)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
-    env |= {k: v for k, v in dotenv_values(SERVICES_ENV).items() if v is not None}
-    env |= {
-        "COREPLANE_DATABASE_URL": f"sqlite:///{tmp_path}/store.db",
-        "COREPLANE_ADMIN_TOKEN": token,
-        "COREPLANE_SERVER__PORT": str(port),
-        "COREPLANE_SERVER__TRUSTED_PROXIES": '["127.0.0.0/8"]',
-    }
-    migrate(env)
-    proc = start_serve(env, tmp_path / "serve.log")
-    try:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+    proxies = {"COREPLANE_SERVER__TRUSTED_PROXIES": '["127.0.0.0/8"]'}
+    with private_serve(tmp_path, **proxies) as (url, _token, _log), httpx.Client(base_url=url) as client:
         form = {"csrf": csrf_of(client.get("/login").text), "token": "not the token"}
         assert client.post("/login", data=form, headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 401
         assert [r.client for r in _audit(tmp_path, "login.failed")] == ["203.0.113.9"]
-        client.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def test_a_flood_from_one_address_does_not_lock_the_user_out_of_another(control_plane_sqlite, tmp_path):
