@@ -8,10 +8,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-TargetType = Literal[
-    "redis", "memcached", "postgres", "rabbitmq", "celery", "elasticsearch",
-    "s3", "haproxy", "channels", "http", "host", "cache",
-]  # fmt: skip
+from agents.collectors.registry import COLLECTORS
+
+# The registry's keys, so a collector added there is a type agent.yaml accepts. Only the
+# keys: the registry names its classes as strings, so no backend client is imported here.
+TargetType = Literal[tuple(COLLECTORS)]  # type: ignore[valid-type]
 
 
 class TargetConfig(BaseModel):

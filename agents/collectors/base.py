@@ -1,9 +1,36 @@
-"""What collectors share: turning counters into per-second rates between two probes, and
-spacing out the sub-probes too heavy to run on every probe."""
+"""What collectors share: the shape the runtime expects of one, turning counters into
+per-second rates between two probes, and spacing out the sub-probes too heavy to run on
+every probe."""
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Protocol
+
+from agents.collectors import Observation
+
+if TYPE_CHECKING:
+    from agents.config import TargetConfig
+
+
+class Collector(Protocol):
+    """What TargetLoop calls on a collector. Matched by shape, not inherited: a collector
+    is a plain class, and tests/unit/agents/test_registries.py holds each registered one
+    to this."""
+
+    def collect(self) -> Observation:
+        """Probe the backend once; raise when it does not answer."""
+        ...
+
+    def close(self) -> None:
+        """Release the backend's client (the loop ignores what this raises)."""
+        ...
+
+
+class CollectorClass(Protocol):
+    """A registered collector: built from its target's config, once per TargetLoop."""
+
+    def __call__(self, target: TargetConfig) -> Collector: ...
 
 
 class Rates:

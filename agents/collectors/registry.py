@@ -1,10 +1,14 @@
 """Every collector, by target type. Imported lazily: an agent needs only the clients of
-the backends it watches."""
+the backends it watches. The keys are the target types agent.yaml accepts
+(agents.config.TargetType)."""
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agents.collectors.base import CollectorClass
 
 COLLECTORS = {
     "redis": "agents.collectors.redis:RedisCollector",
@@ -22,6 +26,7 @@ COLLECTORS = {
 }
 
 
-def collector_class(kind: str) -> Any:
+def collector_class(kind: str) -> CollectorClass:
     module, _, name = COLLECTORS[kind].partition(":")
-    return getattr(import_module(module), name)
+    collector: CollectorClass = getattr(import_module(module), name)
+    return collector
