@@ -35,6 +35,11 @@ def _settings(**overrides: object) -> Settings:
     return settings
 
 
+def _var_dir() -> Path:
+    """Where the local files go: ``COREPLANE_VAR`` (as scripts/lib.sh reads it), else ./var."""
+    return Path(os.environ.get("COREPLANE_VAR") or "var")
+
+
 def _private_files(*existing: Path) -> None:
     """Files this process creates are readable by its own user only: the store holds
     password hashes and the cookie-signing key, the agent's files its token. ``existing``
@@ -189,7 +194,8 @@ def agent(
         agent_config = (
             load_config(config)
             if config
-            else default_config(settings, settings.agent.name or socket.gethostname(), Path("var"))
+            # Beside the scripts' own files: COREPLANE_VAR, as scripts/lib.sh reads it.
+            else default_config(settings, settings.agent.name or socket.gethostname(), _var_dir())
         )
     except ConfigError as exc:
         typer.echo(f"coreplane: {exc}", err=True)

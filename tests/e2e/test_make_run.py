@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
+from bench.harness import until
 from tests.conftest import ROOT, SERVICES_ENV, free_port
 
 
@@ -73,9 +74,11 @@ def test_make_run_serves_the_console_and_stops_cleanly_on_ctrl_c(tmp_path, servi
         assert not [e for e in environ if e.startswith(b"COREPLANE_ADMIN_TOKEN=")]
         # Finding 2: nobody but this user reads the store, the logs, the tokens, the spool.
         store = [tmp_path / f"run.db{suffix}" for suffix in ("", "-wal", "-shm")]
-        agent_dir = ROOT / "var" / "agent"  # the agent's files are under the working folder's var/
+        agent_dir = var / "agent"  # COREPLANE_VAR's, so this run made every file checked here
         private = [*store, var / "migrate.log", agent_dir / "make-run-agent.token.json"]
         spool = agent_dir / "make-run-agent.spool"
+        # The console lists the agent once it registered; its daemon (and spool) may start later.
+        until("the running agent's spool folder", spool.is_dir, 30)
         private += [p for p in spool.rglob("*") if p.is_file()]
         assert {str(p): oct(_mode(p)) for p in private} == {str(p): "0o600" for p in private}
         folders = [var, spool, *(p for p in spool.rglob("*") if p.is_dir())]
