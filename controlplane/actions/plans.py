@@ -76,6 +76,8 @@ PLANS: dict[str, Callable[[Session, Action, datetime], None]] = {
     "scale": _fan_out("celery.pool"),
     "drain": _fan_out("haproxy.set_server"),
 }
+# The agent's actuators (agents.actuators.ACTUATORS), named again so the control plane's
+# actions do not depend on the agent package; tests/unit/agents/test_registries.py keeps them equal.
 AGENT_KINDS = frozenset(
     {"redis.promote", "redis.repoint", "cache.flush", "haproxy.set_server", "celery.pool"}
 )
