@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.cache import invalidation
-from controlplane.cache.layers import Layer, MemoryLayer
+from controlplane.cache.layers import Layer, MemoryLayer, pool_exhausted
 from controlplane.cache.serializers import Serializer, serializer
 
 log = logging.getLogger("coreplane.cache")
@@ -39,11 +39,12 @@ class LayerStats:
     hits: int = 0
     misses: int = 0
     errors: int = 0
+    busy: int = 0  # calls that went without the layer: its client's pool had no connection free
     seconds: float = 0.0  # time spent in the layer's reads
 
     def as_dict(self) -> dict[str, float]:
         total = self.hits + self.misses
-        return {"hits": self.hits, "misses": self.misses, "errors": self.errors,
+        return {"hits": self.hits, "misses": self.misses, "errors": self.errors, "busy": self.busy,
                 "hit_ratio": self.hits / total if total else None, "read_seconds": self.seconds}  # fmt: skip
 
 
@@ -162,20 +163,32 @@ class Cache:
 
     def _failed(self, slot: _Slot | None, exc: Exception) -> None:
         """Count and (at most once a minute per layer) log a failure; skip the layer for
-        ``retry_after_s``. ``slot`` None: Redis as the keeper of tags and leases."""
-        now = time.monotonic()
+        ``retry_after_s``. ``slot`` None: Redis as the keeper of tags and leases.
+
+        A client whose pool had no connection free is busy, not down: only this call goes
+        without the layer (a miss, a write not made), even when strict, and the layer stays
+        in use. Setting it aside would turn a burst of callers into errors for everyone."""
         name = slot.layer.name if slot else "redis (tags)"
         stats = slot.stats if slot else self.tag_stats
+        if pool_exhausted(exc):
+            stats.busy += 1
+            self._log_once(
+                f"{name} pool", "%s has no free connection (this call goes without it): %s", name, exc
+            )
+            return
         stats.errors += 1
         if slot is not None:
-            slot.down_until = now + self.retry_after_s
-        if now - self._logged.get(name, -61.0) > 60:
-            self._logged[name] = now
-            log.warning(
-                "cache %s: %s failed (skipped for %gs): %s", self.namespace, name, self.retry_after_s, exc
-            )
+            slot.down_until = time.monotonic() + self.retry_after_s
+        self._log_once(name, "%s failed (skipped for %gs): %s", name, self.retry_after_s, exc)
         if self.strict:
             raise CacheError(f"{name}: {exc}") from exc
+
+    def _log_once(self, what: str, message: str, *args: object) -> None:
+        """Log at most once a minute per ``what``: a layer down fails every call."""
+        now = time.monotonic()
+        if now - self._logged.get(what, -61.0) > 60:
+            self._logged[what] = now
+            log.warning("cache %s: " + message, self.namespace, *args)
 
     def _usable(self, slot: _Slot) -> bool:
         return slot.down_until <= time.monotonic()
@@ -193,12 +206,15 @@ class Cache:
             except Exception as exc:  # noqa: BLE001 - a layer down is skipped
                 self._failed(slot, exc)
 
-    def _read(self, full_keys: list[str]) -> dict[str, tuple[Any, bool]]:
-        """Valid entries for ``full_keys`` from the highest layer that has them; the layers
-        above a hit are filled (with the TTL they would have had, capped per layer)."""
+    def _read(
+        self, full_keys: list[str], start: int = 0, stop: int | None = None
+    ) -> dict[str, tuple[Any, bool]]:
+        """Valid entries for ``full_keys`` from the highest layer (of ``slots[start:stop]``)
+        that has them; the layers above a hit are filled (with the TTL they would have had,
+        capped per layer)."""
         found: dict[str, tuple[Any, bool]] = {}
         wanted = list(full_keys)
-        for depth, slot in enumerate(self.slots):
+        for depth, slot in enumerate(self.slots[start:stop], start):
             if not wanted:
                 break
             if not self._usable(slot):
@@ -309,18 +325,43 @@ class Cache:
         is served for that much longer while one caller refreshes it in the background."""
         tags = list(tags)
         full = self._key(key)
-        found = self._read([full])
+        load = (key, loader, ttl_s, tags, stale_ttl_s, lease_s)
+        # Every caller looks in the in-process layer; only the flight's leader goes lower. A
+        # stampede of N threads then needs one pooled connection, not N: N once emptied
+        # redis-py's pool, and the Redis layer was set aside for everyone.
+        local = 1 if self.memory is not None and self.slots[0].layer is self.memory else 0
+        found, led = self._read([full], stop=local), True
         if full in found:
             value, stale = found[full]
-            if stale and key not in self._flights:
-                threading.Thread(
-                    target=self._flight, args=(key, loader, ttl_s, tags, stale_ttl_s, lease_s), daemon=True
-                ).start()
-            return value
-        return self._flight(key, loader, ttl_s, tags, stale_ttl_s, lease_s)
+        else:
+            (value, stale), led = self._flight(key, lambda: self._read_or_load(*load, start=local))
+        if stale and led and key not in self._flights:  # one refresh, not one per waiter
+            threading.Thread(
+                target=self._flight, args=(key, lambda: (self._load(*load), False)), daemon=True
+            ).start()
+        return value
 
-    def _flight(self, key: str, loader, ttl_s, tags, stale_ttl_s, lease_s) -> Any:  # type: ignore[no-untyped-def]
-        """Single-flight: the first caller loads, the others wait and share its outcome."""
+    def _read_or_load(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        ttl_s: float,
+        tags: list[str],
+        stale_ttl_s: float,
+        lease_s: float,
+        *,
+        start: int,
+    ) -> tuple[Any, bool]:
+        """The flight leader's work: the layers from ``start`` down, else a load."""
+        full = self._key(key)
+        found = self._read([full], start=start)
+        if full in found:
+            return found[full]
+        return self._load(key, loader, ttl_s, tags, stale_ttl_s, lease_s), False
+
+    def _flight(self, key: str, work: Callable[[], Any]) -> tuple[Any, bool]:
+        """Single-flight: the first caller runs ``work``, the others wait on its event (no
+        connection held) and share its outcome. Returns (outcome, whether we ran it)."""
         with self._flights_lock:
             flight = self._flights.get(key)
             leader = flight is None
@@ -330,10 +371,10 @@ class Cache:
             flight.done.wait()
             if flight.error is not None:
                 raise flight.error
-            return flight.value
+            return flight.value, False
         try:
-            flight.value = self._load(key, loader, ttl_s, tags, stale_ttl_s, lease_s)
-            return flight.value
+            flight.value = work()
+            return flight.value, True
         except BaseException as exc:
             flight.error = exc
             raise
@@ -428,7 +469,12 @@ class Cache:
             return
         self._reported_at = now
         key = f"{STATS_KEY}{self.namespace}:{socket.gethostname()}:{os.getpid()}"
-        self.redis.set(key, json.dumps(self.stats()), ex=max(1, int(3 * self.report_every_s)))
+        try:
+            self.redis.set(key, json.dumps(self.stats()), ex=max(1, int(3 * self.report_every_s)))
+        except Exception as exc:
+            if not pool_exhausted(exc):
+                raise  # Redis gone: the listener starts over
+            # A busy pool is no reason to drop every process-local entry: report next time.
 
     def close(self) -> None:
         """Stop listening (before the caller closes the Redis client it lent us)."""
@@ -440,7 +486,7 @@ class Cache:
 
     def stats(self) -> dict[str, Any]:
         layers = {slot.layer.name: slot.stats.as_dict() for slot in self.slots}
-        layers["tags"] = {"errors": self.tag_stats.errors}
+        layers["tags"] = {"errors": self.tag_stats.errors, "busy": self.tag_stats.busy}
         if self.memory is not None:
             entries, size = self.memory.size()
             layers["memory"] |= {"entries": entries, "bytes": size, "evictions": self.memory.evictions}

@@ -11,6 +11,24 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+# What a client's own connection pool raises when it has nothing to lend: redis-py's pool at
+# max_connections (MaxConnectionsError from 5.1, a plain ConnectionError before), its
+# BlockingConnectionPool past its timeout, pymemcache's pool at max_pool_size.
+POOL_EMPTY = {
+    RedisConnectionError: ("Too many connections", "No connection available."),
+    RuntimeError: ("Too many objects,",),
+}
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """True when the client ran out of pooled connections: the client is busy, the backend
+    is not down, so the layer must not be set aside for it."""
+    return any(
+        isinstance(exc, kind) and str(exc).startswith(messages) for kind, messages in POOL_EMPTY.items()
+    )
+
 
 class Layer(Protocol):
     name: str

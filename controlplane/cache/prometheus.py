@@ -17,6 +17,7 @@ COUNTERS = {
     "hits": "Reads a layer answered",
     "misses": "Reads a layer did not answer",
     "errors": "Layer failures (the layer is skipped a moment)",
+    "busy": "Calls that went without a layer: its client's pool had no connection free",
     "read_seconds": "Time spent reading",
 }
 

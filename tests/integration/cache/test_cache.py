@@ -1,6 +1,7 @@
 """The multi-layer cache against the real Redis and Memcached: each layer and the stack,
 tag and prefix invalidation across three processes, a layer killed and restarted, and a
-stampede on a cold key (once per process; once overall with the lease)."""
+stampede on a cold key (once per process; once overall with the lease; 300 threads in one
+process within a connection pool of 100), a pool that runs out."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -181,6 +183,90 @@ def test_a_stampede_loads_once_per_process_and_once_overall_with_the_lease(
     assert all(a["loads"] <= 1 for a in answers)  # single-flight inside each process
     assert int(redis_client.get(counter)) == loads
     redis_client.delete(counter)
+
+
+def test_300_threads_on_a_cold_key_with_a_lease_share_one_load_without_exhausting_the_pool(services):
+    """The stampede that once exhausted redis-py's pool (100 connections by default): every
+    caller ran its own Redis read before joining the single flight, the pool ran out, and
+    the Redis layer was marked failed. Waiting callers must need no connection of their own."""
+    require(services.redis.url, "redis")
+    client = redis.Redis.from_url(services.redis.url)  # the default pool: 100, not blocking
+    cache = Cache(
+        [(MemoryLayer(), 60), (RedisLayer(client), 300)], namespace=namespace(), redis=client
+    )  # fmt: skip
+    callers, arrived, loads = 300, [], []
+    arrival = threading.Condition()
+
+    def loader() -> str:
+        loads.append(1)
+        with arrival:  # a slow origin: it answers once every caller is waiting on it
+            assert arrival.wait_for(lambda: len(arrived) == callers, timeout=30)
+        return "loaded"
+
+    results: list[object] = []
+
+    def call() -> None:
+        start.wait()
+        with arrival:
+            arrived.append(1)
+            arrival.notify_all()
+        try:
+            results.append(cache.get_or_set("cold", loader, lease_s=5))
+        except Exception as exc:  # noqa: BLE001 - the assertion below names it
+            results.append(exc)
+
+    start = threading.Barrier(callers)
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert results == ["loaded"] * callers
+        assert len(loads) == 1 and cache.loads == 1
+        layers = cache.stats()["layers"]
+        assert layers["redis"]["errors"] == 0 and layers["tags"]["errors"] == 0
+        assert all(slot.down_until == 0.0 for slot in cache.slots)  # never marked failed
+        assert client.get(cache._key("cold")) is not None  # and the value reached Redis
+    finally:
+        cache.close()
+        client.close()
+
+
+@pytest.mark.parametrize("pool", ["refusing", "blocking"])
+def test_a_pool_that_runs_out_degrades_the_read_and_leaves_the_layer_up(services, pool):
+    """A pool with no connection left is a busy client, not a dead Redis: that one read
+    misses the layer, the layer is not skipped afterwards, and nothing is raised."""
+    require(services.redis.url, "redis")
+    if pool == "blocking":  # waits up to its timeout, then gives up
+        client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+            services.redis.url, max_connections=2, timeout=0.05))  # fmt: skip
+    else:
+        client = redis.Redis.from_url(services.redis.url, max_connections=2)
+    ns = namespace()
+    writer = redis.Redis.from_url(services.redis.url)
+    lent = Cache([(RedisLayer(writer), 300)], namespace=ns, redis=writer, subscribe=False)
+    lent.set("k", "v")
+    cache = Cache(
+        [(RedisLayer(client), 300)], namespace=ns, redis=client, subscribe=False, strict=True
+    )  # fmt: skip
+    held = [client.connection_pool.get_connection() for _ in range(2)]
+    try:
+        assert cache.get("k", "miss") == "miss"  # no connection: a miss, not an exception
+        layers = cache.stats()["layers"]
+        assert layers["redis"]["errors"] == 0 and layers["redis"]["busy"] == 1
+        assert cache.slots[0].down_until == 0.0
+        for connection in held:
+            client.connection_pool.release(connection)
+        held = []
+        assert cache.get("k") == "v"  # at once: the layer was never set aside
+    finally:
+        for connection in held:
+            client.connection_pool.release(connection)
+        cache.close()
+        lent.close()
+        client.close()
+        writer.close()
 
 
 def test_a_namespace_exported_and_imported_keeps_values_ttls_and_validity(redis_client):

@@ -7,7 +7,7 @@ import pytest
 
 from controlplane.cache import Cache, MemoryLayer
 from controlplane.cache.invalidation import check_prefix, implicit_tags
-from controlplane.cache.layers import memcached_key
+from controlplane.cache.layers import memcached_key, pool_exhausted
 from controlplane.cache.serializers import serializer
 
 
@@ -118,3 +118,31 @@ def test_the_figures_reach_prometheus():
     assert 'coreplane_cache_hits_total{layer="memory",namespace="prom"} 1.0' in text
     assert 'coreplane_cache_misses_total{layer="memory",namespace="prom"} 1.0' in text
     assert 'coreplane_cache_entries{namespace="prom"} 1.0' in text
+
+
+def _raised(call) -> BaseException:  # type: ignore[no-untyped-def]
+    with pytest.raises(Exception) as caught:
+        call()
+    return caught.value
+
+
+def test_a_pool_with_no_connection_free_is_told_apart_from_a_backend_that_is_down():
+    import socket
+    import types
+
+    import redis
+    from pymemcache.pool import ObjectPool
+
+    redis_pool = redis.ConnectionPool(max_connections=1)
+    redis_pool.make_connection()  # connections are made lazily: no server needed to fill it
+    assert pool_exhausted(_raised(redis_pool.make_connection))  # "Too many connections"
+    memcached_pool = ObjectPool(types.SimpleNamespace, max_size=1)
+    memcached_pool.get()
+    assert pool_exhausted(_raised(memcached_pool.get))  # "Too many objects, 1 >= 1"
+
+    with socket.socket() as sock:  # a port nothing listens on: a Redis that is down
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    refused = redis.Redis(port=port, socket_connect_timeout=0.5, retry=None)
+    assert not pool_exhausted(_raised(lambda: refused.get("k")))
+    assert not pool_exhausted(RuntimeError("boom")) and not pool_exhausted(TimeoutError())
