@@ -12,7 +12,7 @@ from agents.collectors import Observation
 from agents.config import TargetConfig
 from controlplane.cache.core import STATS_KEY
 
-SUMMED = ("hits", "misses", "errors", "read_seconds", "entries", "bytes", "evictions")
+SUMMED = ("hits", "misses", "errors", "busy", "read_seconds", "entries", "bytes", "evictions")
 
 
 class CacheCollector:
@@ -39,8 +39,9 @@ class CacheCollector:
             tags = {"namespace": namespace, "layer": layer}
             for name, value in figures.items():
                 metric = {"hits": "hits_total", "misses": "misses_total", "errors": "errors_total",
-                          "read_seconds": "read_seconds_total", "evictions": "evictions_total",
-                          "entries": "entries", "bytes": "bytes"}[name]  # fmt: skip
+                          "busy": "busy_total", "read_seconds": "read_seconds_total",
+                          "evictions": "evictions_total", "entries": "entries",
+                          "bytes": "bytes"}[name]  # fmt: skip
                 obs.add(f"coreplane_cache_{metric}", value, **tags)
             seen = figures.get("hits", 0) + figures.get("misses", 0)
             if seen:
