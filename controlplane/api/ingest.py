@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import zlib
 
@@ -99,7 +100,8 @@ async def ingest(request: Request, principal: Principal = Depends(AGENT_OR_ADMIN
                 f"this token belongs to agent {principal.name!r}, the batch says {batch.agent!r}",
                 status=403,
             )
-        result = await run_in_threadpool(_store, request, batch, principal)
+        digest = hashlib.sha256(body).hexdigest()
+        result = await run_in_threadpool(_store, request, batch, digest, principal)
     except Rejected as exc:
         telemetry.INGEST_BATCHES.labels("rejected").inc()
         telemetry.INGEST_REJECTS.labels(exc.reason).inc()
@@ -117,7 +119,7 @@ async def ingest(request: Request, principal: Principal = Depends(AGENT_OR_ADMIN
     return result
 
 
-def _store(request: Request, batch: IngestBatchIn, principal: Principal) -> IngestResult:
+def _store(request: Request, batch: IngestBatchIn, digest: str, principal: Principal) -> IngestResult:
     settings = request.app.state.settings
     # An agent's batch ids are its own; the admin token (replaying a dead-lettered batch,
     # say) sends in the name of the body's agent, so a replay dedups against the original.
@@ -127,6 +129,7 @@ def _store(request: Request, batch: IngestBatchIn, principal: Principal) -> Inge
     with request.app.state.sessionmaker.begin() as session:
         return ingest_batch(
             session, batch, limits=settings.ingest, retention=settings.retention, now=now,
-            agent=agent, agent_id=principal.agent_id, hold_s=settings.control.recover_after_s,
+            agent=agent, content_digest=digest, agent_id=principal.agent_id,
+            hold_s=settings.control.recover_after_s,
             trace_id=tracing.current_trace_id(),
         )  # fmt: skip

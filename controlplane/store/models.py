@@ -126,7 +126,8 @@ class MetricRollup1h(_Rollup, Base):
 class IngestBatch(Base):
     """One row per accepted batch: the idempotency record. A batch id is the sending
     agent's own (one agent cannot shadow another's), and the same id sent again with a
-    different body is a conflict, told apart by ``content_hash`` (SHA-256 of the batch)."""
+    different body is a conflict, told apart by ``content_hash`` (SHA-256 of the body as
+    received, after gunzip)."""
 
     __tablename__ = "ingest_batches"
 

@@ -4,6 +4,9 @@ admin reassigns an instance (audited), and batch ids are each agent's own."""
 
 from __future__ import annotations
 
+import gzip
+import json
+
 import sqlalchemy as sa
 
 from controlplane.telemetry import HEARTBEAT_METRIC
@@ -172,17 +175,20 @@ def test_an_admin_reassigns_an_instance_with_an_audit_row_and_its_actions_follow
 def test_batch_ids_are_each_agents_own_and_a_reused_id_with_new_content_conflicts(api, store):
     vm, b = _agent(api, "vm"), _agent(api, "b")
     first = batch("shared-id", 4) | {"agent": "vm"}
-    assert api.post("/api/v1/ingest", json=first, headers=vm).json()["duplicate"] is False
+    sent = json.dumps(first).encode()  # what the agent spools, and resends byte for byte
+    as_json = {"Content-Type": "application/json"}
+    assert api.post("/api/v1/ingest", content=sent, headers=vm | as_json).json()["duplicate"] is False
     # Another agent using the same id stores its own batch: no silent drop.
     theirs = batch("shared-id", 3) | {"agent": "b"}
     stored = api.post("/api/v1/ingest", json=theirs, headers=b)
     assert stored.status_code == 202 and stored.json()["duplicate"] is False
     assert store.count("infrastructure_metrics") == 7
-    # The same batch again (re-encoded, keys reordered): a duplicate, nothing new.
-    again = api.post("/api/v1/ingest", json=dict(reversed(list(first.items()))), headers=vm)
+    # The same batch again, gzipped this time: a duplicate, nothing new.
+    gzipped = {"Content-Encoding": "gzip", **as_json}
+    again = api.post("/api/v1/ingest", content=gzip.compress(sent), headers=vm | gzipped)
     assert again.status_code == 202 and again.json()["duplicate"] is True
-    # The admin replaying vm's batch in vm's name is recognised as the same batch.
-    assert api.post("/api/v1/ingest", json=first).json()["duplicate"] is True
+    # The admin replaying vm's spooled batch in vm's name is recognised as the same batch.
+    assert api.post("/api/v1/ingest", content=sent, headers=as_json).json()["duplicate"] is True
     # The same id with other content: 409, and nothing stored.
     changed = first | {"metrics": points(4, metric="coreplane_other_value")}
     conflict = api.post("/api/v1/ingest", json=changed, headers=vm)
