@@ -122,3 +122,36 @@ def test_the_counters_start_from_the_history_already_stored(dialect, tmp_path, s
         engine.dispose()
     finally:
         drop()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_0006_moves_the_credentials_out_of_the_public_settings_and_back(dialect, tmp_path, services):
+    """A store made before 0006 keeps its admin token and cookie key, now in control_secrets
+    (not in infrastructure_settings, which Grafana reads); downgrading puts them back."""
+    from alembic import command
+
+    url, drop = empty_database(dialect, tmp_path, services)
+    try:
+        upgrade(url, "0005")
+        engine = make_engine(url)
+        insert = sa.text("INSERT INTO infrastructure_settings (id, setting_type, value, updated_at, version) "
+                         "VALUES (:id, :type, :value, :at, 1)")  # fmt: skip
+        with engine.begin() as conn:
+            for setting_type, value in (("auth.admin_token", '{"sha256": "ab12"}'),
+                                        ("console.session_secret", '{"secret": "k3y"}'),
+                                        ("feature.flags", '{"x": 1}')):  # fmt: skip
+                conn.execute(insert, {"id": uuid.uuid4().hex, "type": setting_type, "value": value,
+                                      "at": datetime(2026, 11, 1)})  # fmt: skip
+        upgrade(url)
+        with engine.connect() as conn:
+            secrets = dict(conn.execute(sa.text("SELECT name, value FROM control_secrets")).all())
+            public = conn.execute(sa.text("SELECT setting_type FROM infrastructure_settings")).scalars().all()
+        assert secrets == {"admin_token_sha256": "ab12", "session_secret": "k3y"}
+        assert public == ["feature.flags"]
+        command.downgrade(alembic_config(url), "0005")
+        with engine.connect() as conn:
+            back = conn.execute(sa.text("SELECT setting_type FROM infrastructure_settings")).scalars().all()
+        assert sorted(back) == ["auth.admin_token", "console.session_secret", "feature.flags"]
+        engine.dispose()
+    finally:
+        drop()

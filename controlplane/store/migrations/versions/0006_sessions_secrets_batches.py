@@ -7,6 +7,8 @@ Revises: 0005
 Create Date: 2026-11-29 14:10:00
 """
 
+import uuid
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -20,6 +22,22 @@ _MOVED = {
     "auth.admin_token": ("admin_token_sha256", "sha256"),
     "console.session_secret": ("session_secret", "secret"),
 }
+
+# The public settings table as this migration saw it (not the model, which may change later).
+_SETTINGS = sa.table(
+    "infrastructure_settings",
+    sa.column("id", sa.Uuid),
+    sa.column("setting_type", sa.String),
+    sa.column("value", sa.JSON),
+    sa.column("updated_at", sa.DateTime),
+)
+
+_SECRETS = sa.table(
+    "control_secrets",
+    sa.column("name", sa.String),
+    sa.column("value", sa.Text),
+    sa.column("created_at", sa.DateTime),
+)
 
 
 def upgrade() -> None:
@@ -51,12 +69,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name=op.f("pk_control_secrets")),
     )
     conn = op.get_bind()
-    settings = sa.table(
-        "infrastructure_settings",
-        sa.column("setting_type", sa.String),
-        sa.column("value", sa.JSON),
-        sa.column("updated_at", sa.DateTime),
-    )
+    settings = _SETTINGS
     rows = conn.execute(
         sa.select(settings.c.setting_type, settings.c.value, settings.c.updated_at).where(
             settings.c.setting_type.in_(list(_MOVED))
@@ -87,18 +100,10 @@ def downgrade() -> None:
         batch_op.create_primary_key("pk_ingest_batches", ["batch_id"])
 
     conn = op.get_bind()
-    settings = sa.table(
-        "infrastructure_settings",
-        sa.column("id", sa.Uuid),
-        sa.column("setting_type", sa.String),
-        sa.column("value", sa.JSON),
-        sa.column("updated_at", sa.DateTime),
-    )
-    import uuid
-
+    settings = _SETTINGS
     for setting_type, (name, key) in _MOVED.items():
         row = conn.execute(
-            sa.text("SELECT value, created_at FROM control_secrets WHERE name = :n"), {"n": name}
+            sa.select(_SECRETS.c.value, _SECRETS.c.created_at).where(_SECRETS.c.name == name)
         ).first()
         if row is not None:
             conn.execute(
