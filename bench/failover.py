@@ -20,7 +20,7 @@ from bench import failover_sentinel
 from bench.harness import fresh_schema, running_control_plane, spawn_agent
 from bench.redis_topology import Topology, redis_topology
 from bench.results import Result
-from controlplane.client import PrimaryResolver, primary_redis
+from controlplane.redis_primary import PrimaryResolver, primary_redis
 from controlplane.settings import Settings
 
 TRIALS = int(os.environ.get("BENCH_FAILOVER_TRIALS", 10))

@@ -13,7 +13,7 @@ import time
 import httpx
 
 from bench.redis_topology import redis_topology
-from controlplane.client import PrimaryResolver, primary_redis
+from controlplane.redis_primary import PrimaryResolver, primary_redis
 from tests.conftest import free_port, migrate, start_serve
 
 
