@@ -27,7 +27,7 @@ SERVICES, DAYS, RENDERS, GOAL_MS = 100, 7, 100, 150.0
 
 def _metric_types() -> list[str]:
     """What the pages read: the overview's tiles and the instance page's Redis panels."""
-    from console.catalog_pages import PANELS
+    from console.catalog import PANELS
     from console.overview import TILES
 
     return sorted({t.metric_type for t in TILES} | {p.metric_type for p in PANELS["redis"]})

@@ -12,7 +12,8 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from console.pages import _actor, _client, _render, check_csrf, require_role
+from console.render import actor, client_address, render
+from console.session import check_csrf, require_role
 from controlplane import audit
 from controlplane.actions import lifecycle, plans
 from controlplane.api.deps import DB_SESSION
@@ -119,7 +120,7 @@ def actions_page(
         select(Action).where(Action.parent_id.is_(None)).order_by(Action.created_at.desc()).limit(100)
     ).all()
     services = [s["name"] for s in describe(session)]
-    return _render(request, "actions.html", {"actions": rows, "kinds": KINDS, "services": services,
+    return render(request, "actions.html", {"actions": rows, "kinds": KINDS, "services": services,
                                              "can_act": role in ("operator", "admin")})  # fmt: skip
 
 
@@ -141,7 +142,7 @@ async def preview(
     # Queries run off the event loop: one waiting on the store must not stall other requests.
     steps = await asyncio.to_thread(_plan, session, kind, target, params)
     context = {"kind": kind, "target": target, "params": params, "form": form, "steps": steps}
-    return _render(request, "action_confirm.html", context)
+    return render(request, "action_confirm.html", context)
 
 
 @router.post("/actions/confirm")
@@ -152,14 +153,14 @@ async def confirm(
 
     def create() -> uuid.UUID:
         action, created = lifecycle.create(
-            session, kind=kind, target=target, params=params, requested_by=_actor(request),
+            session, kind=kind, target=target, params=params, requested_by=actor(request),
             reason=form.get("reason") or "from the console",
             idempotency_key=form.get("idempotency_key") or None,
             timeout_s=request.app.state.settings.control.action_timeout_s, now=utcnow(),
         )  # fmt: skip
         if created:
-            audit.record(session, actor=_actor(request), action="action.create", target=f"{kind} {target}",
-                         details={"id": str(action.id)}, client=_client(request))  # fmt: skip
+            audit.record(session, actor=actor(request), action="action.create", target=f"{kind} {target}",
+                         details={"id": str(action.id)}, client=client_address(request))  # fmt: skip
         return action.id
 
     action_id = await asyncio.to_thread(create)
@@ -185,4 +186,4 @@ def action_page(
         ).all(),
         "finished": action.state in lifecycle.FINISHED,
     }
-    return _render(request, "action.html", context, block="live")
+    return render(request, "action.html", context, block="live")

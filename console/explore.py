@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console import charts
-from console.pages import _render, require_role
+from console.render import render
+from console.session import require_role
 from controlplane.api.deps import DB_SESSION
 from controlplane.api.metrics import MAX_BUCKETS
 from controlplane.clock import utcnow
@@ -156,13 +157,13 @@ def explore_page(
     ctx = {"form": form, "aggregates": AGGREGATES, "ranges": tuple(charts.RANGES), "error": None,
            "result": None} | _seen(session, now, form["metric"])  # fmt: skip
     if not form["metric"]:
-        return _render(request, "explore.html", ctx)
+        return render(request, "explore.html", ctx)
     try:
         query, source = parse(form, now, request.app.state.settings.retention.rollup_1m_days)
     except BadQuery as exc:
-        return _render(request, "explore.html", ctx | {"error": str(exc)}, status=422)
+        return render(request, "explore.html", ctx | {"error": str(exc)}, status=422)
     data, rows = _result(series(session, query, source), query.group_by)
     ctx["result"] = {"data": data, "rows": rows, "query": query, "source": source} | _links(
         form, query, source
     )
-    return _render(request, "explore.html", ctx)
+    return render(request, "explore.html", ctx)

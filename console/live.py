@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from console.pages import console_identity
+from console.session import console_identity
 from controlplane.notify import ACTIONS, CATALOG, EVENTS, NOTIFIER
 from controlplane.telemetry import LIVE_RENDER_SECONDS
 from controlplane.users import RANK
@@ -60,13 +60,13 @@ class LivePage:
 def _pages() -> dict[str, LivePage]:
     # Explicit, like every other registry here; imported late because the page modules
     # import the templates, which import this module's helpers.
-    from console import catalog_pages, events_page, overview
+    from console import catalog, events, overview
 
     return {
         "overview": LivePage(frozenset({CATALOG, ACTIONS, EVENTS, TICK}), overview.live_blocks),
-        "instance": LivePage(frozenset({CATALOG, TICK}), catalog_pages.instance_live_blocks),
-        "services": LivePage(frozenset({CATALOG, TICK}), catalog_pages.services_live_blocks),
-        "events": LivePage(frozenset({EVENTS}), events_page.live_blocks),
+        "instance": LivePage(frozenset({CATALOG, TICK}), catalog.instance_live_blocks),
+        "services": LivePage(frozenset({CATALOG, TICK}), catalog.services_live_blocks),
+        "events": LivePage(frozenset({EVENTS}), events.live_blocks),
     }
 
 
@@ -144,7 +144,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         key = (stamp, id(self.scope["app"]), self.name, tuple(sorted(self.params.items())), self.role)
         render = _RENDERS.get(key) if stamp else None
         if render is None:
-            render = asyncio.ensure_future(self._render())
+            render = asyncio.ensure_future(self.render())
             if stamp:
                 for old in [k for k in _RENDERS if k[0] != stamp]:  # only the newest change is shared
                     del _RENDERS[old]
@@ -159,7 +159,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             self.sent.update(blocks)
             await self.send(text_data="\n".join(changed))
 
-    async def _render(self) -> dict[str, str]:
+    async def render(self) -> dict[str, str]:
         with LIVE_RENDER_SECONDS.labels(self.name).time():
             return await asyncio.to_thread(self.page.render, self.scope["app"], self.params, self.role)
 

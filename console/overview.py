@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from console import charts
 from console.live import ws_url
-from console.pages import _render, require_session, templates
+from console.render import render, templates
+from console.session import require_session
 from controlplane import leader
 from controlplane.api.deps import DB_SESSION
 from controlplane.backends import probe_all
@@ -153,7 +154,7 @@ async def overview(
 ) -> Response:
     backends = await probe_all(request.app.state.settings, request.app.state.engine)
     if request.headers.get("HX-Request") == "true":
-        return _render(request, "overview.html", {"backends": backends}, block="backends")
+        return render(request, "overview.html", {"backends": backends}, block="backends")
     # Off the event loop: a query waiting on the store must not stall every other request.
     ctx = await asyncio.to_thread(context, session, utcnow(), request.app)
-    return _render(request, "overview.html", ctx | {"backends": backends, "live": ws_url("overview")})
+    return render(request, "overview.html", ctx | {"backends": backends, "live": ws_url("overview")})

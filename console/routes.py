@@ -1,25 +1,5 @@
 """Every console page module, in one explicit list (app.py mounts each one's router)."""
 
-from console import (
-    actions,
-    agents_page,
-    catalog_pages,
-    events_page,
-    explore,
-    overview,
-    pages,
-    rules_page,
-    settings_page,
-)
+from console import actions, agents, catalog, events, explore, overview, rules, settings, users
 
-MODULES = (
-    pages,
-    overview,
-    catalog_pages,
-    explore,
-    events_page,
-    actions,
-    rules_page,
-    agents_page,
-    settings_page,
-)
+MODULES = (users, overview, catalog, explore, events, actions, rules, agents, settings)

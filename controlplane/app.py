@@ -19,8 +19,8 @@ from starlette.routing import WebSocketRoute
 import console
 from console import live, routes
 from console.limits import LoginLimiter
-from console.pages import LoginRequired
 from console.security_headers import SecurityHeaders
+from console.session import LoginRequired
 from controlplane import __version__, auth, telemetry, tracing
 from controlplane.api import (
     actions,

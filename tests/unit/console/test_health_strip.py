@@ -5,7 +5,7 @@ minimum width instead of vanishing."""
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from console.catalog_pages import STRIP_MIN_SHARE, _strip
+from console.catalog import STRIP_MIN_SHARE, _strip
 from controlplane.catalog.instances import HEALTH_EVENT
 
 NOW = datetime(2026, 1, 1, 12, 0, 0)

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from console.pages import _actor, _client, _render, check_csrf, require_role
+from console.render import actor, client_address, render
+from console.session import check_csrf, require_role
 from controlplane import audit
 from controlplane.api.deps import DB_SESSION
 from controlplane.api.settings_routes import RESERVED_PREFIXES
@@ -95,7 +96,7 @@ def _page(request: Request, session: Session, *, error: str | None = None, statu
         "draft": draft,
         "new_draft": new_draft,
     }
-    return _render(request, "settings.html", context, status=status)
+    return render(request, "settings.html", context, status=status)
 
 
 @router.get("/settings")
@@ -145,7 +146,7 @@ def settings_change(
                 setting_type=setting_type,
                 value=document,
                 expected_version=expected,
-                updated_by=_actor(request),
+                updated_by=actor(request),
                 now=utcnow(),
             )
     except (Conflict, IntegrityError):
@@ -162,6 +163,6 @@ def settings_change(
             "value and save again.",
             409,
         )
-    audit.record(session, actor=_actor(request), action="setting.replace", target=setting_type,
-                 details={"version": row.version}, client=_client(request))  # fmt: skip
+    audit.record(session, actor=actor(request), action="setting.replace", target=setting_type,
+                 details={"version": row.version}, client=client_address(request))  # fmt: skip
     return RedirectResponse(f"/settings#setting-{setting_type}", status_code=303)

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from console import charts
 from console.live import ws_url
-from console.pages import _render, require_role, templates
+from console.render import render, templates
+from console.session import require_role
 from controlplane.api.deps import DB_SESSION
 from controlplane.catalog.instances import HEALTH_EVENT, describe, history
 from controlplane.clock import utcnow
@@ -147,7 +148,7 @@ def services_live_blocks(app, params: dict[str, str], role: str) -> dict[str, st
 def _missing(request: Request, template: str, message: str, status: int = 404) -> Response:
     """The page, saying what was not found (or what was wrong with the request)."""
     problem = "Not found" if status == 404 else "Cannot show this"
-    return _render(request, template, {"missing": message, "problem": problem}, status=status)
+    return render(request, template, {"missing": message, "problem": problem}, status=status)
 
 
 @router.get("/services")
@@ -155,7 +156,7 @@ def services_page(
     request: Request, _role: str = Depends(require_role("viewer")), session: Session = DB_SESSION
 ) -> Response:
     ctx = {"services": _catalog(session, None, utcnow()), "filtered": None, "live": ws_url("services")}
-    return _render(request, "services.html", ctx, block="catalog")
+    return render(request, "services.html", ctx, block="catalog")
 
 
 @router.get("/services/{name}")
@@ -169,7 +170,7 @@ def service_page(
     if not services:
         return _missing(request, "services.html", f"No service {name!r} in the catalog.")
     ctx = {"services": services, "filtered": name, "live": ws_url("services", service=name)}
-    return _render(request, "services.html", ctx, block="catalog")
+    return render(request, "services.html", ctx, block="catalog")
 
 
 # --- one instance ---------------------------------------------------------------------
@@ -312,4 +313,4 @@ def instance_page(
         "href": _href(name, address),
         "live": ws_url("instance", service=name, address=address, range=span),
     }
-    return _render(request, "instance.html", ctx)
+    return render(request, "instance.html", ctx)

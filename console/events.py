@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.live import ws_url
-from console.pages import _render, require_role, templates
+from console.render import render, templates
+from console.session import require_role
 from controlplane.api.deps import DB_SESSION
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
@@ -128,8 +129,8 @@ def events_page(
         query, filters = parse(params, utcnow())
         ctx = listing(session, query, filters)
     except Rejected as exc:
-        return _render(
+        return render(
             request, "events.html", base | {"error": str(exc), "rows": None, "live": None}, status=422
         )
     live = None if query.cursor else ws_url("events", **filters)
-    return _render(request, "events.html", base | ctx | {"error": None, "live": live})
+    return render(request, "events.html", base | ctx | {"error": None, "live": live})

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from console.pages import _actor, _client, _render, check_csrf, current_user, require_role
+from console.render import actor, client_address, render
+from console.session import check_csrf, current_user, require_role
 from controlplane import audit, users
 from controlplane.api.deps import DB_SESSION
 from controlplane.api.rules import RulesPut
@@ -78,7 +79,7 @@ def _context(session: Session, role: str, text: str | None = None, version_read:
 
 
 def _page(request: Request, context: dict, status: int = 200, block: str | None = None) -> Response:
-    return _render(request, "rules.html", context, block=block, status=status)
+    return render(request, "rules.html", context, block=block, status=status)
 
 
 @router.get("/rules")
@@ -121,8 +122,8 @@ def save_rules(
             "nothing changed. Compare with it below; saving again replaces it with your text."
         )
         return _page(request, context, 409)
-    audit.record(session, actor=_actor(request), action="rules.replace", target=RULES_SETTING,
-                 details={"version": row.version}, client=_client(request))  # fmt: skip
+    audit.record(session, actor=actor(request), action="rules.replace", target=RULES_SETTING,
+                 details={"version": row.version}, client=client_address(request))  # fmt: skip
     return RedirectResponse("/rules", status_code=303)
 
 

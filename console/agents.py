@@ -15,7 +15,8 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from console.pages import _render, require_role
+from console.render import render
+from console.session import require_role
 from controlplane.api.deps import DB_SESSION
 from controlplane.catalog.instances import describe
 from controlplane.clock import utcnow
@@ -107,4 +108,4 @@ def agents_page(
     request: Request, _role: str = Depends(require_role("viewer")), session: Session = DB_SESSION
 ) -> Response:
     ctx = context(session, utcnow(), request.app.state.settings.control.instance_ttl_s)
-    return _render(request, "agents.html", ctx, block="agents")
+    return render(request, "agents.html", ctx, block="agents")
