@@ -25,6 +25,7 @@ from typing import Any
 from controlplane.cache import invalidation
 from controlplane.cache.layers import Layer, MemoryLayer, pool_exhausted
 from controlplane.cache.serializers import Serializer, serializer
+from controlplane.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("coreplane.cache")
 STATS_KEY = "coreplane:cache:stats:"
@@ -73,7 +74,7 @@ class Cache:
         layers: list[tuple[Layer, float]] | None = None,
         *,
         namespace: str = "default",
-        redis=None,  # type: ignore[no-untyped-def]  # tag versions, leases, broadcast
+        redis=None,  # tag versions, leases, broadcast
         serializer_name: str = "json",
         allow_pickle: bool = False,
         jitter: float = 0.1,
@@ -81,10 +82,15 @@ class Cache:
         retry_after_s: float = 1.0,
         subscribe: bool = True,
         report_every_s: float = 10.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """``layers``: (layer, max TTL in seconds) top to bottom; by default one in-process
-        layer. ``redis`` (a redis.Redis) enables tags, prefixes, leases and the broadcast."""
-        self.slots = [_Slot(layer, ttl) for layer, ttl in (layers or [(MemoryLayer(), 300.0)])]
+        layer (on ``clock``). ``redis`` (a redis.Redis) enables tags, prefixes, leases and the
+        broadcast. ``clock`` times stale-while-revalidate and a failed layer's time out; waits
+        on other processes (a lease, the broadcast) and Redis's own TTLs keep real time."""
+        self.clock = clock
+        default = [(MemoryLayer(clock=clock), 300.0)]
+        self.slots = [_Slot(layer, ttl) for layer, ttl in (layers or default)]
         self.namespace = namespace
         self.redis = redis
         self.serializer: Serializer = serializer(serializer_name, allow_pickle=allow_pickle)
@@ -157,7 +163,7 @@ class Cache:
             if current is None or current != list(tags.values()):
                 return None
         stale_at = header.get("s")
-        return self.serializer.loads(payload), stale_at is not None and time.time() >= stale_at
+        return self.serializer.loads(payload), stale_at is not None and self.clock.time() >= stale_at
 
     # --- layers, with failure handling -------------------------------------------------------
 
@@ -178,20 +184,20 @@ class Cache:
             return
         stats.errors += 1
         if slot is not None:
-            slot.down_until = time.monotonic() + self.retry_after_s
+            slot.down_until = self.clock.monotonic() + self.retry_after_s
         self._log_once(name, "%s failed (skipped for %gs): %s", name, self.retry_after_s, exc)
         if self.strict:
             raise CacheError(f"{name}: {exc}") from exc
 
     def _log_once(self, what: str, message: str, *args: object) -> None:
         """Log at most once a minute per ``what``: a layer down fails every call."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - self._logged.get(what, -61.0) > 60:
             self._logged[what] = now
             log.warning("cache %s: " + message, self.namespace, *args)
 
     def _usable(self, slot: _Slot) -> bool:
-        return slot.down_until <= time.monotonic()
+        return slot.down_until <= self.clock.monotonic()
 
     def _ttl(self, slot: _Slot, ttl_s: float) -> float:
         ttl = min(ttl_s, slot.ttl_s)
@@ -278,7 +284,7 @@ class Cache:
             if versions is None:
                 return False
             items[self._key(key)] = self._pack(
-                value, all_tags, versions, time.time() + ttl_s if stale_ttl_s else None
+                value, all_tags, versions, self.clock.time() + ttl_s if stale_ttl_s else None
             )
         self._write(len(self.slots), items, ttl_s + stale_ttl_s)
         return True
@@ -383,7 +389,7 @@ class Cache:
                 del self._flights[key]
             flight.done.set()
 
-    def _load(self, key: str, loader, ttl_s, tags, stale_ttl_s, lease_s) -> Any:  # type: ignore[no-untyped-def]
+    def _load(self, key: str, loader, ttl_s, tags, stale_ttl_s, lease_s) -> Any:
         full = self._key(key)
         lease_key, token = f"coreplane:lease:{full}", uuid.uuid4().hex
         holder = True
@@ -393,6 +399,7 @@ class Cache:
             except Exception as exc:  # noqa: BLE001 - no lease without Redis: load ourselves
                 self._failed(None, exc)
             if not holder:
+                # Real time, not self.clock: this waits on another process's load.
                 deadline = time.monotonic() + lease_s
                 while time.monotonic() < deadline:
                     found = self._read([full])
@@ -405,7 +412,7 @@ class Cache:
         self.loads += 1
         value = loader()
         if versions is not None:
-            stale_at = time.time() + ttl_s if stale_ttl_s else None
+            stale_at = self.clock.time() + ttl_s if stale_ttl_s else None
             self._write(
                 len(self.slots), {full: self._pack(value, all_tags, versions, stale_at)}, ttl_s + stale_ttl_s
             )

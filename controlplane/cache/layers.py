@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections import OrderedDict
 from typing import Protocol
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from controlplane.clock import SYSTEM_CLOCK, Clock
 
 # What a client's own connection pool raises when it has nothing to lend: redis-py's pool at
 # max_connections (MaxConnectionsError from 5.1, a plain ConnectionError before), its
@@ -41,19 +42,23 @@ class Layer(Protocol):
 
 
 class MemoryLayer:
-    """LRU with a TTL per entry, bounded by entry count and total bytes."""
+    """LRU with a TTL per entry, bounded by entry count and total bytes. Entries expire by
+    ``clock`` (the real one unless a test passes its own)."""
 
     name = "memory"
 
-    def __init__(self, max_entries: int = 10_000, max_bytes: int = 64 * 2**20) -> None:
+    def __init__(
+        self, max_entries: int = 10_000, max_bytes: int = 64 * 2**20, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.max_entries, self.max_bytes = max_entries, max_bytes
+        self.clock = clock
         self._data: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.evictions = 0
 
     def get_many(self, keys: list[str]) -> dict[str, bytes]:
-        now, found = time.monotonic(), {}
+        now, found = self.clock.monotonic(), {}
         with self._lock:
             for key in keys:
                 entry = self._data.get(key)
@@ -72,14 +77,14 @@ class MemoryLayer:
             entry = self._data.get(key)
             if entry is None:
                 return None
-            if entry[1] <= time.monotonic():
+            if entry[1] <= self.clock.monotonic():
                 self._drop(key)
                 return None
             self._data.move_to_end(key)
             return entry[0]
 
     def set_many(self, items: dict[str, bytes], ttl_s: float) -> None:
-        expires = time.monotonic() + ttl_s
+        expires = self.clock.monotonic() + ttl_s
         with self._lock:
             for key, data in items.items():
                 if len(data) > self.max_bytes:
@@ -155,7 +160,7 @@ class MemcachedLayer:
 class RedisLayer:
     name = "redis"
 
-    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, client) -> None:
         self.client = client
 
     def get_many(self, keys: list[str]) -> dict[str, bytes]:

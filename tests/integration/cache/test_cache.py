@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import pytest
@@ -21,7 +20,9 @@ import redis
 
 from agents.config import TargetConfig
 from controlplane.cache import Cache, CacheError, MemcachedLayer, MemoryLayer, RedisLayer, backup
+from controlplane.clock import ManualClock
 from tests.conftest import ROOT, console_login, free_port, require, running_agent
+from tests.support.timing import until
 
 
 @pytest.fixture
@@ -58,9 +59,15 @@ def test_each_layer_and_the_stack_fill_upwards(services, redis_client):
     stats = cache.stats()["layers"]
     assert stats["memory"]["misses"] >= 3 and stats["redis"]["hits"] == 2 and stats["memcached"]["hits"] == 1
     # The in-process layer keeps an entry at most its own TTL (jittered), whatever was asked.
-    short = Cache([(MemoryLayer(), 0.1), (red, 60)], namespace=namespace(), redis=redis_client, jitter=0)
+    clock = ManualClock()
+    short = Cache(
+        [(MemoryLayer(clock=clock), 0.1), (red, 60)], namespace=namespace(), redis=redis_client, jitter=0,
+        clock=clock,
+    )  # fmt: skip
     short.set("k", 1, ttl_s=60)
-    time.sleep(0.15)
+    clock.advance(0.09)
+    assert short.memory.get(short._key("k")) is not None
+    clock.advance(0.02)
     assert short.memory.get(short._key("k")) is None and short.get("k") == 1
     cache.close()
     short.close()
@@ -98,16 +105,18 @@ def test_tags_and_prefixes_invalidate_in_three_processes(services, redis_client)
             namespace=ns, redis=redis_client,
         )  # fmt: skip
         here.invalidate(tags=["products"], prefixes=["user:42:"])
-        time.sleep(0.2)
-        for w in workers:
+        for w in workers:  # the broadcast reaches each process
+            until("the invalidation to reach a worker",
+                  lambda w=w: _ask(w, {"op": "peek", "keys": ["product:1"]})["values"]["product:1"] is None)  # fmt: skip
             values = _ask(w, {"op": "peek", "keys": list(keys)})["values"]
             assert (
                 values["product:1"] is None and values["product:2"] is None and values["user:42:name"] is None
             )
             assert values["user:7:name"] is not None and values["other"] is not None
         here.invalidate(keys=["other"])
-        time.sleep(0.2)
         for w in workers:
+            until("the key's invalidation to reach a worker",
+                  lambda w=w: _ask(w, {"op": "peek", "keys": ["other"]})["values"]["other"] is None)  # fmt: skip
             answer = _ask(w, {"op": "peek", "keys": ["other", "user:7:name"]})
             assert answer["values"]["other"] is None and answer["values"]["user:7:name"] is not None
         here.close()
@@ -122,22 +131,24 @@ def test_a_layer_killed_mid_test_is_skipped_and_rejoins(redis_client, tmp_path):
     port = free_port()
     command = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16", "-u", "memcache"]
 
+    def listening() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:  # not up yet
+            return False
+
     def start() -> subprocess.Popen:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    return proc
-            except OSError:  # not up yet
-                assert time.monotonic() < deadline, "memcached did not start"
-                time.sleep(0.05)
+        until("memcached to listen", listening, timeout_s=5)
+        return proc
 
     proc = start()
     memcached = MemcachedLayer([f"127.0.0.1:{port}"], dead_timeout_s=0.5)
+    clock = ManualClock()
     cache = Cache(
-        [(MemoryLayer(), 60), (memcached, 300), (RedisLayer(redis_client), 300)],
-        namespace=namespace(), redis=redis_client, retry_after_s=0.5,
+        [(MemoryLayer(clock=clock), 60), (memcached, 300), (RedisLayer(redis_client), 300)],
+        namespace=namespace(), redis=redis_client, retry_after_s=0.5, clock=clock,
     )  # fmt: skip
     try:
         cache.set("a", 1)
@@ -147,16 +158,21 @@ def test_a_layer_killed_mid_test_is_skipped_and_rejoins(redis_client, tmp_path):
         assert cache.get("a") == 1  # Memcached is gone: served from Redis, no exception
         assert cache.set("b", 2) and cache.get_or_set("c", lambda: 3) == 3
         assert cache.stats()["layers"]["memcached"]["errors"] >= 1
+        # Skipped until retry_after_s has passed on the cache's clock, even once it is back.
+        assert not cache._usable(cache.slots[1])
         strict = Cache([(memcached, 300)], namespace=namespace(), strict=True)
         with pytest.raises(CacheError, match="memcached"):
             strict.set("x", 1)
         proc = start()
-        time.sleep(0.6)  # past retry_after_s and the node's dead_timeout
-        deadline = time.monotonic() + 5
-        while not memcached.get_many([cache._key("d")]):
+
+        def rejoined() -> bool:
+            # pymemcache keeps the node out of its ring for dead_timeout on the real clock, so
+            # this polls; each try moves the cache's clock past retry_after_s.
+            clock.advance(0.6)
             cache.set("d", 4)
-            assert time.monotonic() < deadline, "Memcached did not rejoin"
-            time.sleep(0.2)
+            return bool(memcached.get_many([cache._key("d")]))
+
+        until("Memcached to rejoin", rejoined, timeout_s=5, every_s=0.1)
     finally:
         cache.close()
         proc.kill()
@@ -301,10 +317,12 @@ def test_hit_ratios_reach_the_console_through_the_agent(
     try:
         with running_agent(url, token, tmp_path, stats, name="cache-stats", flush_interval_s=0.5):
             browser, _ = console_login(url, token=token)
-            deadline = time.monotonic() + 20
-            while f'data-cache="{ns}/memory"' not in (page := browser.get("/").text):
-                assert time.monotonic() < deadline, "the console never showed the cache's hit ratio"
-                time.sleep(0.3)
+
+            def overview_with_the_ratio() -> str:
+                text = browser.get("/").text
+                return text if f'data-cache="{ns}/memory"' in text else ""
+
+            page = until("the console to show the cache's hit ratio", overview_with_the_ratio, every_s=0.3)
             browser.close()
         row = re.search(rf'data-cache="{ns}/memory"><td>{ns}</td><td>memory</td><td>([0-9.]+) %', page)
         assert row and float(row.group(1)) == 75.0  # 12 hits of 16 reads

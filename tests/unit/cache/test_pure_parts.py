@@ -1,6 +1,7 @@
 """The cache's parts that need no service: the in-process layer, serializers, prefix tags,
 and the whole stack with only the in-process layer."""
 
+import threading
 import time
 
 import pytest
@@ -9,6 +10,8 @@ from controlplane.cache import Cache, MemoryLayer
 from controlplane.cache.invalidation import check_prefix, implicit_tags
 from controlplane.cache.layers import memcached_key, pool_exhausted
 from controlplane.cache.serializers import serializer
+from controlplane.clock import ManualClock
+from tests.support.timing import until
 
 
 def test_the_memory_layer_evicts_least_recently_used_by_count_and_by_bytes():
@@ -25,11 +28,13 @@ def test_the_memory_layer_evicts_least_recently_used_by_count_and_by_bytes():
 
 
 def test_the_memory_layer_expires_entries():
-    layer = MemoryLayer()
-    layer.set_many({"a": b"1"}, ttl_s=0.05)
-    assert layer.get("a") == b"1"
-    time.sleep(0.06)
-    assert layer.get("a") is None and layer.size() == (0, 0)
+    clock = ManualClock()
+    layer = MemoryLayer(clock=clock)
+    layer.set_many({"a": b"1", "b": b"2"}, ttl_s=0.5)
+    clock.advance(0.25)
+    assert layer.get("a") == b"1" and layer.get_many(["b"]) == {"b": b"2"}
+    clock.advance(0.25)  # exactly its TTL (binary fractions: no rounding)
+    assert layer.get("a") is None and layer.get_many(["b"]) == {} and layer.size() == (0, 0)
 
 
 def test_serializers_round_trip_and_pickle_needs_an_opt_in():
@@ -59,13 +64,12 @@ def test_memcached_keys_stay_within_its_rules():
 
 
 def test_an_in_process_cache_reads_through_once_per_key_under_concurrency():
-    import threading
-
     cache = Cache(namespace="unit")
     calls = []
 
     def loader():
         calls.append(1)
+        # A slow origin, not a wait for a result: the window in which the other callers arrive.
         time.sleep(0.05)
         return {"v": 1}
 
@@ -86,22 +90,28 @@ def test_an_in_process_cache_reads_through_once_per_key_under_concurrency():
 
 
 def test_a_stale_value_is_served_while_one_refresh_runs():
-    cache = Cache(namespace="swr")
+    clock = ManualClock()
+    cache = Cache(namespace="swr", clock=clock)
     calls = []
+    origin_answers = threading.Event()  # the refresh's origin stays slow until the test says
 
     def loader():
-        calls.append(time.monotonic())
-        time.sleep(0.1)
+        calls.append(1)
+        if len(calls) > 1:
+            assert origin_answers.wait(timeout=10)
         return len(calls)
 
     assert cache.get_or_set("k", loader, ttl_s=0.05, stale_ttl_s=5) == 1
-    time.sleep(0.06)  # past its TTL, within the stale window
-    started = time.monotonic()
+    clock.advance(0.049)  # within its TTL: fresh, nothing to refresh
+    assert cache.get_or_set("k", loader, ttl_s=0.05, stale_ttl_s=5) == 1 and len(calls) == 1
+    clock.advance(0.011)  # past its TTL, within the stale window
+    # Served stale at once, while the refresh is still waiting on its origin.
     assert [cache.get_or_set("k", loader, ttl_s=0.05, stale_ttl_s=5) for _ in range(5)] == [1] * 5
-    assert time.monotonic() - started < 0.05  # served stale at once, not after the reload
-    time.sleep(0.2)
+    until("the background refresh to call its origin", lambda: len(calls) == 2)
+    assert not origin_answers.is_set() and cache.get("k") == 1
+    origin_answers.set()
+    until("the refreshed value", lambda: cache.get("k") == 2)
     assert len(calls) == 2  # one background refresh for the five stale reads
-    assert cache.get("k") == 2
 
 
 def test_the_figures_reach_prometheus():
