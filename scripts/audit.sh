@@ -5,6 +5,7 @@
 # says so: an audit that could not look is not a pass.
 set -euo pipefail
 LOG_TAG=audit
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 

@@ -5,6 +5,7 @@
 #   scripts/haproxy-instance.sh stop NAME
 #   scripts/haproxy-instance.sh status NAME
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cmd=${1:-} name=${2:-}
@@ -39,7 +40,7 @@ stop)
     rm -f "$sock"
     ;;
 status)
-    pid_alive "$pidfile" && _answers && echo "up $sock" || { echo down; exit 1; }
+    if pid_alive "$pidfile" && _answers; then echo "up $sock"; else echo down; exit 1; fi
     ;;
 *) die "unknown command $cmd" ;;
 esac

@@ -5,6 +5,7 @@
 # Re-runs only when pyproject.toml or constraints.txt changed.
 set -euo pipefail
 LOG_TAG=install
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 profile=${1:-dev}

@@ -5,8 +5,10 @@ ROOT="${COREPLANE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 VAR="${COREPLANE_VAR:-$ROOT/var}"
 CACHE="${COREPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coreplane}"
 # Builds that service users must be able to read go here (~/.cache may be root-only).
+# shellcheck disable=SC2034  # used by the files that source this one, as is HEALTH_TIMEOUT
 OPT="${COREPLANE_OPT:-/opt/coreplane}"
 ENV_DIR="$VAR/services.d"
+# shellcheck disable=SC2034
 HEALTH_TIMEOUT="${COREPLANE_HEALTH_TIMEOUT:-120}"
 
 say()  { printf '\033[1m[%s]\033[0m %s\n' "${LOG_TAG:-services}" "$*" >&2; }
@@ -63,20 +65,27 @@ wait_until() {  # wait_until NAME LOGFILE TIMEOUT CMD...
     done
 }
 
+# Wait up to TIMEOUT seconds for a process to exit; fails if it is still there.
+_gone() {  # _gone PID TIMEOUT
+    local pid=$1 deadline=$((SECONDS + $2))
+    while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
+# Fails (the pid file kept) when the process outlives SIGKILL, e.g. one we may not signal:
+# `services.sh down` must not call such a service stopped.
 stop_pidfile() {  # stop_pidfile NAME PIDFILE [TIMEOUT]
     local name=$1 pidfile=$2 timeout=${3:-30} pid
     pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
     pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null
-    local deadline=$((SECONDS + timeout))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            warn "$name (pid $pid) ignored SIGTERM for ${timeout}s; killing it"
-            kill -9 "$pid" 2>/dev/null
-            break
-        fi
-        sleep 0.2
-    done
+    kill "$pid" 2>/dev/null || true  # it may have exited meanwhile: _gone decides
+    if ! _gone "$pid" "$timeout"; then
+        warn "$name (pid $pid) ignored SIGTERM for ${timeout}s; killing it"
+        kill -9 "$pid" 2>/dev/null || true
+        _gone "$pid" 5 || { warn "$name (pid $pid) is still running"; return 1; }
+    fi
     rm -f "$pidfile"
 }
 

@@ -4,6 +4,7 @@
 # Ctrl-C stops both processes.
 set -euo pipefail
 LOG_TAG=run
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
@@ -17,7 +18,10 @@ chmod -f 600 "$VAR/admin-token" "$VAR/migrate.log" "$VAR/agent-register.log" || 
 
 if [[ -f $VAR/services.env ]]; then
     say "using the backends in var/services.env"
-    set -a; source "$VAR/services.env"; set +a
+    set -a
+    # shellcheck source=/dev/null  # written by scripts/services.sh up
+    source "$VAR/services.env"
+    set +a
 fi
 export COREPLANE_SERVER__PORT="${PORT:-${COREPLANE_SERVER__PORT:-8000}}"
 export COREPLANE_SERVER__HOST="${COREPLANE_SERVER__HOST:-127.0.0.1}"

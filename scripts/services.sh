@@ -5,10 +5,13 @@
 #   scripts/services.sh status [NAME...]  one line per service
 # Idempotent: a running service is reused. Addresses go to var/services.env.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Start order matters a little: Prometheus scrapes HAProxy and RabbitMQ.
 ALL=(postgres redis memcached rabbitmq elasticsearch s3 haproxy prometheus alertmanager chromium)
+# make lint checks each of these files on its own (its names come from lib.sh).
+# shellcheck source=/dev/null
 for svc in "${ALL[@]}"; do source "$ROOT/scripts/services/$svc.sh"; done
 
 cmd=${1:-status}; shift || true
@@ -45,12 +48,20 @@ up)
     say "all ${#selected[@]} service(s) healthy in $((SECONDS - started))s; addresses in $VAR/services.env"
     ;;
 down)
+    # A service that would not stop keeps its address in var/services.env, and the run fails.
+    failed=()
     for ((i = ${#selected[@]} - 1; i >= 0; i--)); do
         svc=${selected[i]}
-        "${svc}_down" && rm -f "$ENV_DIR/$svc.env"
-        say "$svc: stopped"
+        if "${svc}_down"; then
+            rm -f "$ENV_DIR/$svc.env"
+            say "$svc: stopped"
+        else
+            warn "$svc: could not stop it"
+            failed+=("$svc")
+        fi
     done
     write_services_env
+    ((${#failed[@]} == 0)) || die "not stopped: ${failed[*]}"
     ;;
 status)
     for svc in "${selected[@]}"; do printf '%-14s %s\n' "$svc" "$("${svc}_status" 2>/dev/null || echo down)"; done

@@ -2,7 +2,8 @@
 # `make test`: install what the tests need, start every real service, run the whole suite.
 # Exits non-zero on any failure and when no test ran.
 set -euo pipefail
-LOG_TAG=test
+LOG_TAG='test'
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 started=$SECONDS

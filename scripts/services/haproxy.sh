@@ -31,11 +31,12 @@ CONF
 }
 
 haproxy_down() {
-    local inst
+    local inst failed=0
     for inst in "$VAR"/haproxy/*/; do
-        [[ -d $inst ]] && bash "$ROOT/scripts/haproxy-instance.sh" stop "$(basename "$inst")"
+        [[ -d $inst ]] || continue  # the unmatched glob itself
+        bash "$ROOT/scripts/haproxy-instance.sh" stop "$(basename "$inst")" || failed=1
     done
-    return 0
+    return "$failed"
 }
 
 haproxy_status() { bash "$ROOT/scripts/haproxy-instance.sh" status default 2>/dev/null || true; }

@@ -40,7 +40,9 @@ postgres_up() {
 postgres_down() {
     local data=$VAR/postgres/data
     [[ -d $data ]] || return 0
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 && return 0
+    # pg_ctl also fails when no server runs, which is stopped as well.
+    ! runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1
 }
 
 postgres_status() {

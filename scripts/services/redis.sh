@@ -1,6 +1,6 @@
 # Redis: a primary, two replicas, and three Sentinels watching them (the failover yardstick).
-REDIS_PORTS=(${COREPLANE_REDIS_PORTS:-56379 56380 56381})   # first is the primary
-SENTINEL_PORTS=(${COREPLANE_SENTINEL_PORTS:-56390 56391 56392})
+read -ra REDIS_PORTS <<<"${COREPLANE_REDIS_PORTS:-56379 56380 56381}"  # first is the primary
+read -ra SENTINEL_PORTS <<<"${COREPLANE_SENTINEL_PORTS:-56390 56391 56392}"
 SENTINEL_MASTER=coreplane
 
 redis_packages() { echo redis-server redis-sentinel redis-tools; }
@@ -77,13 +77,14 @@ CONF
 }
 
 redis_down() {
-    local dir=$VAR/redis port
+    local dir=$VAR/redis port failed=0
     for port in "${SENTINEL_PORTS[@]}"; do
-        stop_pidfile "sentinel:$port" "$dir/sentinel-$port/sentinel.pid"
+        stop_pidfile "sentinel:$port" "$dir/sentinel-$port/sentinel.pid" || failed=1
     done
     for port in "${REDIS_PORTS[@]}"; do
-        stop_pidfile "redis:$port" "$dir/$port/redis.pid"
+        stop_pidfile "redis:$port" "$dir/$port/redis.pid" || failed=1
     done
+    return "$failed"
 }
 
 redis_status() {
