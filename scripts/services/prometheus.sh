@@ -1,4 +1,7 @@
-# Prometheus (with promtool) scraping itself, HAProxy and RabbitMQ on loopback.
+# Prometheus (with promtool) from alerts/prometheus.yml, the one Prometheus configuration:
+# its rules, and its control-plane jobs pointed at `make run` (127.0.0.1:8000); plus the
+# exporters this harness runs at fixed ports (itself, HAProxy, RabbitMQ), which a deployment
+# registers in the catalog instead.
 PROM_PORT="${COREPLANE_PROM_PORT:-59090}"
 
 prometheus_packages() { echo prometheus; }
@@ -8,18 +11,17 @@ _prom_ok() { curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null; }
 prometheus_up() {
     local dir=$VAR/prometheus
     mkdir -p "$dir/data"
-    cat >"$dir/prometheus.yml" <<CONF
-global:
-  scrape_interval: 5s
-  evaluation_interval: 5s
-scrape_configs:
-  - job_name: prometheus
-    static_configs: [{targets: ["127.0.0.1:$PROM_PORT"]}]
-  - job_name: haproxy
-    static_configs: [{targets: ["127.0.0.1:${HAPROXY_METRICS_PORT:-58404}"]}]
-  - job_name: rabbitmq
-    static_configs: [{targets: ["127.0.0.1:${RABBIT_PROM_PORT:-55692}"]}]
-CONF
+    # Rule files are found relative to the configuration, as when alerts/ is copied whole.
+    ln -sfn "$ROOT/alerts/rules" "$dir/rules"
+    # The viewer token `make run`'s control plane wants for /metrics/backends and http_sd:
+    # empty until someone puts one there (those two jobs are down until then).
+    [[ -f $dir/coreplane-token ]] || (umask 077 && : >"$dir/coreplane-token")
+    sh "$ROOT/scripts/prometheus-config.sh" "$ROOT/alerts/prometheus.yml" \
+        127.0.0.1:8000 127.0.0.1:8000 "127.0.0.1:${AM_PORT:-59093}" "$dir/coreplane-token" \
+        "prometheus=127.0.0.1:$PROM_PORT" "haproxy=127.0.0.1:${HAPROXY_METRICS_PORT:-58404}" \
+        "rabbitmq=127.0.0.1:${RABBIT_PROM_PORT:-55692}" >"$dir/prometheus.yml.tmp" \
+        || die "prometheus: could not render alerts/prometheus.yml"
+    mv "$dir/prometheus.yml.tmp" "$dir/prometheus.yml"
     promtool check config "$dir/prometheus.yml" >/dev/null || die "prometheus: generated config is invalid"
     if ! pid_alive "$dir/prometheus.pid"; then
         say "prometheus: starting 127.0.0.1:$PROM_PORT"

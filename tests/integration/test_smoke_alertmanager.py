@@ -34,4 +34,6 @@ def test_amtool_reads_the_running_alertmanager(services):
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert "receiver: blackhole" in result.stdout
+    # alerts/alertmanager.yml, as the harness runs it: every alert to the control plane's webhook.
+    assert "receiver: coreplane" in result.stdout
+    assert "url: http://127.0.0.1:8000/api/v1/webhooks/alertmanager" in result.stdout
