@@ -1,8 +1,12 @@
-"""Writes the Grafana dashboards in dashboards/json/ (run: python dashboards/build.py).
+"""Writes the Grafana dashboards in dashboards/json/ (run: python dashboards/build.py, or
+python -m dashboards.build).
 
-The JSON is generated so that every dashboard has the same variables, data sources and
-layout, and committed so that Grafana's file provisioning and `coreplane dashboards push`
-read it as it is; a test checks that the committed JSON is what this script writes.
+The dashboards are built with grafana-foundation-sdk, Grafana Labs' typed builders for the
+dashboard schema (the release for Grafana 11.6, schemaVersion 41), so a field Grafana does
+not know fails here rather than in Grafana. The JSON is generated so that every dashboard has
+the same variables, data sources and layout, and committed so that Grafana's file
+provisioning and `coreplane dashboards push` read it as it is; a test checks that the
+committed JSON is what this script writes.
 
 Prometheus panels read the figures agents report, re-exposed by the control plane's
 /metrics/backends (labels `service` and `instance` are the catalog's), and the control
@@ -15,13 +19,57 @@ import json
 import sys
 from pathlib import Path
 
+from grafana_foundation_sdk.builders import common, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import dashboard as grafana
+from grafana_foundation_sdk.builders import table as tables
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import BigValueColorMode
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardLinkType,
+    DataSourceRef,
+    GridPos,
+    VariableModel,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
+)
+
 OUT = Path(__file__).resolve().parent / "json"
-PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
-STORE = {"type": "grafana-postgresql-datasource", "uid": "coreplane-store"}
+PROMETHEUS = DataSourceRef(type_val="prometheus", uid="prometheus")
+STORE = DataSourceRef(type_val="grafana-postgresql-datasource", uid="coreplane-store")
 TAG = "coreplane"
+GRID_WIDTH = 24
 
 # The filter every backend panel carries: the dashboard's service and instance variables.
 SI = 'service=~"$service", instance=~"$instance"'
+
+AnyPanel = timeseries.Panel | stat.Panel | tables.Panel
+
+
+# --- the store's SQL queries ------------------------------------------------------------
+# The SDK has no builder for Grafana's PostgreSQL data source: this is the query as its
+# editor saves it in code mode, as a Dataquery variant the SDK's panels accept.
+
+
+class StoreQuery(cogvariants.Dataquery):
+    def __init__(self, raw_sql: str, *, table: bool) -> None:
+        self.raw_sql = raw_sql
+        self.format = "table" if table else "time_series"
+
+    def to_json(self) -> dict[str, object]:
+        return {"refId": "A", "datasource": STORE.to_json(), "rawQuery": True, "editorMode": "code",
+                "format": self.format, "rawSql": self.raw_sql}  # fmt: skip
+
+
+class Sql(cogbuilder.Builder[StoreQuery]):
+    def __init__(self, query: str, *, table: bool) -> None:
+        # On one line, as Grafana's editor shows it and the committed JSON stays readable.
+        self._query = StoreQuery(" ".join(query.split()), table=table)
+
+    def build(self) -> StoreQuery:
+        return self._query
 
 
 # --- panels -----------------------------------------------------------------------------
@@ -29,40 +77,34 @@ SI = 'service=~"$service", instance=~"$instance"'
 
 
 def prom(title: str, *queries: tuple[str, str], unit: str = "short", kind: str = "timeseries",
-         width: int = 12, description: str = "") -> dict:
+         width: int = 12, description: str = "") -> AnyPanel:
     """A Prometheus panel; each query is (expression, legend)."""
-    targets = [
-        {"refId": chr(65 + i), "datasource": PROMETHEUS, "expr": expr, "legendFormat": legend}
-        for i, (expr, legend) in enumerate(queries)
-    ]
-    return _panel(title, kind, PROMETHEUS, targets, unit, width, description)
-
-
-def sql(title: str, query: str, *, table: bool = False, unit: str = "short", width: int = 12,
-        description: str = "") -> dict:
-    """A Postgres panel over the store's public tables: a time series (columns time, metric,
-    value) or, with ``table``, a table."""
-    target = {"refId": "A", "datasource": STORE, "rawQuery": True, "editorMode": "code",
-              "format": "table" if table else "time_series", "rawSql": " ".join(query.split())}
-    return _panel(title, "table" if table else "timeseries", STORE, [target], unit, width, description)
-
-
-def _panel(title, kind, datasource, targets, unit, width, description) -> dict:  # type: ignore[no-untyped-def]
-    panel = {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": datasource,
-        "targets": targets,
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "gridPos": {"w": width, "h": 4 if kind == "stat" else 8},
-    }
+    panel = _panel(stat.Panel() if kind == "stat" else timeseries.Panel(), title, PROMETHEUS, unit,
+                   width, description)
+    for i, (expr, legend) in enumerate(queries):
+        panel.with_target(prometheus.Dataquery().ref_id(chr(65 + i)).datasource(PROMETHEUS).expr(expr)
+                          .legend_format(legend))
     if kind == "stat":
-        panel["options"] = {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value"}
+        panel.height(4).reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+        panel.color_mode(BigValueColorMode.VALUE)
     return panel
 
 
-def health_panels(kinds: str) -> list[dict]:
+def sql(title: str, query: str, *, table: bool = False, unit: str = "short", width: int = 12,
+        description: str = "") -> AnyPanel:
+    """A Postgres panel over the store's public tables: a time series (columns time, metric,
+    value) or, with ``table``, a table."""
+    panel = _panel(tables.Panel() if table else timeseries.Panel(), title, STORE, unit, width, description)
+    return panel.with_target(Sql(query, table=table))
+
+
+def _panel(panel: AnyPanel, title: str, datasource: DataSourceRef, unit: str, width: int,
+           description: str) -> AnyPanel:
+    panel.title(title).datasource(datasource).unit(unit).span(width).height(8)
+    return panel.description(description) if description else panel
+
+
+def health_panels(kinds: str) -> list[AnyPanel]:
     """What every backend dashboard starts with: catalog health and probe time."""
     return [
         prom("Health (1 passing, 0.5 warning, 0 critical)",
@@ -75,7 +117,7 @@ def health_panels(kinds: str) -> list[dict]:
     ]
 
 
-def store_series(metric: str, label: str, unit: str = "short") -> dict:
+def store_series(metric: str, label: str, unit: str = "short") -> AnyPanel:
     """A reported series as the store holds it, averaged per minute."""
     # Grafana's SQL text, built from this file's own metric names: no input reaches it.
     return sql(f"{label} (store)", f"""
@@ -87,7 +129,7 @@ def store_series(metric: str, label: str, unit: str = "short") -> dict:
         description=f"{metric} as stored in infrastructure_metrics, averaged per minute.")
 
 
-def events_table() -> dict:
+def events_table() -> AnyPanel:
     """The services' latest events: health and role transitions, alerts, actions' traces."""
     return sql("Events", """
         SELECT timestamp AS time, event_type, service_name, status, details->>'instance' AS instance,
@@ -98,7 +140,7 @@ def events_table() -> dict:
         description="The latest events of the selected services, newest first.")
 
 
-def store_panels(metric: str, label: str, unit: str = "short") -> list[dict]:
+def store_panels(metric: str, label: str, unit: str = "short") -> list[AnyPanel]:
     """The service seen from the store: one reported series and the service's events."""
     return [store_series(metric, label, unit), events_table()]
 
@@ -106,24 +148,15 @@ def store_panels(metric: str, label: str, unit: str = "short") -> list[dict]:
 # --- variables and dashboards -----------------------------------------------------------
 
 
-def variable(name: str, query: str) -> dict:
+def variable(name: str, query: str) -> cogbuilder.Builder[VariableModel]:
     """A Prometheus query variable (label_values), several values at once, All by default."""
-    return {
-        "name": name,
-        "label": name.capitalize(),
-        "type": "query",
-        "datasource": PROMETHEUS,
-        "query": query,
-        "definition": query,
-        "refresh": 2,
-        "multi": True,
-        "includeAll": True,
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "sort": 1,
-    }
+    return (grafana.QueryVariable(name).label(name.capitalize()).datasource(PROMETHEUS).query(query)
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).multi(True).include_all(True)
+            .current(VariableOption(selected=True, text=["All"], value=["$__all"]))
+            .sort(VariableSort.ALPHABETICAL_ASC))
 
 
-def service_variables(selector: str) -> list[dict]:
+def service_variables(selector: str) -> list[cogbuilder.Builder[VariableModel]]:
     """``service`` and ``instance`` taken from the series ``selector`` matches (a metric name
     or a ``{...}`` selector)."""
     if selector.endswith("}"):
@@ -136,34 +169,33 @@ def service_variables(selector: str) -> list[dict]:
     ]
 
 
-def dashboard(uid: str, title: str, description: str, variables: list[dict], panels: list[dict]) -> dict:
+def place(panels: list[AnyPanel]) -> None:
+    """Number the panels and lay them out left to right, a panel that does not fit the row's
+    remaining width starting the next row. (The SDK's own placement lets such a panel run
+    past the grid's right edge.)"""
     x = y = row_h = 0
     for number, panel in enumerate(panels, start=1):
-        w, h = panel["gridPos"]["w"], panel["gridPos"]["h"]
-        if x + w > 24:
+        size = panel.build().grid_pos
+        if x + size.w > GRID_WIDTH:
             x, y, row_h = 0, y + row_h, 0
-        panel["id"] = number
-        panel["gridPos"] = {"x": x, "y": y, "w": w, "h": h}
-        x, row_h = x + w, max(row_h, h)
-    return {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": [TAG],
-        "timezone": "utc",
-        "editable": True,
-        "schemaVersion": 39,
-        "version": 1,
-        "refresh": "30s",
-        "time": {"from": "now-6h", "to": "now"},
-        "links": [{"type": "dashboards", "tags": [TAG], "asDropdown": True, "title": "coreplane"}],
-        "templating": {"list": variables},
-        "annotations": {"list": []},
-        "panels": panels,
-    }
+        panel.id(number).grid_pos(GridPos(x=x, y=y, w=size.w, h=size.h))
+        x, row_h = x + size.w, max(row_h, size.h)
 
 
-def overview() -> dict:
+def dashboard(uid: str, title: str, description: str, variables: list[cogbuilder.Builder[VariableModel]],
+              panels: list[AnyPanel]) -> grafana.Dashboard:
+    board = (grafana.Dashboard(title).uid(uid).description(description).tags([TAG]).timezone("utc")
+             .editable().version(1).refresh("30s").time("now-6h", "now")
+             .link(grafana.DashboardLink("coreplane").type(DashboardLinkType.DASHBOARDS).tags([TAG])
+                   .as_dropdown(True))
+             .variables(variables))
+    place(panels)
+    for panel in panels:
+        board.with_panel(panel)
+    return board
+
+
+def overview() -> grafana.Dashboard:
     health = f"coreplane_instance_health{{{SI}}}"
     return dashboard("coreplane-overview", "coreplane / Overview",
         "Every service's health, the agents, the control plane and the latest events.",
@@ -194,7 +226,7 @@ def overview() -> dict:
     ])
 
 
-def control_plane() -> dict:
+def control_plane() -> grafana.Dashboard:
     i = 'instance=~"$instance"'
     return dashboard("coreplane-control-plane", "coreplane / Control plane",
         "The control plane's own /metrics: ingest, range queries, actions, policy, leader, "
@@ -251,7 +283,7 @@ def control_plane() -> dict:
     ])
 
 
-def tasks() -> dict:
+def tasks() -> grafana.Dashboard:
     s = SI
     return dashboard("coreplane-tasks", "coreplane / Tasks (Celery)",
         "Celery workers, queues and task outcomes.",
@@ -268,7 +300,7 @@ def tasks() -> dict:
     ])
 
 
-def realtime() -> dict:
+def realtime() -> grafana.Dashboard:
     s = SI
     return dashboard("coreplane-realtime", "coreplane / Realtime (Channels)",
         "The Channels layer's round trip and the console's own websockets.",
@@ -286,7 +318,7 @@ def realtime() -> dict:
     ])
 
 
-def storage() -> dict:
+def storage() -> grafana.Dashboard:
     s = SI
     return dashboard("coreplane-storage", "coreplane / Storage (S3)",
         "The object store: reachability, buckets and the canary's put/get/delete times.",
@@ -300,7 +332,7 @@ def storage() -> dict:
     ])
 
 
-def search() -> dict:
+def search() -> grafana.Dashboard:
     s = SI
     return dashboard("coreplane-search", "coreplane / Search (Elasticsearch)",
         "Cluster status, shards, nodes and JVM heap.",
@@ -319,7 +351,7 @@ def search() -> dict:
     ])
 
 
-def cache() -> dict:
+def cache() -> grafana.Dashboard:
     s = SI
     return dashboard("coreplane-cache", "coreplane / Cache (Redis, Memcached)",
         "Redis primaries and replicas, Memcached nodes: hits, memory, replication.",
@@ -350,7 +382,7 @@ def cache() -> dict:
     ])
 
 
-def queues() -> dict:
+def queues() -> grafana.Dashboard:
     s = SI
     return dashboard("coreplane-queues", "coreplane / Queues (RabbitMQ)",
         "Messages ready and unacknowledged, rates, consumers, node memory and alarms.",
@@ -373,7 +405,7 @@ def queues() -> dict:
     ])
 
 
-def mesh() -> dict:
+def mesh() -> grafana.Dashboard:
     s = SI
     servers = f'{s}, server!~"FRONTEND|BACKEND"'
     return dashboard("coreplane-mesh", "coreplane / Mesh (HAProxy)",
@@ -396,7 +428,7 @@ def mesh() -> dict:
     ])
 
 
-def load_balancer() -> dict:
+def load_balancer() -> grafana.Dashboard:
     s = SI
     front = f'{s}, server="FRONTEND"'
     return dashboard("coreplane-load-balancer", "coreplane / Load balancer (HAProxy)",
@@ -436,7 +468,10 @@ DASHBOARDS = {
 
 def render() -> dict[str, str]:
     """File name -> JSON text, as committed."""
-    return {f"{name}.json": json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()}
+    return {
+        f"{name}.json": json.dumps(build().build(), cls=JSONEncoder, indent=2) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
 
 
 def main() -> None:
