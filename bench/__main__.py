@@ -6,8 +6,8 @@ import sys
 import time
 
 from bench import agent, alerts, cache, console, failover, ingest, query, select1
-from bench.results import save, table
 from controlplane.settings import load_settings
+from tests.support.results import save, table
 
 # Every benchmark, by the names its results carry. Add new ones here.
 BENCHMARKS = {

@@ -29,45 +29,18 @@ import httpx
 import redis
 import yaml
 
-from bench.alert_stack import BareReceiver, Scrape, Stack, alert_stack, bare_receiver
-from bench.harness import epoch, fresh_schema, running_control_plane, spawn_agent, until
-from bench.redis_topology import RedisNode, redis_topology
-from bench.results import Result
 from controlplane.settings import Settings
+from tests.support.agents import spawn_agent
+from tests.support.alert_rules import RULE_NAME, backend_down_rules, policy_rule
+from tests.support.alert_stack import BareReceiver, Scrape, Stack, alert_stack, bare_receiver
+from tests.support.redis_topology import RedisNode, redis_topology
+from tests.support.results import Result
+from tests.support.serve import running_control_plane
+from tests.support.stores import fresh_schema
+from tests.support.timing import epoch, until
 
 TRIALS = int(os.environ.get("BENCH_ALERT_TRIALS", 5))
-ALERT = "CoreplaneBackendDown"
-BARE_ALERT = "BareRedisDown"
-RULE_NAME = "invalidate-on-backend-down"
 TIMEOUT_S = 90.0
-
-
-def backend_down_rules(service: str, bare_job: str | None = None) -> dict:
-    """Prometheus alerting rules: the service's Redis down as coreplane reports it (and, for
-    the baseline, as a bare exporter sees it), firing at once."""
-    rules = [{
-        "alert": ALERT, "expr": f'coreplane_redis_up{{service="{service}"}} == 0', "for": "0s",
-        "labels": {"severity": "critical"},
-        "annotations": {"summary": "Redis {{ $labels.instance }} of {{ $labels.service }} does not answer"},
-    }]  # fmt: skip
-    if bare_job:
-        rules.append({"alert": BARE_ALERT, "expr": f'redis_up{{job="{bare_job}"}} == 0', "for": "0s",
-                      "labels": {"severity": "critical"}})  # fmt: skip
-    return {"groups": [{"name": "alert-to-action", "rules": rules}]}
-
-
-def policy_rule(service: str, cache_service: str) -> dict:
-    """A coreplane rule: on the firing alert about ``service``, invalidate a tag named after
-    the alert in ``cache_service``'s Redis."""
-    return {
-        "name": RULE_NAME,
-        "description": f"Drop cached entries tagged with the alert's name when {service} goes down.",
-        "trigger": {"event": {"type": "alert", "service": service, "status": "firing",
-                              "match": {"alertname": ALERT}}},
-        "action": {"kind": "cache.invalidate", "target": cache_service,
-                   "params": {"tags": ["{{ event.details.alertname }}"]}},
-        "cooldown_s": 0,
-    }  # fmt: skip
 
 
 @contextmanager

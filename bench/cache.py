@@ -24,10 +24,10 @@ import uuid
 
 import redis
 
-from bench.harness import ROOT
-from bench.results import Result
 from controlplane.cache import Cache, MemcachedLayer, MemoryLayer, RedisLayer
 from controlplane.settings import Settings
+from tests.support.results import Result
+from tests.support.services import ROOT
 
 KEYS = int(os.environ.get("BENCH_CACHE_KEYS", 1_000_000))
 REQUESTS = int(os.environ.get("BENCH_CACHE_REQUESTS", 1_000_000))

@@ -15,11 +15,11 @@ import psycopg
 from sqlalchemy import event
 from starlette.testclient import TestClient
 
-from bench.harness import build_rollups, fresh_schema
-from bench.results import Result
 from controlplane.settings import Settings, load_settings
 from controlplane.store import partitions
 from controlplane.store.db import make_engine, make_sessionmaker
+from tests.support.results import Result
+from tests.support.stores import build_rollups, fresh_schema
 
 POINTS = int(os.environ.get("BENCH_CONSOLE_POINTS", 10_000_000))
 SERVICES, DAYS, RENDERS, GOAL_MS = 100, 7, 100, 150.0

@@ -17,11 +17,13 @@ from pathlib import Path
 import httpx
 
 from bench import failover_sentinel
-from bench.harness import fresh_schema, running_control_plane, spawn_agent
-from bench.redis_topology import Topology, redis_topology
-from bench.results import Result
 from controlplane.redis_primary import PrimaryResolver, primary_redis
 from controlplane.settings import Settings
+from tests.support.agents import spawn_agent
+from tests.support.redis_topology import Topology, redis_topology
+from tests.support.results import Result
+from tests.support.serve import running_control_plane
+from tests.support.stores import fresh_schema
 
 TRIALS = int(os.environ.get("BENCH_FAILOVER_TRIALS", 10))
 WAIT_TRIALS = 3

@@ -12,7 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from bench.redis_topology import RedisNode, Topology, redis_topology, wait_for_new_primary
+from tests.support.redis_topology import RedisNode, Topology, redis_topology, wait_for_new_primary
 
 TRIAL_TIMEOUT_S = 20.0
 WRITE_BEFORE_KILL_S = 1.0

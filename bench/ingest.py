@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 
-from bench.harness import fresh_schema, running_control_plane
-from bench.results import Result
 from controlplane.settings import Settings
 from controlplane.store import partitions
 from controlplane.store.db import make_engine
+from tests.support.results import Result
+from tests.support.serve import running_control_plane
+from tests.support.stores import fresh_schema
 
 POINTS = int(os.environ.get("BENCH_INGEST_POINTS", 1_000_000))
 BATCH, CLIENTS, SERIES = 5_000, 4, 100

@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 
-from bench.harness import build_rollups, fresh_schema, running_control_plane
-from bench.results import Result
 from controlplane.settings import Settings
 from controlplane.store import partitions
 from controlplane.store.db import make_engine
+from tests.support.results import Result
+from tests.support.serve import running_control_plane
+from tests.support.stores import build_rollups, fresh_schema
 
 POINTS = int(os.environ.get("BENCH_QUERY_POINTS", 10_000_000))
 SERIES, DAYS, QUERIES, GOAL_MS = 100, 7, 60, 100.0

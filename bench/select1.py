@@ -8,8 +8,8 @@ import time
 import psycopg
 import sqlalchemy as sa
 
-from bench.results import Result
 from controlplane.settings import Settings
+from tests.support.results import Result
 
 ROUNDS, REPEATS = 5000, 5
 

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from controlplane.backends import BACKENDS
-from tests.conftest import ROOT
+from tests.support.services import ROOT
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
 CHROMIUM = os.environ.get("COREPLANE_TEST_CHROMIUM", "/usr/bin/chromium")

@@ -20,17 +20,12 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from agents.config import TargetConfig
 from agents.daemon import default_config
-from bench.redis_topology import redis_topology
 from tests.browser.test_console_home import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
-from tests.conftest import (
-    TEST_PASSWORD,
-    console_users,
-    csrf_of,
-    free_port,
-    migrate,
-    running_agent,
-    start_serve,
-)
+from tests.support.agents import running_agent
+from tests.support.console import TEST_PASSWORD, console_users, csrf_of
+from tests.support.processes import free_port
+from tests.support.redis_topology import redis_topology
+from tests.support.serve import migrate, start_serve
 
 PAGES = ["/", "/services", "/explore", "/events", "/actions", "/rules", "/agents"]
 ADMIN_PAGES = ["/users", "/settings"]

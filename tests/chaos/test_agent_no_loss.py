@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from agents.config import AgentConfig, TargetConfig
 from agents.daemon import Agent, load_or_register
 from controlplane.telemetry import HEARTBEAT_METRIC
-from tests.conftest import ROOT, free_port, start_serve
+from tests.support.processes import free_port
+from tests.support.serve import start_serve
+from tests.support.services import ROOT
 
 OUTAGE_S = 60
 

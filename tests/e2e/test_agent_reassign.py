@@ -17,8 +17,10 @@ from agents.client import ControlPlaneClient
 from agents.config import TargetConfig
 from agents.runtime import Buffer, Shipper, instance_of
 from agents.spool import Spool
-from bench.harness import until
-from tests.conftest import free_port, require, running_agent
+from tests.support.agents import running_agent
+from tests.support.processes import free_port
+from tests.support.services import require
+from tests.support.timing import until
 
 
 @pytest.fixture

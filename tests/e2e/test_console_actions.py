@@ -13,7 +13,9 @@ import httpx
 import redis
 
 from agents.config import TargetConfig
-from tests.conftest import console_login, csrf_of, require, running_agent
+from tests.support.agents import running_agent
+from tests.support.console import console_login, csrf_of
+from tests.support.services import require
 
 PASSWORD = "correct horse battery staple"
 

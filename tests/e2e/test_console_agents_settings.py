@@ -15,7 +15,9 @@ import httpx
 
 from agents.config import TargetConfig
 from controlplane import __version__
-from tests.conftest import console_login, csrf_of, require, running_agent
+from tests.support.agents import running_agent
+from tests.support.console import console_login, csrf_of
+from tests.support.services import require
 
 PASSWORD = "correct horse battery staple"
 

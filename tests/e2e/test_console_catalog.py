@@ -19,8 +19,12 @@ from websockets.sync.client import connect
 
 from agents.config import TargetConfig
 from agents.runtime import instance_of
-from bench.harness import fresh_schema
-from tests.conftest import console_login, console_users, free_port, require, running_agent, start_serve
+from tests.support.agents import running_agent
+from tests.support.console import console_login, console_users
+from tests.support.processes import free_port
+from tests.support.serve import start_serve
+from tests.support.services import require
+from tests.support.stores import fresh_schema
 
 
 def _wait_for(client: httpx.Client, path: str, needle: str, what: str, timeout_s: float = 20) -> str:

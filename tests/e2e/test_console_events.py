@@ -17,7 +17,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import console_login, csrf_of
+from tests.support.console import console_login, csrf_of
 
 PASSWORD = "correct horse battery staple"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -16,7 +16,9 @@ import httpx
 from agents.config import TargetConfig
 from agents.runtime import instance_of
 from controlplane.clock import utcnow
-from tests.conftest import console_users, require, running_agent
+from tests.support.agents import running_agent
+from tests.support.console import console_users
+from tests.support.services import require
 
 
 def _chart(page: str) -> dict:

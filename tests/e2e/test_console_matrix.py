@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from controlplane.users import RANK
-from tests.conftest import console_users, csrf_of
+from tests.support.console import console_users, csrf_of
 
 # page -> the lowest role that may open it
 PAGES = {

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from tests.conftest import console_login, csrf_of
+from tests.support.console import console_login, csrf_of
 
 PASSWORD = "correct horse battery staple"
 # 40 minutes ago: inside the preview's hour, and too old for the live engine (it reads the last

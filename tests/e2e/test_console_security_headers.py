@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tests.conftest import console_users, csrf_of
+from tests.support.console import console_users, csrf_of
 
 INSTANCE = {"service": "web", "kind": "http", "address": "10.0.0.1:80", "status": "passing"}
 PAGES = [

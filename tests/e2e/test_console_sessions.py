@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from bench.harness import until
-from tests.conftest import TEST_PASSWORD, console_login, console_users, csrf_of, private_serve
+from tests.support.console import TEST_PASSWORD, console_login, console_users, csrf_of
+from tests.support.serve import private_serve
+from tests.support.timing import until
 
 NEW_PASSWORD = "a different horse, battery and staple"
 
@@ -149,7 +150,7 @@ def test_rotating_x_forwarded_for_does_not_beat_the_address_limit(control_plane_
 
 
 def test_a_configured_proxy_is_believed(tmp_path, services):
-    proxies = {"COREPLANE_SERVER__TRUSTED_PROXIES": '["127.0.0.0/8"]'}
+    proxies = {"server__trusted_proxies": '["127.0.0.0/8"]'}
     with private_serve(tmp_path, **proxies) as (url, _token, _log), httpx.Client(base_url=url) as client:
         form = {"csrf": csrf_of(client.get("/login").text), "token": "not the token"}
         assert client.post("/login", data=form, headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 401

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import sqlalchemy as sa
 
-from tests.conftest import console_login, csrf_of
+from tests.support.console import console_login, csrf_of
 
 PASSWORD = "correct horse battery staple"
 

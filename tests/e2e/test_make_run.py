@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
-from bench.harness import until
-from tests.conftest import ROOT, SERVICES_ENV, free_port
+from tests.support.processes import free_port
+from tests.support.services import ROOT, SERVICES_ENV
+from tests.support.timing import until
 
 
 def _mode(path: Path) -> int:

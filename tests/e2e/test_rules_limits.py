@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from bench.harness import until
-from tests.conftest import console_users, csrf_of
+from tests.support.console import console_users, csrf_of
+from tests.support.timing import until
 from tests.unit.policy.test_sandbox import alias_bomb, rule_with_target
 
 PROMPT_S = 1.0  # the old code took 2.2 s for the `**` target and 4.8 s for the alias bomb

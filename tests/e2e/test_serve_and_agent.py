@@ -6,7 +6,7 @@ import subprocess
 import httpx
 
 from controlplane.backends import BACKENDS
-from tests.conftest import ROOT
+from tests.support.services import ROOT
 
 
 def test_health_readiness_and_metrics_need_no_credential(control_plane):

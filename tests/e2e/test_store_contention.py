@@ -22,8 +22,10 @@ import pytest
 from agents.client import ControlPlaneClient
 from agents.config import AgentConfig
 from agents.daemon import Agent, load_or_register
-from bench.harness import migrated_store, running_control_plane, until
-from tests.conftest import console_login
+from tests.support.console import console_login
+from tests.support.serve import running_control_plane
+from tests.support.stores import migrated_url
+from tests.support.timing import until
 
 HOOK = "/api/v1/webhooks/alertmanager"
 WEBHOOK_TOKEN = "contention-webhook-token"
@@ -36,7 +38,7 @@ def serve(tmp_path):
     settings = {"webhooks__alertmanager_token": WEBHOOK_TOKEN, "webhooks__max_alerts": "10000",
                 "webhooks__max_body_bytes": str(16 * 1024 * 1024)}  # fmt: skip
     with (
-        migrated_store("sqlite", tmp_path, None) as url,
+        migrated_url("sqlite", tmp_path, None) as url,
         running_control_plane(url, log=tmp_path / "serve.log", **settings) as (base, admin),
     ):
         yield base, admin, tmp_path / "store.db"
@@ -227,7 +229,7 @@ def test_a_10000_alert_webhook_leaves_ingest_the_long_poll_and_readyz_answering(
 def test_more_alerts_than_the_cap_get_413_saying_how_to_split(tmp_path):
     settings = {"webhooks__alertmanager_token": WEBHOOK_TOKEN, "webhooks__max_alerts": "50"}
     with (
-        migrated_store("sqlite", tmp_path, None) as url,
+        migrated_url("sqlite", tmp_path, None) as url,
         running_control_plane(url, log=tmp_path / "serve.log", **settings) as (base, _admin),
     ):
         answer = httpx.post(

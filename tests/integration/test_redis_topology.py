@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from bench.redis_topology import redis_topology, wait_for_new_primary
+from tests.support.redis_topology import redis_topology, wait_for_new_primary
 
 
 def _replicas_have(topology, key: str, value: bytes) -> bool:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from tests.conftest import reach, require
+from tests.support.services import reach, require
 
 
 def test_an_alert_posted_is_listed(services):

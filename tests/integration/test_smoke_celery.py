@@ -5,7 +5,8 @@ import time
 
 import httpx
 
-from tests.conftest import ROOT, free_port, require
+from tests.support.processes import free_port
+from tests.support.services import ROOT, require
 
 COREPLANE = str(ROOT / ".venv" / "bin" / "coreplane")
 

@@ -5,7 +5,7 @@ import uuid
 import httpx
 from elasticsearch import Elasticsearch
 
-from tests.conftest import reach, require
+from tests.support.services import reach, require
 
 
 def test_index_and_search_a_document(services):

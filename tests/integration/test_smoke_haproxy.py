@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from agents.collectors.haproxy import runtime_command
-from tests.conftest import ROOT, free_port, reach, require
+from tests.support.processes import free_port
+from tests.support.services import ROOT, reach, require
 
 HELPER = ROOT / "scripts" / "haproxy-instance.sh"
 

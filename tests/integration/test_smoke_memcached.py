@@ -5,7 +5,7 @@ import uuid
 from pymemcache.client.base import Client
 from pymemcache.client.hash import HashClient
 
-from tests.conftest import reach, require
+from tests.support.services import reach, require
 
 
 def _nodes(services):

@@ -5,7 +5,7 @@ import uuid
 import sqlalchemy as sa
 
 from controlplane.store.db import make_engine
-from tests.conftest import reach, require
+from tests.support.services import reach, require
 
 
 def test_postgres_answers_and_round_trips_a_row(services):

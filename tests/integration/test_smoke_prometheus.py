@@ -4,7 +4,7 @@ import time
 
 import httpx
 
-from tests.conftest import reach, require
+from tests.support.services import reach, require
 
 
 def test_prometheus_scrapes_its_targets(services):

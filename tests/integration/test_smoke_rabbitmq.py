@@ -5,7 +5,7 @@ import uuid
 import httpx
 from kombu import Connection, Exchange, Queue
 
-from tests.conftest import reach, require
+from tests.support.services import reach, require
 
 
 def test_publish_and_consume_a_message(services):

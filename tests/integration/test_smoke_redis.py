@@ -6,7 +6,7 @@ import uuid
 import redis
 from redis.sentinel import Sentinel
 
-from tests.conftest import reach, require
+from tests.support.services import reach, require
 
 
 def test_primary_write_reaches_both_replicas(services):

@@ -10,7 +10,7 @@ from minio.commonconfig import ENABLED
 from minio.sse import SseS3
 from minio.versioningconfig import VersioningConfig
 
-from tests.conftest import reach, require
+from tests.support.services import reach, require
 
 
 def _client(services):

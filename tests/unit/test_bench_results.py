@@ -1,6 +1,6 @@
 import json
 
-from bench.results import KEYS, Result, save
+from tests.support.results import KEYS, Result, save
 
 
 def test_a_partial_run_keeps_the_other_figures(tmp_path):

@@ -12,7 +12,8 @@ from agents.actuators import ActuatorError, actuator
 from agents.client import ControlPlaneClient
 from agents.runtime import ActionLoop
 from controlplane.cache import Cache, MemcachedLayer, MemoryLayer, RedisLayer
-from tests.conftest import free_port, require
+from tests.support.processes import free_port
+from tests.support.services import require
 
 
 @pytest.fixture

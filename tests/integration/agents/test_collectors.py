@@ -15,7 +15,8 @@ from pymemcache.client.base import Client
 
 from agents.collectors.registry import collector_class
 from agents.config import TargetConfig
-from tests.conftest import ROOT, free_port, require
+from tests.support.processes import free_port
+from tests.support.services import ROOT, require
 
 
 def collect(kind: str, address: str, **options):

@@ -14,8 +14,8 @@ import pytest
 
 from agents.config import AgentConfig, TargetConfig
 from agents.daemon import Agent, load_or_register
-from bench.redis_topology import redis_topology
 from controlplane.redis_primary import PrimaryResolver, primary_redis
+from tests.support.redis_topology import redis_topology
 
 
 def _wait(what: str, check, timeout_s: float = 20.0, log=None):  # type: ignore[no-untyped-def]

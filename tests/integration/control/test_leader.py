@@ -15,9 +15,12 @@ import redis
 
 from agents.config import AgentConfig, TargetConfig
 from agents.daemon import Agent, load_or_register
-from bench.harness import fresh_schema
 from controlplane.cache import Cache, RedisLayer
-from tests.conftest import console_login, free_port, require, start_serve
+from tests.support.console import console_login
+from tests.support.processes import free_port
+from tests.support.serve import start_serve
+from tests.support.services import require
+from tests.support.stores import fresh_schema
 
 LEASE_S = 2.0
 

@@ -12,9 +12,10 @@ import time
 
 import httpx
 
-from bench.redis_topology import redis_topology
 from controlplane.redis_primary import PrimaryResolver, primary_redis
-from tests.conftest import free_port, migrate, start_serve
+from tests.support.processes import free_port
+from tests.support.redis_topology import redis_topology
+from tests.support.serve import migrate, start_serve
 
 
 class SetByTest(PrimaryResolver):

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from agents.config import TargetConfig
-from tests.conftest import running_agent
+from tests.support.agents import running_agent
 
 
 @pytest.mark.parametrize(

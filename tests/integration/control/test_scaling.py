@@ -14,7 +14,8 @@ import pytest
 from dotenv import dotenv_values
 
 from agents.config import TargetConfig
-from tests.conftest import SERVICES_ENV, running_agent, running_worker
+from tests.support.agents import running_agent, running_worker
+from tests.support.services import SERVICES_ENV
 
 COOLDOWN_S = 6
 # A Celery probe's ping waits out its 2 s timeout until the worker's heartbeat events are

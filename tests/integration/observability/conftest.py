@@ -23,17 +23,12 @@ from websockets.sync.client import connect
 
 from agents.config import TargetConfig
 from agents.daemon import default_config
-from bench.harness import fresh_schema
-from tests.conftest import (
-    ROOT,
-    SERVICES_ENV,
-    console_login,
-    free_port,
-    require,
-    running_agent,
-    running_worker,
-    start_serve,
-)
+from tests.support.agents import running_agent, running_worker
+from tests.support.console import console_login
+from tests.support.processes import free_port
+from tests.support.serve import start_serve
+from tests.support.services import ROOT, SERVICES_ENV, require
+from tests.support.stores import fresh_schema
 
 SHIPPED_CONFIG = ROOT / "alerts" / "prometheus.yml"
 PLACEHOLDERS = ("coreplane.example:8000", "alertmanager.example:9093", "/etc/prometheus/coreplane-token")

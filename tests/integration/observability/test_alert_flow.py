@@ -13,13 +13,15 @@ import redis
 import yaml
 
 from agents.config import TargetConfig
-from bench.alert_stack import Scrape, alert_stack
-from bench.alerts import RULE_NAME, backend_down_rules, policy_rule
-from bench.harness import epoch, running_control_plane, until
-from bench.redis_topology import redis_topology
 from controlplane.cache.invalidation import TAG_KEY
 from controlplane.store.migrate import upgrade
-from tests.conftest import console_login, running_agent
+from tests.support.agents import running_agent
+from tests.support.alert_rules import RULE_NAME, backend_down_rules, policy_rule
+from tests.support.alert_stack import Scrape, alert_stack
+from tests.support.console import console_login
+from tests.support.redis_topology import redis_topology
+from tests.support.serve import running_control_plane
+from tests.support.timing import epoch, until
 
 
 def test_a_killed_redis_alerts_into_an_action_and_resolves(tmp_path):

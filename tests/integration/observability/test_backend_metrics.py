@@ -12,15 +12,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.config import TargetConfig
-from bench.harness import migrated_store, running_control_plane
-from tests.conftest import require, running_agent
+from tests.support.agents import running_agent
+from tests.support.serve import running_control_plane
+from tests.support.services import require
+from tests.support.stores import migrated_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def serve(request, services, tmp_path):
     """(URL, admin token) of a fresh serve on each kind of store."""
     with (
-        migrated_store(request.param, tmp_path, services) as url,
+        migrated_url(request.param, tmp_path, services) as url,
         running_control_plane(url, log=tmp_path / "log") as found,
     ):
         yield found

@@ -17,7 +17,8 @@ import httpx
 import yaml
 
 from controlplane.store.db import make_engine
-from tests.conftest import ROOT, free_port
+from tests.support.processes import free_port
+from tests.support.services import ROOT
 
 DASHBOARDS = ROOT / "dashboards"
 EXPECTED = {"overview", "control-plane", "tasks", "realtime", "storage", "search", "cache", "queues",

@@ -12,10 +12,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
-from bench.harness import until
 from controlplane.store.migrate import upgrade
-from tests.conftest import ROOT, console_login
 from tests.integration.observability.conftest import PROBE_RULES, SHIPPED_CONFIG, render_config
+from tests.support.console import console_login
+from tests.support.services import ROOT
+from tests.support.timing import until
 
 NEW_FAMILIES = (
     "coreplane_actions",

@@ -26,7 +26,6 @@ from opentelemetry.trace import SpanKind
 from websockets.sync.client import connect
 
 from agents.config import TargetConfig
-from bench.harness import until
 from controlplane import tracing
 from controlplane.actions import lifecycle
 from controlplane.app import create_app
@@ -34,7 +33,11 @@ from controlplane.clock import utcnow
 from controlplane.notify import CHANNELS, NOTIFIER
 from controlplane.settings import Settings, TracingSettings, load_settings
 from controlplane.store.migrate import upgrade
-from tests.conftest import ROOT, console_login, free_port, require, running_agent
+from tests.support.agents import running_agent
+from tests.support.console import console_login
+from tests.support.processes import free_port
+from tests.support.services import ROOT, require
+from tests.support.timing import until
 
 ADMIN = "tracing-test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}

@@ -12,7 +12,8 @@ import httpx
 import pytest
 import yaml
 
-from bench.harness import migrated_store, running_control_plane
+from tests.support.serve import running_control_plane
+from tests.support.stores import migrated_url
 
 HOOK = "/api/v1/webhooks/alertmanager"
 MAX_BODY = 8192
@@ -26,7 +27,7 @@ def hooked(request, services, tmp_path_factory):
     token = secrets.token_urlsafe(24)
     settings = {"webhooks__alertmanager_token": token, "webhooks__max_body_bytes": str(MAX_BODY)}
     with (
-        migrated_store(request.param, tmp, services) as url,
+        migrated_url(request.param, tmp, services) as url,
         running_control_plane(url, log=tmp / "serve.log", **settings) as (base, admin),
     ):
         yield base, admin, token

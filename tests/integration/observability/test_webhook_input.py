@@ -11,7 +11,8 @@ import uuid
 import httpx
 import pytest
 
-from bench.harness import migrated_store, running_control_plane
+from tests.support.serve import running_control_plane
+from tests.support.stores import migrated_url
 
 HOOK = "/api/v1/webhooks/alertmanager"
 
@@ -22,7 +23,7 @@ def hooked(request, services, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("webhook-input")
     token = secrets.token_urlsafe(24)
     with (
-        migrated_store(request.param, tmp, services) as url,
+        migrated_url(request.param, tmp, services) as url,
         running_control_plane(url, log=tmp / "serve.log", webhooks__alertmanager_token=token) as (base, _),
     ):
         yield base, token

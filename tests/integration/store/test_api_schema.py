@@ -13,7 +13,7 @@ from schemathesis.checks import (
 )
 
 from controlplane.app import create_app
-from tests.integration.store.conftest import ADMIN, make_settings
+from tests.support.stores import ADMIN, make_settings
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]

@@ -9,9 +9,9 @@ from fastapi.routing import APIRoute
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
-from controlplane.api.deps import db_session, read_session
 from controlplane.app import create_app
-from tests.integration.store.conftest import ADMIN, make_settings
+from controlplane.web import db_session, read_session
+from tests.support.stores import ADMIN, make_settings
 
 
 class _CommitRefused(OperationalError):
@@ -75,7 +75,7 @@ def test_every_route_closes_its_store_session_before_it_answers(store):
 
 @pytest.fixture(params=["sqlite"])
 def store(request, tmp_path, services):
-    from tests.integration.store.conftest import migrated_store
+    from tests.support.stores import migrated_store
 
     with migrated_store(request.param, tmp_path, services) as migrated:
         yield migrated

@@ -15,7 +15,7 @@ from controlplane.api.problems import is_contention
 from controlplane.app import create_app
 from controlplane.settings import Settings
 from controlplane.store.db import make_engine
-from tests.integration.store.conftest import ADMIN
+from tests.support.stores import ADMIN
 
 
 def _batch(batch_id: str) -> dict:

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controlplane.app import create_app
-from tests.integration.store.conftest import ADMIN, make_settings
+from tests.support.stores import ADMIN, make_settings
 
 
 def now() -> datetime:

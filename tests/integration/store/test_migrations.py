@@ -13,7 +13,7 @@ from controlplane.store.db import make_engine
 from controlplane.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from controlplane.store.migrations.env_filters import include_object
 from controlplane.store.models import Base
-from tests.integration.store.conftest import empty_database
+from tests.support.stores import empty_database
 
 SEED = {"infrastructure_events", "infrastructure_metrics", "infrastructure_settings"}
 

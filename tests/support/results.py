@@ -1,4 +1,4 @@
-"""The results file (DESIGN.md §6) and its markdown table."""
+"""The benchmark results file (DESIGN.md §6), bench/results/latest.json, and its markdown table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).resolve().parent.parent.parent / "bench" / "results"
 KEYS = ("name", "ours", "baseline", "ratio", "unit", "goal", "met", "measured_at")
 
 

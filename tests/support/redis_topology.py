@@ -14,7 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bench.harness import free_port, spawn
+from tests.support.processes import free_port, spawn
 
 READY_TIMEOUT_S = 10.0
 POLL_S = 0.01

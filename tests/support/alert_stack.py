@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.harness import free_port, spawn, stop, wait_ready
+from tests.support.processes import free_port, spawn, stop, wait_ready
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
