@@ -53,7 +53,7 @@ class ControlPlaneClient:
             },
         )
 
-    def _call(self, method: str, path: str, **kwargs) -> Response:  # type: ignore[no-untyped-def]
+    def _call(self, method: str, path: str, **kwargs) -> Response:
         try:
             response = self._http.request(method, path, **kwargs)
         except HTTPError as exc:
@@ -68,7 +68,8 @@ class ControlPlaneClient:
             except ValueError:
                 problem = {}
             problem = problem if isinstance(problem, dict) else {}
-            errors = problem.get("errors") if isinstance(problem.get("errors"), list) else []
+            errors = problem.get("errors")
+            errors = errors if isinstance(errors, list) else []
             detail = str(problem.get("detail", response.text))[:500]
             raise Refused(response.status, detail, [e for e in errors if isinstance(e, dict)])
         return response

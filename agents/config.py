@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -12,7 +12,10 @@ from agents.collectors.registry import COLLECTORS
 
 # The registry's keys, so a collector added there is a type agent.yaml accepts. Only the
 # keys: the registry names its classes as strings, so no backend client is imported here.
-TargetType = Literal[tuple(COLLECTORS)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    TargetType = str  # a type checker cannot read a Literal built at run time
+else:
+    TargetType = Literal[tuple(COLLECTORS)]
 
 
 class TargetConfig(BaseModel):

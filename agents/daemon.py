@@ -105,7 +105,7 @@ class Agent:
         )
         self._stop = threading.Event()
 
-    def _every(self, run_once, delay) -> None:  # type: ignore[no-untyped-def]
+    def _every(self, run_once, delay) -> None:
         while not self._stop.is_set():
             try:
                 run_once()
@@ -175,7 +175,7 @@ class Agent:
         self._stop.wait()
 
 
-def default_config(settings, name: str, var: Path) -> AgentConfig:  # type: ignore[no-untyped-def]
+def default_config(settings, name: str, var: Path) -> AgentConfig:
     """Without agent.yaml: watch the host and every backend configured in the environment."""
     targets = [TargetConfig(type="host", name="host", address="/")]
     if settings.redis.url:

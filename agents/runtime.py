@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from agents.client import ControlPlaneClient, Refused, Retryable
 from agents.collectors import Observation
+from agents.collectors.base import Collector
 from agents.collectors.registry import collector_class
 from agents.config import TargetConfig
 from agents.http import span
@@ -88,7 +89,7 @@ class Disowned:
         self._lock = threading.Lock()
         self._keys: set[tuple[str, str]] = set()
 
-    def __contains__(self, key: tuple[str, str]) -> bool:
+    def __contains__(self, key: tuple[str | None, str | None]) -> bool:
         with self._lock:
             return key in self._keys
 
@@ -176,7 +177,7 @@ class TargetLoop:
     def __init__(self, target: TargetConfig, buffer: Buffer) -> None:
         self.target = target
         self.buffer = buffer
-        self.collector = None
+        self.collector: Collector | None = None
         self.status: str | None = None
         self.message = ""
         self.role = target.role  # as configured, then as the backend says (a replica promoted)
@@ -230,7 +231,7 @@ class TargetLoop:
         events = []
         self.seen_role, self.seen_at = (obs.role if obs.status != "critical" else None), read_at
         role_changed = obs.role is not None and obs.role != self.role
-        if role_changed:
+        if role_changed and obs.role is not None:  # (role_changed says it is; mypy cannot tell)
             self.role = self.tags["role"] = obs.role
         if obs.status != self.status or role_changed:
             events.append(
@@ -278,7 +279,7 @@ class Shipper:
         batches, size = self.spool.depth()
         at = _now()
         tags = {"agent": self.agent}
-        figures = {
+        figures: dict[str, float] = {
             "coreplane_agent_spool_batches": batches,
             "coreplane_agent_spool_bytes": size,
             "coreplane_agent_push_errors": self.push_errors,
@@ -435,7 +436,7 @@ class ActionLoop:
                 reports.append(self._run(action, step))
         return reports
 
-    def _run(self, action: dict, step) -> dict:  # type: ignore[no-untyped-def]
+    def _run(self, action: dict, step) -> dict:
         from agents.actuators import ActuatorError, actuator, bind
 
         log.info("running action %s %s on %s", action["id"], action["kind"], action["target"])

@@ -51,10 +51,17 @@ def _redact(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _configured(address: str | None) -> str:
+    assert address is not None  # probe_one asks only a configured backend
+    return address
+
+
 def _probe_redis(s: Settings, timeout: float) -> str:
     import redis
 
-    client = redis.Redis.from_url(s.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = redis.Redis.from_url(
+        _configured(s.redis.url), socket_timeout=timeout, socket_connect_timeout=timeout
+    )
     try:
         info = client.info("replication")
         return f"role {info['role']}, {info.get('connected_slaves', 0)} replica(s)"
@@ -84,10 +91,12 @@ def _probe_store(engine: Engine) -> str:
 def _probe_postgres(s: Settings, timeout: float) -> str:
     import psycopg
 
-    dsn = s.postgres.url.replace("postgresql+psycopg://", "postgresql://")
+    dsn = _configured(s.postgres.url).replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, connect_timeout=max(1, int(timeout))) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+        version_row = conn.execute("SHOW server_version").fetchone()
+        recovery_row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    assert version_row is not None and recovery_row is not None  # each query returns one row
+    version, in_recovery = version_row[0], recovery_row[0]
     return f"PostgreSQL {version}, {'replica' if in_recovery else 'primary'}"
 
 
@@ -121,7 +130,7 @@ def _probe_s3(s: Settings, timeout: float) -> str:
 def _probe_haproxy(s: Settings, timeout: float) -> str:
     from agents.collectors.haproxy import runtime_command
 
-    answer = runtime_command(s.haproxy.socket, "show info", timeout)
+    answer = runtime_command(_configured(s.haproxy.socket), "show info", timeout)
     fields = dict(line.split(": ", 1) for line in answer.splitlines() if ": " in line)
     return f"HAProxy {fields.get('Version', '?')}, {fields.get('CurrConns', '?')} connection(s)"
 

@@ -7,8 +7,9 @@ import logging
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -108,7 +109,7 @@ def serve(
         os.environ["COREPLANE_SERVER__HOST"] = settings.server.host
         os.environ["COREPLANE_SERVER__PORT"] = str(settings.server.port)
         create_app(settings)  # on first start, generate (and print) the credentials once, here
-        application: object = "controlplane.app:app_from_environment"
+        application: str | Callable[..., Any] = "controlplane.app:app_from_environment"
     else:
         application = create_app(settings)
     typer.echo(f"coreplane: console at {url}", err=True)
@@ -262,7 +263,7 @@ def services(
     raise typer.Exit(result.returncode)
 
 
-def _celery_or_exit(settings: Settings):  # type: ignore[no-untyped-def]
+def _celery_or_exit(settings: Settings):
     from controlplane.tasks import make_celery
 
     try:
@@ -325,7 +326,7 @@ user_app = typer.Typer(help="Console users: add, list, change a role or password
 app.add_typer(user_app, name="user")
 
 
-def _user_change(change) -> None:  # type: ignore[no-untyped-def]
+def _user_change(change) -> None:
     from controlplane.errors import Conflict, NotFound, Rejected
     from controlplane.store.db import make_engine, make_sessionmaker
 
@@ -372,7 +373,7 @@ def user_list() -> None:
 
     from controlplane.store.models import User
 
-    def show(session) -> None:  # type: ignore[no-untyped-def]
+    def show(session) -> None:
         for user in session.scalars(select(User).order_by(User.username)):
             typer.echo(f"{user.username}\t{user.role}\t{'disabled' if user.disabled else 'active'}")
 
@@ -416,7 +417,7 @@ cache_app = typer.Typer(help="Back up and restore a cache namespace (values and 
 app.add_typer(cache_app, name="cache")
 
 
-def _cache_clients(settings: Settings, location: str):  # type: ignore[no-untyped-def]
+def _cache_clients(settings: Settings, location: str):
     import redis
 
     if not settings.redis.url:

@@ -21,7 +21,7 @@ class _HeadTooLarge(Exception):
 class BoundedHeadProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that refuses a request head over the configured size with 431."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._head_limit = self.config.h11_max_incomplete_event_size or DEFAULT_LIMIT
         self._head_bytes = 0  # of the current head, as the parser hands it over

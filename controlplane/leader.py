@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -24,6 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from controlplane.clock import utcnow
 from controlplane.store.db import libpq_dsn
 from controlplane.store.models import LeaderLease
+
+if TYPE_CHECKING:
+    import psycopg  # imported where used: SQLite installs need not have it
 
 log = logging.getLogger("coreplane.leader")
 
@@ -42,7 +46,7 @@ class Leadership:
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.is_leader = engine.dialect.name != "postgresql"
         self.epoch = 0
-        self._conn = None  # the psycopg connection holding the lock
+        self._conn: psycopg.Connection | None = None  # the psycopg connection holding the lock
 
     def renew_every_s(self) -> float:
         return self.lease_s / 3
@@ -59,8 +63,10 @@ class Leadership:
                     libpq_dsn(self.engine.url), autocommit=True, connect_timeout=max(1, int(self.lease_s))
                 )
             if not self.is_leader:
-                got = self._conn.execute(LOCK).fetchone()[0]
-                if got:
+                row = self._conn.execute(LOCK).fetchone()
+                if row is None:
+                    raise RuntimeError("the lock query returned no row")  # stepping down, as before
+                if row[0]:
                     self._take()
             else:
                 self._conn.execute("SELECT 1")

@@ -117,7 +117,7 @@ class PrimaryResolver:
 class FollowingConnection(redis.Connection):
     """Connects to whatever the resolver names as the primary at connect time."""
 
-    def __init__(self, *, resolver: PrimaryResolver, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *, resolver: PrimaryResolver, **kwargs) -> None:
         self.resolver = resolver
         self._failed = False
         super().__init__(**kwargs)
@@ -149,7 +149,7 @@ class FollowingConnection(redis.Connection):
             raise
         self._failed = False
 
-    def read_response(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def read_response(self, *args, **kwargs):
         try:
             return super().read_response(*args, **kwargs)
         except ReadOnlyError:
@@ -159,7 +159,7 @@ class FollowingConnection(redis.Connection):
             raise RedisConnectionError(f"{self.host}:{self.port} is no longer the primary") from None
 
 
-def primary_redis(resolver: PrimaryResolver, *, retries: int = 40, **kwargs) -> redis.Redis:  # type: ignore[no-untyped-def]
+def primary_redis(resolver: PrimaryResolver, *, retries: int = 40, **kwargs) -> redis.Redis:
     """A redis.Redis on the resolver's primary, retrying through a failover (by default
     about 10 s of capped backoff) instead of raising into application code."""
     # Retries live on the connections (redis-py runs each command through its connection's Retry).

@@ -14,8 +14,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection, CursorResult, Result, delete
 from sqlalchemy.orm import Session
 
 from controlplane.auth import digest
@@ -98,10 +99,15 @@ def end(session: Session, session_id: str) -> None:
 def end_all_of(session: Session, user_id: uuid.UUID) -> int:
     """Every session of one user (after a disable, role or password change)."""
     result = session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user_id))
-    return result.rowcount or 0
+    return _deleted(result)
 
 
 def prune_expired(conn: Session | Connection, now: datetime | None = None) -> int:
     """Sessions past their lifetime (the maintenance loop calls this)."""
     result = conn.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= (now or utcnow())))
-    return result.rowcount or 0
+    return _deleted(result)
+
+
+def _deleted(result: Result[Any]) -> int:
+    # A DELETE's result is a CursorResult, which has the row count; execute() is typed as Result.
+    return cast("CursorResult[Any]", result).rowcount or 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +43,13 @@ class ServerSettings(BaseModel):
     )
     probe_timeout_s: float = Field(
         2.0, gt=0, le=30, description="Timeout of each backend reachability probe on the console."
+    )
+    live_tick_s: float = Field(
+        5.0,
+        gt=0,
+        le=86400,
+        description="Seconds between the live console's refreshes for what time alone changes "
+        "(a silent agent, a sparkline's window); changes are pushed at once regardless.",
     )
     channel_layer_url: str | None = Field(
         None,
@@ -316,7 +323,7 @@ class SettingsError(Exception):
     """Settings failed validation; the message says which variable to fix."""
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:  # Any: validated by Settings itself
     """Build the settings tree, turning a validation error into one readable message."""
     try:
         return Settings(**overrides)

@@ -59,7 +59,7 @@ class _WhereWorkEnters(Sampler):
     def __init__(self, ratio: float) -> None:
         self._ratio = TraceIdRatioBased(ratio)
 
-    def should_sample(  # type: ignore[override]
+    def should_sample(
         self,
         parent_context: Context | None,
         trace_id: int,

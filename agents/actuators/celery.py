@@ -40,7 +40,7 @@ def pool(params: dict[str, Any]) -> dict[str, Any]:
 
 def _within_bounds(
     app: Celery, op: str, n: int, low: int | None, high: int | None, destination
-) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+) -> tuple[int, dict]:
     """How far ``op`` may go without a pool leaving [low, high] (by the pool closest to the bound)."""
     limit = len(destination) if destination else None
     stats = app.control.inspect(timeout=2.0, destination=destination, limit=limit).stats() or {}

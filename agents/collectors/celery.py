@@ -39,7 +39,7 @@ class CeleryCollector:
         self._thread.start()
 
     def _on_event(self, event: dict) -> None:
-        kind, worker = event.get("type", ""), event.get("hostname")
+        kind, worker = event.get("type", ""), event.get("hostname") or ""
         with self._lock:
             if kind == "worker-offline":
                 self._heard.pop(worker, None)

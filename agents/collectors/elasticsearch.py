@@ -18,7 +18,7 @@ class ElasticsearchCollector:
         self.http = HttpClient(target.address, timeout_s=target.timeout_s, auth=auth)
         self.rates = Rates()
 
-    def _get(self, path: str, **params) -> dict:  # type: ignore[no-untyped-def]
+    def _get(self, path: str, **params) -> dict:
         response = self.http.get(path, **params)
         response.raise_for_status()
         return response.json()

@@ -3,6 +3,8 @@ lag, database size, oldest transaction age."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 
 from agents.collectors import Observation
@@ -40,25 +42,27 @@ class PostgresCollector:
             "SELECT coalesce(state, 'background'), count(*) FROM pg_stat_activity GROUP BY 1"
         ):
             obs.add("coreplane_postgres_connections", count, state=state)
-        commits, rollbacks, hit, read, size = conn.execute(
+        commits, rollbacks, hit, read, size = _row(
+            conn,
             "SELECT xact_commit, xact_rollback, blks_hit, blks_read, pg_database_size(datname) "
-            "FROM pg_stat_database WHERE datname = current_database()"
-        ).fetchone()
+            "FROM pg_stat_database WHERE datname = current_database()",
+        )
         obs.add("coreplane_postgres_commits_per_second", self.rates.rate("commit", commits))
         obs.add("coreplane_postgres_rollbacks_per_second", self.rates.rate("rollback", rollbacks))
         obs.add("coreplane_postgres_cache_hit_ratio", hit / (hit + read) if hit + read else None)
         obs.add("coreplane_postgres_database_size_bytes", size)
-        oldest = conn.execute(
+        oldest = _row(
+            conn,
             "SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0) "
-            "FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()"
-        ).fetchone()[0]
+            "FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()",
+        )[0]
         obs.add("coreplane_postgres_oldest_transaction_seconds", oldest)
-        in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+        in_recovery = _row(conn, "SELECT pg_is_in_recovery()")[0]
         obs.add("coreplane_postgres_is_primary", 0 if in_recovery else 1)
         if in_recovery:
-            lag = conn.execute(
-                "SELECT coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)"
-            ).fetchone()[0]
+            lag = _row(
+                conn, "SELECT coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)"
+            )[0]
             obs.add("coreplane_postgres_replication_lag_seconds", lag)
         for client, lag_bytes in (
             conn.execute(
@@ -69,7 +73,7 @@ class PostgresCollector:
             else []
         ):
             obs.add("coreplane_postgres_replica_lag_bytes", lag_bytes, replica=client)
-        version = conn.execute("SHOW server_version").fetchone()[0]
+        version = _row(conn, "SHOW server_version")[0]
         obs.add("coreplane_postgres_up", 1)
         obs.message = f"PostgreSQL {version}, {'replica' if in_recovery else 'primary'}"
         return obs
@@ -77,3 +81,9 @@ class PostgresCollector:
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
+
+
+def _row(conn: psycopg.Connection, query: str) -> tuple[Any, ...]:
+    row = conn.execute(query).fetchone()
+    assert row is not None  # these queries (aggregates, SHOW, a function) always return one row
+    return row

@@ -49,8 +49,9 @@ def create(
         if existing is not None:
             return existing, False
     parent = session.get(Action, parent_id) if parent_id else None
-    if parent is not None and (parent.links or {}).get("traceparent"):
-        trace = {k: parent.links[k] for k in ("trace_id", "traceparent") if k in parent.links}
+    links = (parent.links if parent is not None else None) or {}
+    if links.get("traceparent"):
+        trace: dict[str, str] = {k: links[k] for k in ("trace_id", "traceparent") if k in links}
     else:
         trace = tracing.action_trace(kind=kind, target=target)
     action = Action(
@@ -153,7 +154,7 @@ def _owner(session: Session, action: Action) -> Agent | None:
 
 
 def _hand_over(session: Session, action: Action, owner: Agent, now: datetime) -> None:
-    note = f"{action.params['instance']} now belongs to agent {owner.name}: handed to it instead"
+    note = f"{(action.params or {})['instance']} now belongs to agent {owner.name}: handed to it instead"
     session.add(
         ActionAudit(action_id=action.id, at=now, actor="dispatcher", from_state="pending", to_state="pending",
                     note=note)
@@ -217,6 +218,7 @@ def expire_overdue(session: Session, *, now: datetime) -> int:
     for action in session.scalars(
         select(Action).where(Action.state.in_(("dispatched", "running")), Action.dispatched_at.is_not(None))
     ):
+        assert action.dispatched_at is not None  # the query's condition
         if (now - action.dispatched_at).total_seconds() < action.timeout_s:
             continue
         error = f"no result within {action.timeout_s:g} s of dispatch"

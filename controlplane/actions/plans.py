@@ -56,7 +56,8 @@ def _fan_out(
         failed = [s for s in steps if s.state != "succeeded"]
         if failed:
             errors = [
-                f"{s.params.get('instance')}: {(s.result or {}).get('error') or s.state}" for s in failed
+                f"{(s.params or {}).get('instance')}: {(s.result or {}).get('error') or s.state}"
+                for s in failed
             ]
             return fail(session, action, "; ".join(errors), now)
         return succeed(

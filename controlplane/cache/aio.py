@@ -4,7 +4,7 @@ Django's cache does for its async methods), so event loops never block on a laye
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from controlplane.cache.core import Cache
@@ -41,7 +41,7 @@ class AsyncCache:
     async def get_or_set(
         self,
         key: str,
-        loader: Callable[[], Awaitable[Any]],
+        loader: Callable[[], Coroutine[Any, Any, Any]],
         ttl_s: float = 300.0,
         tags: Iterable[str] = (),
         **options: float,

@@ -16,7 +16,7 @@ def _escape(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
-def _entries(redis_client, namespace: str) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+def _entries(redis_client, namespace: str) -> Iterator[dict]:
     batch = []
     for key in redis_client.scan_iter(match=f"{_escape(namespace)}:*", count=1000):
         batch.append(key)
@@ -27,7 +27,7 @@ def _entries(redis_client, namespace: str) -> Iterator[dict]:  # type: ignore[no
         yield from _dump(redis_client, batch)
 
 
-def _dump(redis_client, keys: list[bytes]) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+def _dump(redis_client, keys: list[bytes]) -> Iterator[dict]:
     pipe = redis_client.pipeline(transaction=False)
     for key in keys:
         pipe.pttl(key)
@@ -39,7 +39,7 @@ def _dump(redis_client, keys: list[bytes]) -> Iterator[dict]:  # type: ignore[no
         yield {"key": key.decode(), "ttl_ms": ttl if ttl > 0 else 0, "dump": base64.b64encode(data).decode()}
 
 
-def export_namespace(redis_client, namespace: str, out: BinaryIO) -> int:  # type: ignore[no-untyped-def]
+def export_namespace(redis_client, namespace: str, out: BinaryIO) -> int:
     """Write the namespace's entries as JSON lines, with the tag versions they were
     written under (so an import stays valid); returns how many entries."""
     count = 0
@@ -51,14 +51,14 @@ def export_namespace(redis_client, namespace: str, out: BinaryIO) -> int:  # typ
     return count
 
 
-def _tag_versions(redis_client) -> Iterator[tuple[bytes, bytes]]:  # type: ignore[no-untyped-def]
+def _tag_versions(redis_client) -> Iterator[tuple[bytes, bytes]]:
     keys = list(redis_client.scan_iter(match=TAG_KEY.format("*"), count=1000))
     for i in range(0, len(keys), 500):
         chunk = keys[i : i + 500]
         yield from ((k, v) for k, v in zip(chunk, redis_client.mget(chunk), strict=True) if v is not None)
 
 
-def import_namespace(redis_client, inp: BinaryIO) -> int:  # type: ignore[no-untyped-def]
+def import_namespace(redis_client, inp: BinaryIO) -> int:
     """Restore entries (replacing what is there, keeping their remaining TTL); tag
     counters only move forward, so an old backup never revives invalidated entries."""
     count = 0
@@ -79,7 +79,7 @@ def import_namespace(redis_client, inp: BinaryIO) -> int:  # type: ignore[no-unt
     return count
 
 
-def export_to_s3(redis_client, namespace: str, s3, bucket: str, name: str) -> int:  # type: ignore[no-untyped-def]
+def export_to_s3(redis_client, namespace: str, s3, bucket: str, name: str) -> int:
     """The same as export_namespace, into an S3 object (``s3`` is a minio.Minio)."""
     buffer = io.BytesIO()
     count = export_namespace(redis_client, namespace, buffer)
@@ -91,7 +91,7 @@ def export_to_s3(redis_client, namespace: str, s3, bucket: str, name: str) -> in
     return count
 
 
-def import_from_s3(redis_client, s3, bucket: str, name: str) -> int:  # type: ignore[no-untyped-def]
+def import_from_s3(redis_client, s3, bucket: str, name: str) -> int:
     response = s3.get_object(bucket, name)
     try:
         return import_namespace(redis_client, io.BytesIO(response.read()))

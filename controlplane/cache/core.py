@@ -43,7 +43,7 @@ class LayerStats:
     busy: int = 0  # calls that went without the layer: its client's pool had no connection free
     seconds: float = 0.0  # time spent in the layer's reads
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
         total = self.hits + self.misses
         return {"hits": self.hits, "misses": self.misses, "errors": self.errors, "busy": self.busy,
                 "hit_ratio": self.hits / total if total else None, "read_seconds": self.seconds}  # fmt: skip
@@ -148,7 +148,7 @@ class Cache:
         return versions
 
     def _pack(self, value: Any, tags: list[str], versions: list[int], stale_at: float | None) -> bytes:
-        header = {"t": dict(zip(tags, versions, strict=True))} if tags else {}
+        header: dict[str, object] = {"t": dict(zip(tags, versions, strict=True))} if tags else {}
         if stale_at is not None:
             header["s"] = stale_at
         return json.dumps(header, separators=(",", ":")).encode() + b"\n" + self.serializer.dumps(value)
@@ -371,7 +371,7 @@ class Cache:
         with self._flights_lock:
             flight = self._flights.get(key)
             leader = flight is None
-            if leader:
+            if flight is None:
                 flight = self._flights[key] = _Flight()
         if not leader:
             flight.done.wait()

@@ -38,7 +38,7 @@ def check_prefix(prefix: str) -> None:
 
 
 def invalidate(
-    redis_client,  # type: ignore[no-untyped-def]
+    redis_client,
     *,
     namespace: str = "default",
     keys: Iterable[str] = (),

@@ -5,6 +5,7 @@ first and never commit (the caller owns the transaction)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -141,7 +142,7 @@ def _check_owner(
     """An agent speaks only for its own instances (people, with no agent id, for any)."""
     if agent_id is None or instance.agent_id is None or instance.agent_id == agent_id:
         return
-    owner = session.get(Agent, instance.agent_id)
+    owner = session.get_one(Agent, instance.agent_id)
     raise _not_owner([(None, service.name, instance.address, owner.name)], kind=None, field="address")
 
 
@@ -178,7 +179,9 @@ def refuse_foreign(
         raise _not_owner(refused, kind=kind, field=field)
 
 
-def _not_owner(refused: list[tuple[int | None, str, str, str]], *, kind: str | None, field: str) -> NotOwner:
+def _not_owner(
+    refused: Sequence[tuple[int | None, str, str, str]], *, kind: str | None, field: str
+) -> NotOwner:
     """The 409: a detail for people, one ``not_owner`` item per refused report for the agent."""
     errors = [
         {"kind": kind, "index": index, "field": field, "code": "not_owner",
@@ -212,7 +215,7 @@ def reassign(session: Session, service_name: str, address: str, *, agent: str, a
     old = session.get(Agent, instance.agent_id) if instance.agent_id else None
     if instance.agent_id != new.id:
         instance.agent_id = new.id
-        bump(session, session.get(CatalogService, instance.service_id))
+        bump(session, session.get_one(CatalogService, instance.service_id))
     audit.record(
         session, actor=actor, action="catalog.reassign", target=f"{service_name} {address}",
         details={"from": old.name if old else None, "to": new.name},
@@ -317,7 +320,9 @@ def promote_held(session: Session, *, now: datetime, hold_s: float) -> int:
     ).all()
     moved = 0
     for instance, service in rows:
-        if _apply(session, service, instance, instance.pending_health, instance.health_message, now, hold_s):
+        pending = instance.pending_health
+        assert pending is not None  # the query's condition
+        if _apply(session, service, instance, pending, instance.health_message, now, hold_s):
             bump(session, service)
             moved += 1
     return moved
@@ -333,6 +338,7 @@ def expire_silent(session: Session, *, now: datetime) -> int:
     ).all()
     expired = 0
     for instance, service, agent in rows:
+        assert instance.last_seen_at is not None  # the query's condition
         silent = (now - instance.last_seen_at).total_seconds()
         if silent < instance.ttl_s:
             continue
@@ -347,7 +353,7 @@ def expire_silent(session: Session, *, now: datetime) -> int:
 def set_role(session: Session, instance: CatalogInstance, role: str, *, now: datetime, reason: str) -> None:
     if instance.role == role:
         return
-    service = session.get(CatalogService, instance.service_id)
+    service = session.get_one(CatalogService, instance.service_id)
     _event(
         session,
         ROLE_EVENT,

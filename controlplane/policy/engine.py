@@ -167,6 +167,7 @@ class PolicyEngine:
         self, session: Session, rule: Rule, events: list[InfrastructureEvent], now: datetime
     ) -> list[Firing]:
         t = rule.trigger.event
+        assert t is not None  # the caller dispatched on the trigger's kind
         firings = []
         for e in events:
             if (rule.name, str(e.id)) in self.seen:
@@ -213,12 +214,14 @@ class PolicyEngine:
 
     def _metric_firing(self, session: Session, rule: Rule, now: datetime) -> list[Firing]:
         m = rule.trigger.metric
+        assert m is not None  # the caller dispatched on the trigger's kind
         rows = metric_window(session, m, since=now - timedelta(seconds=m.window_s), until=now)
         return self.metric_firing(rule, rows, now)
 
-    def metric_firing(self, rule: Rule, rows: list, now: datetime) -> list[Firing]:  # type: ignore[type-arg]
+    def metric_firing(self, rule: Rule, rows: list, now: datetime) -> list[Firing]:
         """Whether the metric rule fires at ``now`` given its window's (timestamp, value) rows."""
         m = rule.trigger.metric
+        assert m is not None  # the caller dispatched on the trigger's kind
         value = _aggregate(m.agg, rows)
         if value is None or not OPS[m.op](value, m.threshold):
             self.holding.pop(rule.name, None)
@@ -233,6 +236,7 @@ class PolicyEngine:
 
     def _absence_firing(self, session: Session, rule: Rule, now: datetime) -> list[Firing]:
         a = rule.trigger.absence
+        assert a is not None  # the caller dispatched on the trigger's kind
         heard = signs_of_life(session, a, since=now - timedelta(seconds=a.for_s), until=now, limit=1)
         return absence_firing(rule, heard=bool(heard))
 
@@ -279,9 +283,9 @@ class PolicyEngine:
         last = session.scalar(
             select(func.max(Action.created_at)).where(Action.rule == rule.name, Action.parent_id.is_(None))
         )
-        running = session.scalar(
+        running = session.execute(
             select(func.count()).where(Action.rule == rule.name, Action.state.not_in(lifecycle.FINISHED))
-        )
+        ).scalar_one()
 
         def watched() -> bool:
             return plans.agent_of(session, target, params.get("instance")) is not None
@@ -324,7 +328,7 @@ class PolicyEngine:
 
 def metric_window(
     session: Session, m: MetricTrigger, *, since: datetime, until: datetime, limit: int | None = None
-) -> list:  # type: ignore[type-arg]
+) -> list:
     """(timestamp, value) rows of the metric rule's series from ``since`` to ``until``, oldest first."""
     query = select(InfrastructureMetric.timestamp, InfrastructureMetric.value).where(
         InfrastructureMetric.metric_type == m.name,
@@ -357,6 +361,7 @@ def absence_firing(rule: Rule, *, heard: bool) -> list[Firing]:
     if heard:
         return []
     a = rule.trigger.absence
+    assert a is not None  # the caller dispatched on the trigger's kind
     what = a.metric or "any metric"
     return [Firing({"service": a.service}, f"no {what} from {a.service} for {a.for_s:g} s")]
 
@@ -400,7 +405,7 @@ def held_back(
     return None
 
 
-def _aggregate(agg: str, rows: list) -> float | None:  # type: ignore[type-arg]
+def _aggregate(agg: str, rows: list) -> float | None:
     if not rows:
         return None
     values = [v for _, v in rows]

@@ -114,6 +114,7 @@ def _moments(
             limits.append(_limit(rule, end, f"stops here: only the first {max_points} metric points"))
         return limits, metric_moments(engine, rule, points, grid(start, end, step_s))
     # One read of the hour's signs of life instead of one per step (it cannot use an index).
+    assert trigger.absence is not None  # a trigger has exactly one kind
     since = start - timedelta(seconds=trigger.absence.for_s)
     stamps = signs_of_life(session, trigger.absence, since=since, until=end, limit=max_points)
     if len(stamps) == max_points:
@@ -143,6 +144,7 @@ def event_moments(
     """The engine's rounds that matter to an event rule: when each event has held for ``for_s``
     (when it arrives, without one); each round sees the events of the last LOOKBACK plus the hold,
     as the engine's does."""
+    assert rule.trigger.event is not None  # the caller dispatched on the trigger's kind
     hold = timedelta(seconds=rule.trigger.event.for_s)
     events = [e for e in events if e.timestamp + hold > start]  # the others were decided before it
     stamps = [e.timestamp for e in events]
@@ -154,6 +156,7 @@ def event_moments(
 
 def metric_moments(engine: PolicyEngine, rule: Rule, points: list[Any], moments: list[datetime]) -> Moments:
     """The metric rule at each moment, over the window of ``points`` (oldest first) it would see."""
+    assert rule.trigger.metric is not None  # the caller dispatched on the trigger's kind
     window = timedelta(seconds=rule.trigger.metric.window_s)
     stamps = [p[0] for p in points]
     for at in moments:
@@ -163,6 +166,7 @@ def metric_moments(engine: PolicyEngine, rule: Rule, points: list[Any], moments:
 
 def absence_moments(rule: Rule, stamps: list[datetime], moments: list[datetime]) -> Moments:
     """The absence rule at each moment: whether any of ``stamps`` (oldest first) is within ``for_s``."""
+    assert rule.trigger.absence is not None  # the caller dispatched on the trigger's kind
     hold = timedelta(seconds=rule.trigger.absence.for_s)
     for at in moments:
         heard = bisect_right(stamps, at) > bisect_left(stamps, at - hold)
@@ -197,7 +201,7 @@ def decide(
             last = started[-1] if started else None
             held = held_back(rule, target, params, now=at, last=last, running=running,
                              watched=partial(watched, target, params))  # fmt: skip
-            action = {"kind": rule.action.kind, "target": target, "params": params}
+            action: dict[str, Any] = {"kind": rule.action.kind, "target": target, "params": params}
             if held is not None:
                 outcome, why_held, why = held
                 yield PreviewRow(rule.name, at, outcome, f"{firing.why}: {why}", why_held, **action)
@@ -213,6 +217,7 @@ def _events(
     """The event rule's candidates, oldest first, up to ``end``: from ``for_s`` before ``start``
     (one held into the window fires in it); the engine's code decides which match."""
     t = rule.trigger.event
+    assert t is not None  # the caller dispatched on the trigger's kind
     query = select(InfrastructureEvent).where(
         InfrastructureEvent.event_type == t.type,
         InfrastructureEvent.timestamp > start - timedelta(seconds=t.for_s),

@@ -6,12 +6,12 @@ import functools
 import re
 import reprlib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from jinja2 import TemplateError, Undefined
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from controlplane.actions.plans import AGENT_KINDS, PLANS
 from controlplane.policy import sandbox
@@ -64,7 +64,10 @@ def _templates_compile(value: Any, at: tuple = ()) -> Any:
     if isinstance(value, str):
         # `at` carries the nested key into the error's path, so the line points at the string itself.
         if control := _CONTROL.search(value):
-            error = {"error": f"control character U+{ord(control[0]):04X} in a template", "at": at}
+            error: dict[str, Any] = {
+                "error": f"control character U+{ord(control[0]):04X} in a template",
+                "at": at,
+            }
             raise PydanticCustomError("template", "{error}: remove it", error)
         try:
             with sandbox.budget():  # the template's constant parts are computed: as in a render
@@ -206,17 +209,21 @@ def parse_rules(text: str) -> list[Rule]:
     root, data = _load_yaml(text)
     if data is None:
         return []
-    node = root
+    assert root is not None  # data came from a node
+    node: yaml.Node | None = root
     if isinstance(data, dict) and "rules" in data:
         if extra := sorted(str(key) for key in data if key != "rules"):
             message = f"unknown top-level key {extra[0]!r}; allowed: rules"
             raise RuleError([{"line": _line(root, (extra[0],)), "path": extra[0], "message": message}])
         data, node = data["rules"], _child(root, "rules")
+    assert node is not None  # the node of the data just read
     if not isinstance(data, list):
         message = f"expected a list of rules, or a mapping with a 'rules' list (got {reprlib.repr(data)})"
         raise RuleError([_problem(node, (), message)])
 
-    rules, problems, first_seen = [], [], {}
+    rules: list[Rule] = []
+    problems: list[dict] = []
+    first_seen: dict[str, int] = {}
     for index, item in enumerate(data):
         try:
             rules.append(Rule.model_validate(item))
@@ -263,13 +270,20 @@ def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
         finally:
             loader.dispose()
     except yaml.reader.ReaderError as exc:
-        line = text.encode("utf-8", "replace")[: exc.position].count(b"\n") + 1  # libyaml counts bytes
+        line: int | None = (
+            text.encode("utf-8", "replace")[: exc.position].count(b"\n") + 1
+        )  # libyaml counts bytes
         message = f"control character U+{exc.character:04X} is not allowed in YAML: remove it"
         raise RuleError([{"line": line, "path": "", "message": message}]) from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         prefix = "" if isinstance(exc, _Refused) else "YAML syntax error: "
         raise RuleError([{"line": line, "path": "", "message": f"{prefix}{exc.problem}"}]) from None
+
+
+def _mark(event: yaml.Event) -> yaml.Mark | None:
+    # CSafeLoader's events carry yaml._yaml.Mark, which MarkedYAMLError reads as it reads yaml.Mark.
+    return cast("yaml.Mark | None", event.start_mark)
 
 
 def _refuse_aliases_and_depth(text: str) -> None:
@@ -280,15 +294,15 @@ def _refuse_aliases_and_depth(text: str) -> None:
         while (event := loader.get_event()) is not None:
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 problem = "anchors and aliases (&name, *name) are not allowed in rules: write the value out"
-                raise _Refused(problem=problem, problem_mark=event.start_mark)
+                raise _Refused(problem=problem, problem_mark=_mark(event))
             depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
             if depth > MAX_DEPTH:
-                raise _Refused(problem=f"nested over {MAX_DEPTH} levels deep", problem_mark=event.start_mark)
+                raise _Refused(problem=f"nested over {MAX_DEPTH} levels deep", problem_mark=_mark(event))
     finally:
         loader.dispose()
 
 
-def _message(error: dict) -> str:
+def _message(error: ErrorDetails) -> str:
     kind, ctx, loc = error["type"], error.get("ctx", {}), error["loc"]
     name, got = str(loc[-1]) if loc else "a rule", f" (got {reprlib.repr(error['input'])})"
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import StrictUndefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -233,7 +233,7 @@ def _budgeted(name: str, original: Callable) -> Callable:
     @wraps(original)  # keeps jinja_pass_arg, so Jinja still passes the context where it should
     def run(*args: Any, **kwargs: Any) -> Any:
         spend()
-        if check is not None:
+        if check is not None and signature is not None:  # both or neither
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             check(bound.arguments)
@@ -344,6 +344,8 @@ def _fold(node: nodes.Node) -> Any:
         run = ENV.filters[node.name]
         if hasattr(run, "jinja_pass_arg"):  # wants a context: not computed ahead
             raise _NotConstant
-        kwargs = {pair.key: _fold(pair.value) for pair in node.kwargs}
+        # Jinja annotates a filter's kwargs as Pair; its parser makes Keyword (key: str), as for Call.
+        keywords = cast("list[nodes.Keyword]", node.kwargs)
+        kwargs = {pair.key: _fold(pair.value) for pair in keywords}
         return run(_fold(node.node), *(_fold(arg) for arg in node.args), **kwargs)
     raise _NotConstant

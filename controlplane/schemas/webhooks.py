@@ -29,12 +29,13 @@ def _storable(value: str) -> str:
     return value
 
 
-def _text(max_length: int, min_length: int = 0):  # type: ignore[no-untyped-def]
-    return Annotated[str, Field(min_length=min_length, max_length=max_length), AfterValidator(_storable)]
-
-
-LabelName = _text(LABEL_NAME_MAX, min_length=1)
-LabelValue = _text(LABEL_VALUE_MAX)
+# Storable text of a bounded length, one alias per bound (a type checker needs them spelt out).
+LabelName = Annotated[str, Field(min_length=1, max_length=LABEL_NAME_MAX), AfterValidator(_storable)]
+LabelValue = Annotated[str, Field(min_length=0, max_length=LABEL_VALUE_MAX), AfterValidator(_storable)]
+_Text20 = Annotated[str, Field(min_length=0, max_length=20), AfterValidator(_storable)]
+_Text64 = Annotated[str, Field(min_length=0, max_length=64), AfterValidator(_storable)]
+_Text500 = Annotated[str, Field(min_length=0, max_length=500), AfterValidator(_storable)]
+_Text4096 = Annotated[str, Field(min_length=0, max_length=4096), AfterValidator(_storable)]
 LabelSet = Annotated[dict[LabelName, LabelValue], Field(max_length=200)]
 
 
@@ -60,13 +61,13 @@ class AlertIn(BaseModel):
     annotations: LabelSet = Field(default_factory=dict)
     startsAt: Instant = None  # the wire names, as Alertmanager spells them
     endsAt: Instant = None
-    generatorURL: _text(4096) | None = None
-    fingerprint: _text(64) | None = None  # the alerts table's key column
+    generatorURL: _Text4096 | None = None
+    fingerprint: _Text64 | None = None  # the alerts table's key column
     # Grafana only: the query values that made the rule fire (JSON has no NaN or Infinity).
     values: dict[LabelName, Annotated[float, Field(allow_inf_nan=False)] | None] | None = Field(
         None, max_length=200
     )
-    valueString: _text(4096) | None = None
+    valueString: _Text4096 | None = None
 
     @field_validator("labels")
     @classmethod
@@ -79,11 +80,11 @@ class AlertIn(BaseModel):
 class AlertmanagerPayloadIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    version: _text(20) | None = Field(None, description='"4" from Alertmanager, "1" from Grafana.')
+    version: _Text20 | None = Field(None, description='"4" from Alertmanager, "1" from Grafana.')
     status: Literal["firing", "resolved"] | None = None
-    receiver: _text(500) | None = None
-    groupKey: _text(4096) | None = None
-    externalURL: _text(4096) | None = None
+    receiver: _Text500 | None = None
+    groupKey: _Text4096 | None = None
+    externalURL: _Text4096 | None = None
     truncatedAlerts: int | None = Field(None, ge=0)
     orgId: int | None = None  # Grafana only
     # How many per request is a setting (COREPLANE_WEBHOOKS__MAX_ALERTS), checked by the route.

@@ -30,7 +30,7 @@ def make_engine(database_url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _pragmas(dbapi_conn, _record):
             # SQLAlchemy, not pysqlite, starts transactions (so SAVEPOINT works) ...
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
@@ -40,7 +40,7 @@ def make_engine(database_url: str) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _begin(conn):  # type: ignore[no-untyped-def]
+        def _begin(conn):
             # ... and a writer takes the write lock up front: a transaction that read and then
             # writes after another one committed would fail at once with "database is locked"
             # (busy_timeout cannot help there); waiting at BEGIN it just queues. (Async routes

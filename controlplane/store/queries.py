@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +16,8 @@ from sqlalchemy.orm import Session
 from controlplane.store.models import InfrastructureMetric, MetricRollup1h, MetricRollup1m
 
 AGGREGATES = ("avg", "min", "max", "sum", "count", "p95")
-SOURCES = {"raw": InfrastructureMetric, "1m": MetricRollup1m, "1h": MetricRollup1h}
+# Any: the raw table and the roll-ups share the columns these queries use, but no class says so.
+SOURCES: dict[str, Any] = {"raw": InfrastructureMetric, "1m": MetricRollup1m, "1h": MetricRollup1h}
 EPOCH = datetime(1970, 1, 1)
 # avg and sum add values up inside the database, where two points near the largest double
 # (1.7e308 twice) overflow: PostgreSQL raises an error, SQLite returns inf (null in JSON).
@@ -115,8 +117,10 @@ def _value(dialect: str, model: Any, source: str, agg: str) -> ColumnElement:
 
 
 def _unscaled(agg: str, value: Any) -> float | None:
-    if value is None:
-        return None
+    return None if value is None else _unscale(agg, value)
+
+
+def _unscale(agg: str, value: Any) -> float:
     return float(value) * UNSCALE if agg in SCALED else float(value)
 
 
@@ -155,7 +159,12 @@ def series(session: Session, query: SeriesQuery, source: str) -> list[dict]:
     return out
 
 
-COMBINE = {"avg": func.avg, "min": func.min, "max": func.max, "sum": func.sum}
+COMBINE: dict[str, Callable[[ColumnElement[Any]], ColumnElement[Any]]] = {
+    "avg": func.avg,
+    "min": func.min,
+    "max": func.max,
+    "sum": func.sum,
+}
 
 
 def combined(session: Session, query: SeriesQuery, source: str, combine: str) -> list[tuple[datetime, float]]:
@@ -176,7 +185,7 @@ def combined(session: Session, query: SeriesQuery, source: str, combine: str) ->
     )
     stmt = select(per_service.c.b, COMBINE[combine](per_service.c.v)).group_by(per_service.c.b)
     return [
-        (_as_datetime(b), _unscaled(query.agg, v))
+        (_as_datetime(b), _unscale(query.agg, v))
         for b, v in session.execute(stmt.order_by(per_service.c.b))
         if v is not None
     ]

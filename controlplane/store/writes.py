@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -59,12 +60,19 @@ def _dumps(doc: dict) -> str:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False)
 
 
+def _pg_cursor(session: Session) -> Any:
+    """A cursor of psycopg itself, for COPY and array parameters."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None  # the session's connection is open: it was just taken
+    return driver.cursor()
+
+
 def write_points(session: Session, rows: Sequence[MetricPointIn]) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
         # ids come from the columns' gen_random_uuid() default (events too): faster in the server.
-        cursor = session.connection().connection.driver_connection.cursor()
+        cursor = _pg_cursor(session)
         tags = _TagCache()
         with cursor.copy(
             'COPY infrastructure_metrics (metric_type, "timestamp", service_name, value, tags) FROM STDIN'
@@ -91,7 +99,7 @@ def write_events(session: Session, rows: Sequence[EventRow]) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
-        cursor = session.connection().connection.driver_connection.cursor()
+        cursor = _pg_cursor(session)
         with cursor.copy(
             'COPY infrastructure_events (event_type, "timestamp", service_name, details, status) FROM STDIN'
         ) as copy:
@@ -193,7 +201,7 @@ def upsert_rollups(session: Session, rows: Sequence[MetricPointIn]) -> None:
             ]
             columns.append([_dumps(v["tags"]) for v in values])
             columns += [[v[c] for v in values] for c in ("count", "sum", "min", "max")]
-            cursor = session.connection().connection.driver_connection.cursor()
+            cursor = _pg_cursor(session)
             cursor.execute(_PG_UPSERT.format(table=model.__tablename__), columns)
             continue
         stmt = sqlite_insert(model)

@@ -11,7 +11,9 @@ target_metadata = Base.metadata
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    assert url is not None  # store.migrate sets it from the settings
+    engine = make_engine(url)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -8,7 +8,7 @@ PARTITION = re.compile(r"^infrastructure_(metrics|events)_p\d{8}$")
 PG_ONLY_INDEX = "ix_pg_"
 
 
-def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+def include_object(obj, name, type_, reflected, compare_to):
     if type_ == "table" and PARTITION.match(name or ""):
         return False
     return not (type_ == "index" and reflected and (name or "").startswith(PG_ONLY_INDEX))
