@@ -9,8 +9,8 @@ top-level element into the element with the same id).
 A page names the notifier channels it depends on and a function that renders its live
 blocks; a consumer sends them on connect (so a reconnect catches up on what it missed),
 then again whenever one of its channels changes, skipping a block whose HTML did not
-change. ``TICK`` changes every few seconds, for what time alone changes (a silent agent,
-a sparkline's window). Every socket showing the same page, parameters and role shares one
+change. ``TICK`` changes every ``server.live_tick_s`` (5 s), for what time alone changes (a
+silent agent, a sparkline's window). Every socket showing the same page, parameters and role shares one
 render per change: twenty operators on the overview cost one render, not twenty.
 """
 
@@ -46,7 +46,6 @@ def group() -> str:
 
 
 TICK = "tick"
-TICK_S = 5.0
 COALESCE_S = 0.2  # a burst of commits becomes one push
 
 
@@ -190,14 +189,14 @@ class _Endpoint:
 endpoint = _Endpoint
 
 
-async def bridge(stop: asyncio.Event) -> None:
+async def bridge(stop: asyncio.Event, tick_s: float) -> None:
     """Turns store commits (NOTIFIER, fed across processes by PostgreSQL NOTIFY) into one
-    channel-layer message per burst, plus a tick every ``TICK_S``."""
+    channel-layer message per burst, plus a tick every ``tick_s``."""
     layer = get_channel_layer()
     watched = (CATALOG, ACTIONS, EVENTS)
     seen = NOTIFIER.snapshot(*watched)
     loop = asyncio.get_running_loop()
-    next_tick = loop.time() + TICK_S
+    next_tick = loop.time() + tick_s
     while not stop.is_set():
         await NOTIFIER.wait_any_async(seen, max(0.0, next_tick - loop.time()))
         await asyncio.sleep(COALESCE_S)
@@ -206,7 +205,7 @@ async def bridge(stop: asyncio.Event) -> None:
         seen = now
         if loop.time() >= next_tick:
             changed.append(TICK)
-            next_tick = loop.time() + TICK_S
+            next_tick = loop.time() + tick_s
         if changed and CONNECTIONS:
             message = {"type": "store.changed", "channels": changed, "stamp": uuid.uuid4().hex}
             await layer.group_send(group(), message)

@@ -114,7 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
         control.start()
         _answer_waiters_on_stop(app)
         stop_live = asyncio.Event()
-        bridge = asyncio.create_task(live.bridge(stop_live))
+        bridge = asyncio.create_task(live.bridge(stop_live, settings.server.live_tick_s))
         yield
         stop_live.set()
         bridge.cancel()
