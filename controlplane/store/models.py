@@ -1,9 +1,11 @@
 """Tables. The three ``infrastructure_*`` tables are a public contract (DESIGN.md §3):
 Grafana's Postgres data source queries them directly, so names and columns stay put.
 
-On PostgreSQL, metrics and events are range-partitioned by day (migration 0002), so
-their primary key also carries ``timestamp`` (PostgreSQL requires the partition key in
-every unique constraint); ``id`` stays a random UUID per row.
+On PostgreSQL, metrics and events are range-partitioned by day: migration 0001 declares
+it (these models do not, so the schema is the migrations'), and store/partitions.py
+creates and drops the daily partitions. Their primary key therefore also carries
+``timestamp`` (PostgreSQL requires the partition key in every unique constraint); ``id``
+stays a random UUID per row.
 """
 
 from __future__ import annotations
