@@ -23,6 +23,7 @@ from tests.support.processes import free_port, spawn, stop, wait_ready
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+SHIPPED_PROMETHEUS = Path(__file__).resolve().parents[2] / "alerts" / "prometheus.yml"
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,26 @@ def alertmanager_config(scrapes: list[Scrape], root: Path) -> dict:
 
 
 def _scrape_job(scrape: Scrape, root: Path) -> dict:
-    job = {
-        "job_name": scrape.job,
-        "metrics_path": scrape.path,
-        "honor_labels": scrape.honor_labels,
-        "static_configs": [{"targets": [scrape.target]}],
+    """The job alerts/prometheus.yml ships under the same name (coreplane-backends, say) with
+    its address and token file filled in, so the stack scrapes the control plane as shipped;
+    a job of its own for any other target."""
+    shipped = {
+        job["job_name"]: job for job in yaml.safe_load(SHIPPED_PROMETHEUS.read_text())["scrape_configs"]
     }
+    if scrape.job in shipped:
+        job = shipped[scrape.job]
+        assert (job.get("metrics_path", "/metrics"), job.get("honor_labels", False)) == (
+            scrape.path,
+            scrape.honor_labels,
+        ), f"{scrape.job} is scraped differently in {SHIPPED_PROMETHEUS}"
+        job["static_configs"] = [{"targets": [scrape.target]}]
+    else:
+        job = {
+            "job_name": scrape.job,
+            "metrics_path": scrape.path,
+            "honor_labels": scrape.honor_labels,
+            "static_configs": [{"targets": [scrape.target]}],
+        }
     if scrape.scrape_token:
         secret = root / f"{scrape.job}.scrape-token"
         secret.write_text(scrape.scrape_token)

@@ -1,7 +1,7 @@
 """The estate the observability tests look at, all real: a `coreplane serve` on a fresh
 PostgreSQL schema, a real agent watching every backend in var/services.env plus a second
 HAProxy (service "mesh", its servers checked), a Celery worker running tasks, and a private
-Prometheus started from alerts/prometheus.yml with the placeholders replaced."""
+Prometheus started from alerts/prometheus.yml with the addresses filled in."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import os
 import secrets
 import subprocess
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +24,13 @@ from agents.config import TargetConfig
 from agents.daemon import default_config
 from tests.support.agents import running_agent, running_worker
 from tests.support.console import console_login
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_ready
 from tests.support.serve import start_serve
 from tests.support.services import ROOT, SERVICES_ENV, require
 from tests.support.stores import fresh_schema
 
 SHIPPED_CONFIG = ROOT / "alerts" / "prometheus.yml"
-PLACEHOLDERS = ("coreplane.example:8000", "alertmanager.example:9093", "/etc/prometheus/coreplane-token")
+RENDER = ROOT / "scripts" / "prometheus-config.sh"  # fills the addresses in; fails on a lost placeholder
 SCRAPE_S = 2  # the shipped 15 s, shortened so a test sees rates within seconds
 # A rule that always holds, in dry run: the engine records an evaluation and does nothing.
 PROBE_RULES = """
@@ -58,14 +57,15 @@ class Estate:
 
 
 def render_config(*, control_plane: str, alertmanager: str, token_file: Path, rules_root: Path) -> str:
-    """alerts/prometheus.yml with its placeholders replaced and its rule files made absolute."""
-    text = SHIPPED_CONFIG.read_text()
-    for placeholder in PLACEHOLDERS:
-        assert placeholder in text, (
-            f"{placeholder} is no longer in {SHIPPED_CONFIG}: update the test and docs"
-        )
-    text = text.replace(PLACEHOLDERS[0], control_plane).replace(PLACEHOLDERS[1], alertmanager)
-    config = yaml.safe_load(text.replace(PLACEHOLDERS[2], str(token_file)))
+    """alerts/prometheus.yml with its addresses filled in by scripts/prometheus-config.sh, as
+    the harness and docker-compose.yml have it; then its rule files made absolute and every
+    interval shortened, for a test."""
+    rendered = subprocess.run(
+        ["sh", str(RENDER), str(SHIPPED_CONFIG), control_plane, control_plane, alertmanager, str(token_file)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    config = yaml.safe_load(rendered.stdout)
     config["global"] |= {"scrape_interval": f"{SCRAPE_S}s", "evaluation_interval": f"{SCRAPE_S}s"}
     config["rule_files"] = [str(rules_root / pattern) for pattern in config["rule_files"]]
     for job in config["scrape_configs"]:
@@ -87,15 +87,7 @@ def running_prometheus(config: str, tmp: Path):
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                f"Prometheus did not start:\n{(tmp / 'prometheus.log').read_text()[-3000:]}"
-            )
-            time.sleep(0.2)
+        wait_ready(f"{url}/-/ready", proc, tmp / "prometheus.log", timeout_s=30)
         yield url
     finally:
         proc.terminate()
