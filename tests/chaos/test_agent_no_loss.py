@@ -17,6 +17,7 @@ from controlplane.telemetry import HEARTBEAT_METRIC
 from tests.support.processes import free_port
 from tests.support.serve import start_serve
 from tests.support.services import ROOT
+from tests.support.timing import until
 
 OUTAGE_S = 60
 
@@ -56,16 +57,13 @@ def test_every_batch_arrives_exactly_once_across_an_outage(tmp_path):
     agent.spool.append = recording_append
     agent.start()
     try:
-        time.sleep(5)
+        until("the agent to send a few batches", lambda: len(sent) >= 5)
         server.send_signal(signal.SIGKILL)  # a crash, not a goodbye
         server.wait()
-        time.sleep(OUTAGE_S)
+        time.sleep(OUTAGE_S)  # the outage's length is the condition under test, not a wait
         assert agent.spool.depth()[0] > 50, "the agent did not spool during the outage"
         server = start_serve(env)
-        deadline = time.monotonic() + 60
-        while agent.spool.depth()[0] > 0:
-            assert time.monotonic() < deadline, f"spool not drained: {agent.spool.depth()}"
-            time.sleep(0.5)
+        until("the spool to drain", lambda: agent.spool.depth()[0] == 0, timeout_s=60, every_s=0.5)
     finally:
         agent.stop()
         server.terminate()

@@ -6,7 +6,6 @@ has no form and the server refuses a forged request; a missing CSRF token is ref
 from __future__ import annotations
 
 import re
-import time
 import uuid
 
 import httpx
@@ -14,10 +13,18 @@ import redis
 
 from agents.config import TargetConfig
 from tests.support.agents import running_agent
-from tests.support.console import console_login, csrf_of
+from tests.support.console import console_login, csrf_of, page_with
 from tests.support.services import require
+from tests.support.timing import until
 
 PASSWORD = "correct horse battery staple"
+
+
+def _finished(client: httpx.Client, path: str) -> str | None:
+    """The action's page once it succeeded; a failure ends the wait at once."""
+    detail = client.get(path).text
+    assert 'data-state="failed"' not in detail, detail
+    return detail if 'data-state="succeeded"' in detail else None
 
 
 def _login(url: str, **form: str) -> httpx.Client:
@@ -39,10 +46,7 @@ def test_an_operator_previews_confirms_and_watches_an_invalidation(control_plane
     cache = TargetConfig(type="redis", name="cache", address=services.redis.url, role="primary", interval_s=1)
     with running_agent(url, token, tmp_path, cache, name="console-agent"):
         operator = _login(url, username="otto", password=PASSWORD)
-        deadline = time.monotonic() + 15
-        while '<option value="cache">' not in (page := operator.get("/actions").text):
-            assert time.monotonic() < deadline, "the catalog never listed the cache"
-            time.sleep(0.2)
+        page = page_with(operator, "/actions", '<option value="cache">', "the catalog to list the cache", 15)
         assert "Trigger an action" in page
         form = {"csrf": csrf_of(page), "kind": "cache.invalidate", "target": "cache", "tags": tag,
                 "namespace": "default", "reason": "products repriced"}  # fmt: skip
@@ -58,11 +62,9 @@ def test_an_operator_previews_confirms_and_watches_an_invalidation(control_plane
         assert done.status_code == 303
         again = operator.post("/actions/confirm", data=hidden)  # posted twice: one action
         assert again.headers["location"] == done.headers["location"]
-        deadline = time.monotonic() + 15
-        while 'data-state="succeeded"' not in (detail := operator.get(done.headers["location"]).text):
-            assert 'data-state="failed"' not in detail, detail
-            assert time.monotonic() < deadline, "the invalidation did not succeed"
-            time.sleep(0.2)
+        detail = until(
+            "the invalidation to succeed", lambda: _finished(operator, done.headers["location"]), 15
+        )
         assert "cache.flush" in detail and "user:otto" in detail and "products repriced" in detail
         assert redis.Redis.from_url(services.redis.url).get(f"coreplane:tag:{tag}") == b"1"
 

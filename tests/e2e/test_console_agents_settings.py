@@ -7,7 +7,6 @@ entry; the server's configuration is shown without its secrets."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -18,6 +17,7 @@ from controlplane import __version__
 from tests.support.agents import running_agent
 from tests.support.console import console_login, csrf_of
 from tests.support.services import require
+from tests.support.timing import until
 
 PASSWORD = "correct horse battery staple"
 
@@ -52,8 +52,8 @@ def test_agents_page_shows_a_running_agent(control_plane_sqlite, services, tmp_p
     redis = TargetConfig(type="redis", name="cache", address=services.redis.url, role="primary", interval_s=1)
     address = f"{urlsplit(services.redis.url).hostname}:{urlsplit(services.redis.url).port}"
     with running_agent(url, token, tmp_path, redis, name="watcher", flush_interval_s=0.5):
-        deadline = time.monotonic() + 20
-        while True:
+
+        def filled_row() -> tuple[httpx.Response, str] | None:
             page = viewer.get("/agents")
             assert page.status_code == 200
             row = _agent_row(page.text, "watcher")
@@ -61,9 +61,10 @@ def test_agents_page_shows_a_running_agent(control_plane_sqlite, services, tmp_p
             # seen) and the first batch (target health, spool figures).
             if (f'data-target="cache/{address}" data-health="passing"' in row and "data-spool=" in row
                     and 'data-silent="no"' in row):  # fmt: skip
-                break
-            assert time.monotonic() < deadline, f"the agent's row never filled in:\n{row or page.text}"
-            time.sleep(0.3)
+                return page, row
+            return None
+
+        page, row = until("the agent's row to fill in", filled_row, every_s=0.3)
     assert f'data-version="{__version__}"' in row and 'data-silent="no"' in row
     assert re.search(r"\d+ s ago", row), row  # last seen, with its age
     assert 'data-spool="0"' in row and 'data-push-errors="0"' in row  # reported by the agent itself

@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import time
 from datetime import timedelta
 
 import httpx
@@ -17,14 +16,28 @@ from agents.config import TargetConfig
 from agents.runtime import instance_of
 from controlplane.clock import utcnow
 from tests.support.agents import running_agent
-from tests.support.console import console_users
+from tests.support.console import console_users, page_with
 from tests.support.services import require
+from tests.support.timing import until
 
 
 def _chart(page: str) -> dict:
     found = re.findall(r"data-chart='([^']*)'", page)
     assert len(found) == 1, "the explorer draws one chart"
     return json.loads(found[0])
+
+
+def _probes(url: str, token: str) -> int:
+    """How many connected-clients points of the service kv the store holds (the last hour)."""
+    params = {
+        "metric_type": "coreplane_redis_connected_clients",
+        "service_name": "kv",
+        "agg": "count",
+        "step": 3600,
+    }
+    answer = httpx.get(f"{url}/api/v1/metrics", params=params, headers={"Authorization": f"Bearer {token}"})
+    answer.raise_for_status()
+    return int(sum(v or 0 for series in answer.json()["series"] for _, v in series["points"]))
 
 
 def test_the_url_holds_the_query_and_bad_queries_say_why(control_plane_sqlite, services, tmp_path):
@@ -35,13 +48,9 @@ def test_the_url_holds_the_query_and_bad_queries_say_why(control_plane_sqlite, s
     started = utcnow().replace(microsecond=0) - timedelta(minutes=1)
     kv = TargetConfig(type="redis", name="kv", address=services.redis.url, role="primary", interval_s=1)
     with running_agent(url, token, tmp_path, kv, name="explore-agent"):
-        deadline = time.monotonic() + 20
-        while '<option value="coreplane_redis_connected_clients"' not in (
-            page := viewer.get("/explore").text
-        ):
-            assert time.monotonic() < deadline, "the explorer never offered the agent's metrics"
-            time.sleep(0.3)
-        time.sleep(3)  # a few probes
+        option = '<option value="coreplane_redis_connected_clients"'
+        page = page_with(viewer, "/explore", option, "the explorer to offer the agent's metrics")
+        until("three probes of the Redis in the store", lambda: _probes(url, token) >= 3)
     # The agent has stopped (and flushed): the figures in a closed window cannot change.
     ended = utcnow().replace(microsecond=0) + timedelta(minutes=1)
     assert "choose a metric" in page

@@ -6,12 +6,12 @@ import re
 import signal
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 from dotenv import dotenv_values
 
+from tests.support.console import page_with
 from tests.support.processes import free_port
 from tests.support.services import ROOT, SERVICES_ENV
 from tests.support.timing import until
@@ -50,24 +50,23 @@ def test_make_run_serves_the_console_and_stops_cleanly_on_ctrl_c(tmp_path, servi
         text=True,
         start_new_session=True,  # its own process group, like a terminal's
     )
-    output, url = [], None
-    deadline = time.monotonic() + 120
-    while url is None and time.monotonic() < deadline:
+    output: list[str] = []
+
+    def console_url() -> str | None:
         line = proc.stdout.readline()
-        if not line:
-            break
+        assert line, f"scripts/run.sh ended before it printed the console's URL:\n{''.join(output)}"
         output.append(line)
-        if match := re.search(r"console: (http://\S+)", line):
-            url = match.group(1)
+        match = re.search(r"console: (http://\S+)", line)
+        return match.group(1) if match else None
+
     try:
+        url = until("scripts/run.sh to print the console's URL", console_url, 120, every_s=0,
+                    logs=lambda: "".join(output))  # fmt: skip
         assert url == f"http://127.0.0.1:{port}/", "".join(output)
         with httpx.Client(base_url=url) as client:
             csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
             client.post("/login", data={"token": "make-run-test-token", "csrf": csrf})
-            deadline = time.monotonic() + 15
-            while 'data-agent="make-run-agent"' not in (page := client.get("/").text):
-                assert time.monotonic() < deadline, "the local agent never reported"
-                time.sleep(0.5)
+            page = page_with(client, "/", 'data-agent="make-run-agent"', "the local agent to report", 15)
         assert 'data-backend="redis" data-state="up"' in page
         assert 'data-backend="store" data-state="up"' in page
         # Finding 17: the agent holds its own token, not the admin credential.

@@ -208,7 +208,7 @@ def test_a_10000_alert_webhook_leaves_ingest_the_long_poll_and_readyz_answering(
                 if answer.status_code != 503:
                     break
                 assert answer.headers["retry-after"] == "1"
-                time.sleep(float(answer.headers["retry-after"]))
+                time.sleep(float(answer.headers["retry-after"]))  # honouring Retry-After is the behaviour
             sent += answer.status_code == 202
             answer, took = _timed(lambda: http.get("/readyz"))
             statuses["readyz"].append(answer.status_code)

@@ -6,6 +6,8 @@ import re
 
 import httpx
 
+from tests.support.timing import until
+
 TEST_PASSWORD = "correct horse battery staple"
 
 
@@ -34,3 +36,27 @@ def console_users(url: str, token: str, **roles: str) -> dict[str, httpx.Client]
         clients[name], answer = console_login(url, username=name, password=TEST_PASSWORD)
         assert answer.status_code == 303
     return clients
+
+
+def page_with(
+    client: httpx.Client, path: str, needle: str, what: str, timeout_s: float = 20, **params: str
+) -> str:
+    """The body of GET ``path`` once it contains ``needle`` (polled until ``timeout_s``);
+    ``what`` names what was awaited in the failure."""
+
+    def page() -> str | None:
+        body = client.get(path, params=params or None).text
+        return body if needle in body else None
+
+    return until(f"{what} ({needle!r} on {path})", page, timeout_s, every_s=0.2)
+
+
+def pushed_with(ws, needle: str, what: str, timeout_s: float = 15) -> str:  # type: ignore[no-untyped-def]
+    """The first message on the live socket ``ws`` that contains ``needle`` (earlier ones
+    are read and dropped); ``what`` names what was awaited in the failure."""
+
+    def message() -> str | None:
+        text = ws.recv(timeout=1)
+        return text if needle in text else None
+
+    return until(f"{what} ({needle!r} pushed)", message, timeout_s, every_s=0, ignoring=(TimeoutError,))

@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.support.processes import free_port, spawn
+from tests.support.timing import until
 
 READY_TIMEOUT_S = 10.0
 POLL_S = 0.01
@@ -48,19 +49,6 @@ def _stop(process: subprocess.Popen | None) -> None:
         process.wait()
 
 
-def _wait_until(ready, what: str, timeout_s: float = READY_TIMEOUT_S) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if ready():
-                return
-        except redis.RedisError:
-            pass  # not up yet
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready within {timeout_s:.0f} s")
-        time.sleep(POLL_S)
-
-
 def _wait_answers(port: int, process: subprocess.Popen, log: Path) -> None:
     def answers() -> bool:
         if process.poll() is not None:
@@ -69,7 +57,9 @@ def _wait_answers(port: int, process: subprocess.Popen, log: Path) -> None:
         with _client(port) as c:
             return bool(c.ping())
 
-    _wait_until(answers, f"port {port}")
+    until(
+        f"Redis on port {port} to answer PING", answers, READY_TIMEOUT_S, POLL_S, ignoring=(redis.RedisError,)
+    )
 
 
 class RedisNode:
@@ -145,12 +135,24 @@ class Topology:
         for replica in self.replicas:
             replica.start(replica_of=self.primary)
         for replica in self.replicas:
-            _wait_until(lambda r=replica: _linked(r, self.primary), f"{replica} replication link")
+            until(
+                f"{replica}'s replication link",
+                lambda r=replica: _linked(r, self.primary),
+                READY_TIMEOUT_S,
+                POLL_S,
+                ignoring=(redis.RedisError,),
+            )
         # Sentinels only after the links are up: they learn replicas from the primary's INFO,
         # which they refresh every 10 s, so a replica missing from the first look stays unknown.
         self._sentinels = [self._start_sentinel(i, port) for i, port in enumerate(self.sentinel_ports)]
         for port in self.sentinel_ports:
-            _wait_until(lambda p=port: self._sentinel_sees_all(p), f"sentinel {port}")
+            until(
+                f"sentinel {port} to see every node",
+                lambda p=port: self._sentinel_sees_all(p),
+                READY_TIMEOUT_S,
+                POLL_S,
+                ignoring=(redis.RedisError,),
+            )
 
     def reset(self) -> None:
         """Kill whatever still runs and rebuild the original shape for the next trial."""
@@ -225,11 +227,12 @@ def wait_for_new_primary(topology: Topology, old: RedisNode, timeout_s: float) -
     Returns the node and the `time.monotonic()` at which it first took the write; raises
     TimeoutError when none did within ``timeout_s``.
     """
-    deadline = time.monotonic() + timeout_s
     survivors = [n for n in topology.nodes if n is not old and n.alive()]
-    while time.monotonic() < deadline:
+
+    def writable() -> tuple[RedisNode, float] | None:
         for node in survivors:
             if accepts_writes(node):
                 return node, time.monotonic()
-        time.sleep(POLL_S)
-    raise TimeoutError(f"no surviving node became a writable primary within {timeout_s} s")
+        return None
+
+    return until("a surviving node to become a writable primary", writable, timeout_s, POLL_S)

@@ -11,17 +11,22 @@ T = TypeVar("T")
 
 
 def until(what: str, check: Callable[[], T], timeout_s: float = 20.0, every_s: float = 0.05,
-          logs: Callable[[], str] = lambda: "") -> T:  # fmt: skip
+          logs: Callable[[], str] = lambda: "",
+          ignoring: tuple[type[BaseException], ...] = ()) -> T:  # fmt: skip
     """Poll ``check`` until it returns something truthy and return that; past ``timeout_s``
-    raise TimeoutError naming ``what`` was awaited, the last value seen and ``logs()`` (a
-    process's log tail, say). An exception from ``check`` propagates at once."""
+    raise TimeoutError naming ``what`` was awaited, the last value (or ignored error) seen
+    and ``logs()`` (a process's log tail, say). An exception from ``check`` propagates at
+    once, unless it is one of ``ignoring`` (a server not up yet): that counts as "not yet"."""
     deadline = time.monotonic() + timeout_s
     while True:
-        found = check()
+        try:
+            found = last = check()
+        except ignoring as exc:
+            found, last = None, exc
         if found:
             return found
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"waited {timeout_s:g} s for {what}; last seen: {found!r}\n{logs()}")
+            raise TimeoutError(f"waited {timeout_s:g} s for {what}; last seen: {last!r}\n{logs()}")
         time.sleep(every_s)
 
 

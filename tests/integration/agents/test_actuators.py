@@ -1,7 +1,6 @@
 """Each actuator changes the real backend, directly and through the control plane."""
 
 import subprocess
-import time
 import uuid
 
 import httpx
@@ -14,6 +13,7 @@ from agents.runtime import ActionLoop
 from controlplane.cache import Cache, MemcachedLayer, MemoryLayer, RedisLayer
 from tests.support.processes import free_port
 from tests.support.services import require
+from tests.support.timing import until
 
 
 @pytest.fixture
@@ -27,15 +27,8 @@ def redis_pair(tmp_path):
             args += ["--replicaof", "127.0.0.1", str(ports[0])]
         procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
     replica = redis.Redis(port=ports[1])
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            if replica.info("replication").get("master_link_status") == "up":
-                break
-        except redis.ConnectionError:
-            pass
-        assert time.monotonic() < deadline, "the private replica did not sync"
-        time.sleep(0.1)
+    until("the private replica to sync", lambda: replica.info("replication").get("master_link_status") == "up",
+          timeout_s=10, every_s=0.1, ignoring=(redis.ConnectionError,))  # fmt: skip
     yield ports
     for proc in procs:
         proc.terminate()
@@ -73,14 +66,16 @@ def test_cache_flush_by_key_prefix_and_tag(services):
               "namespace": namespace}  # fmt: skip
     out = actuator("cache.flush")(params | {"prefix": "user:", "tags": [tag]})
     assert out["redis"]["tag_versions"] == {tag: 1, f"prefix:{namespace}:user:": 1}
-    time.sleep(0.2)  # the broadcast reaches this process's listener
-    assert cache.get("user:7:profile") is None and cache.get("catalogue") is None
+    # The broadcast reaches this process's listener, which drops its memory layer's copies.
+    until(
+        "the prefix and the tag to be flushed here",
+        lambda: cache.get("user:7:profile") is None and cache.get("catalogue") is None,
+    )
     assert cache.get("keep:me") == 1  # another prefix
     out = actuator("cache.flush")(params | {"keys": ["solo"]})
     assert out["memcached"] == {"deleted": 1, "absent": 0}
     assert out["redis"]["removed"] == 1
-    time.sleep(0.2)
-    assert cache.get("solo") is None
+    until("the key to be flushed here", lambda: cache.get("solo") is None)
     with pytest.raises(ActuatorError, match="must end with ':'"):
         actuator("cache.flush")(params | {"prefix": "user"})
     cache.close()
@@ -93,10 +88,7 @@ def test_celery_pool_grows(services, celery_worker):
 
     assert processes() == 1
     actuator("celery.pool")({"broker": services.rabbitmq.url, "op": "grow", "n": 2})
-    deadline = time.monotonic() + 15
-    while processes() != 3:
-        assert time.monotonic() < deadline, "the pool did not grow to 3 processes"
-        time.sleep(0.5)
+    until("the pool to grow to 3 processes", lambda: processes() == 3, timeout_s=15, every_s=0.5)
 
 
 def test_an_action_runs_through_the_control_plane_and_failures_carry_the_reason(control_plane, haproxy_lb):

@@ -17,6 +17,7 @@ from agents.collectors.registry import collector_class
 from agents.config import TargetConfig
 from tests.support.processes import free_port
 from tests.support.services import ROOT, require
+from tests.support.timing import until
 
 
 def collect(kind: str, address: str, **options):
@@ -61,10 +62,12 @@ def test_redis_connected_replicas_drop_when_a_replica_stops(services):
     port = services.redis.replica_urls[-1].rsplit(":", 1)[1].split("/")[0]
     subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], check=False, capture_output=True)
     try:
-        deadline = time.monotonic() + 10
-        while figure(obs := collector.collect(), "coreplane_redis_connected_replicas") != 1:
-            assert time.monotonic() < deadline, "the primary still counts 2 replicas"
-            time.sleep(0.2)
+
+        def one_replica():  # type: ignore[no-untyped-def]
+            obs = collector.collect()
+            return obs if figure(obs, "coreplane_redis_connected_replicas") == 1 else None
+
+        obs = until("the primary to count 1 replica, not 2", one_replica, timeout_s=10, every_s=0.2)
         replica = TargetConfig(
             type="redis", name="redis", address=services.redis.replica_urls[-1], timeout_s=1
         )
@@ -122,18 +125,18 @@ def test_rabbitmq_queue_depth_grows_when_messages_are_published(services):
             for i in range(25):
                 producer.publish({"i": i}, routing_key=queue)
         try:
-            collector, obs = collect("rabbitmq", services.rabbitmq.management_url)
-            deadline = time.monotonic() + 15  # the management API refreshes every few seconds
-            while (
-                depth := [
+            collector, _ = collect("rabbitmq", services.rabbitmq.management_url)
+
+            def depth() -> list[float]:
+                obs = collector.collect()
+                return [
                     v
                     for n, v, t in obs.metrics
                     if n == "coreplane_rabbitmq_queue_messages_ready" and t["queue"] == queue
                 ]
-            ) != [25.0]:
-                assert time.monotonic() < deadline, f"queue depth seen: {depth}"
-                time.sleep(1)
-                obs = collector.collect()
+
+            # The management API refreshes every few seconds.
+            until("the queue's depth to read 25", lambda: depth() == [25.0], timeout_s=15, every_s=1)
         finally:
             channel.queue_delete(queue=queue)
 
@@ -209,10 +212,12 @@ def test_celery_workers_and_task_counts(services, request):
     celery = request.getfixturevalue("celery_worker")
     try:
         assert celery.send_task("coreplane.ping").get(timeout=60) == "pong"
-        deadline = time.monotonic() + 20
-        while figure(obs := collector.collect(), "coreplane_celery_tasks_total", state="succeeded") < 1:
-            assert time.monotonic() < deadline, "the events receiver never counted the task"
-            time.sleep(0.5)
+
+        def counted():  # type: ignore[no-untyped-def]
+            obs = collector.collect()
+            return obs if figure(obs, "coreplane_celery_tasks_total", state="succeeded") >= 1 else None
+
+        obs = until("the events receiver to count the task", counted, timeout_s=20, every_s=0.5)
         assert figure(obs, "coreplane_celery_workers_online") == 1
         assert obs.status == "passing"
         # The worker's heartbeats say one is up: the ping stops at its reply instead of

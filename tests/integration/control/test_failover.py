@@ -8,26 +8,19 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import httpx
-import pytest
 
 from agents.config import AgentConfig, TargetConfig
 from agents.daemon import Agent, load_or_register
 from controlplane.redis_primary import PrimaryResolver, primary_redis
 from tests.support.redis_topology import redis_topology
+from tests.support.timing import until
 
 
-def _wait(what: str, check, timeout_s: float = 20.0, log=None):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tail = log.read_text()[-3000:] if log else ""
-            pytest.fail(f"timed out waiting for {what}\n{tail}")
-        time.sleep(0.1)
+def _tail(log: Path) -> str:
+    return log.read_text()[-3000:]
 
 
 class Writer(threading.Thread):
@@ -45,7 +38,7 @@ class Writer(threading.Thread):
                 self.acked.append((time.monotonic(), n))
             except Exception as exc:  # noqa: BLE001 - an error reaching the application is a failure
                 self.errors.append(f"{type(exc).__module__}.{type(exc).__name__}: {exc}")
-            time.sleep(0.005)
+            time.sleep(0.005)  # pacing: a steady stream of writes, not a wait for anything
 
 
 def test_a_killed_primary_is_replaced_and_the_writer_follows(control_plane_sqlite, tmp_path):
@@ -83,12 +76,12 @@ def test_a_killed_primary_is_replaced_and_the_writer_follows(control_plane_sqlit
             def healths() -> list[str]:
                 return [i["health"] for i in catalog().get("instances", [])]
 
-            _wait("three passing instances", lambda: healths() == ["passing"] * 3, log=log)
+            until("three passing instances", lambda: healths() == ["passing"] * 3, logs=lambda: _tail(log))
             resolver = PrimaryResolver(url, token, "redis")
             assert resolver.primary() == ("127.0.0.1", topo.primary.port)
             writer = Writer(primary_redis(resolver))
             writer.start()
-            time.sleep(1.0)
+            until("the writer's first writes", lambda: len(writer.acked) >= 20)
 
             killed_at = time.monotonic()
             topo.primary.kill()
@@ -101,7 +94,7 @@ def test_a_killed_primary_is_replaced_and_the_writer_follows(control_plane_sqlit
                 return primaries[0] if primaries else None
 
             try:
-                promoted = _wait("a promoted replica in the catalog", new_primary)
+                promoted = until("a promoted replica in the catalog", new_primary, logs=lambda: _tail(log))
             except BaseException:
                 for path in ("rules/evaluations", "actions?top_level=false", "services/redis"):
                     print(path, httpx.get(f"{url}/api/v1/{path}", headers=admin).json())
@@ -110,7 +103,7 @@ def test_a_killed_primary_is_replaced_and_the_writer_follows(control_plane_sqlit
             new_node = next(n for n in topo.replicas if address[n] == promoted)
             other = next(n for n in topo.replicas if n is not new_node)
             # The other replica follows the new primary.
-            _wait("the other replica to follow", lambda: other.client().info("replication").get("master_port")
+            until("the other replica to follow", lambda: other.client().info("replication").get("master_port")
                   == new_node.port)  # fmt: skip
             # http_sd labels the new primary as such.
             sd = httpx.get(f"{url}/api/v1/sd/prometheus", headers=admin).json()
@@ -118,10 +111,10 @@ def test_a_killed_primary_is_replaced_and_the_writer_follows(control_plane_sqlit
             assert roles[promoted] == "primary"
             assert roles[address[other]] == "replica"
             # The writer continues against the new primary, without a restart.
-            _wait(
-                "writes after the failover", lambda: any(t > killed_at + 0.2 for t, _ in writer.acked[-50:])
+            until(
+                "50 writes after the failover",
+                lambda: sum(t > killed_at + 0.2 for t, _ in writer.acked) >= 50,
             )
-            time.sleep(0.5)
             writer.stop.set()
             writer.join(timeout=10)
             assert writer.errors == [], writer.errors[:3]

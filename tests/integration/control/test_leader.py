@@ -21,12 +21,18 @@ from tests.support.processes import free_port
 from tests.support.serve import start_serve
 from tests.support.services import require
 from tests.support.stores import fresh_schema
+from tests.support.timing import until
 
 LEASE_S = 2.0
 
 
 def _leader(url: str, admin: dict) -> dict:
     return httpx.get(f"{url}/api/v1/leader", headers=admin, timeout=5).json()
+
+
+def _took_over(url: str, admin: dict) -> float | None:
+    """When (monotonic) the process at ``url`` was seen leading; None while it follows."""
+    return time.monotonic() if _leader(url, admin)["this_process"]["leads"] else None
 
 
 def test_the_follower_takes_over_and_nothing_is_dispatched_twice(services, tmp_path):
@@ -41,10 +47,9 @@ def test_the_follower_takes_over_and_nothing_is_dispatched_twice(services, tmp_p
         ports = [free_port(), free_port()]
         first = start_serve(base | {"COREPLANE_SERVER__PORT": str(ports[0])}, tmp_path / "a.log")
         urls = [f"http://127.0.0.1:{p}" for p in ports]
-        deadline = time.monotonic() + 15
-        while not _leader(urls[0], admin)["this_process"]["leads"]:
-            assert time.monotonic() < deadline, "the first process never took the lead"
-            time.sleep(0.2)
+        until(
+            "the first process to take the lead", lambda: _leader(urls[0], admin)["this_process"]["leads"], 15
+        )
         second = start_serve(base | {"COREPLANE_SERVER__PORT": str(ports[1])}, tmp_path / "b.log")
         agent = None
         try:
@@ -66,10 +71,8 @@ def test_the_follower_takes_over_and_nothing_is_dispatched_twice(services, tmp_p
             )  # fmt: skip
             agent = Agent(config, load_or_register(config, token))
             agent.start()
-            deadline = time.monotonic() + 15
-            while not httpx.get(f"{urls[1]}/api/v1/services", headers=admin).json():
-                assert time.monotonic() < deadline, "the agent's heartbeat never registered the cache"
-                time.sleep(0.2)
+            until("the agent's heartbeat to register the cache",
+                  lambda: httpx.get(f"{urls[1]}/api/v1/services", headers=admin).json(), 15)  # fmt: skip
 
             client = redis.Redis.from_url(services.redis.url)
             ns = f"ha-{uuid.uuid4().hex[:8]}"
@@ -88,14 +91,13 @@ def test_the_follower_takes_over_and_nothing_is_dispatched_twice(services, tmp_p
                     first.send_signal(signal.SIGKILL)
                     first.wait()
                     killed_at = time.monotonic()
-                if killed_at and took_over_at is None and _leader(urls[1], admin)["this_process"]["leads"]:
-                    took_over_at = time.monotonic()
-                time.sleep(0.3)
-            while took_over_at is None:
-                assert time.monotonic() - killed_at < 4 * LEASE_S, "the follower did not take over"
-                if _leader(urls[1], admin)["this_process"]["leads"]:
-                    took_over_at = time.monotonic()
-                time.sleep(0.05)
+                if killed_at and took_over_at is None:
+                    took_over_at = _took_over(urls[1], admin)
+                time.sleep(0.3)  # pacing: actions keep coming before, during and after the takeover
+            if took_over_at is None:
+                took_over_at = until(
+                    "the follower to take over", lambda: _took_over(urls[1], admin), 4 * LEASE_S, 0.05
+                )
             takeover = took_over_at - killed_at
             print(f"takeover {takeover:.2f} s after kill -9 (lease {LEASE_S:g} s)")
             assert takeover < 2 * LEASE_S, f"takeover took {takeover:.2f} s"
@@ -105,10 +107,7 @@ def test_the_follower_takes_over_and_nothing_is_dispatched_twice(services, tmp_p
                     httpx.get(f"{urls[1]}/api/v1/actions/{a}", headers=admin).json()["state"] for a in created
                 ]
 
-            deadline = time.monotonic() + 30
-            while set(states()) != {"succeeded"}:
-                assert time.monotonic() < deadline, f"plans did not finish: {states()}"
-                time.sleep(0.3)
+            until("every plan to succeed", lambda: set(states()) == {"succeeded"}, 30, 0.3)
             for action_id in created:
                 detail = httpx.get(f"{urls[1]}/api/v1/actions/{action_id}", headers=admin).json()
                 assert len(detail["children"]) == 1, detail  # one flush per plan, whoever led

@@ -14,8 +14,9 @@ import httpx
 
 from controlplane.redis_primary import PrimaryResolver, primary_redis
 from tests.support.processes import free_port
-from tests.support.redis_topology import redis_topology
+from tests.support.redis_topology import RedisNode, redis_topology
 from tests.support.serve import migrate, start_serve
+from tests.support.timing import until
 
 
 class SetByTest(PrimaryResolver):
@@ -29,6 +30,11 @@ class SetByTest(PrimaryResolver):
         return self.current, 1
 
 
+def _blocked(node: RedisNode) -> bool:
+    """Whether a client waits in a blocking command on ``node``."""
+    return node.client().info("clients")["blocked_clients"] >= 1
+
+
 def test_a_command_cut_mid_flight_retries_on_the_new_primary():
     # The primary dies while a command waits on it: redis-py reconnects from inside the
     # command's retry (send_packed_command), which must also ask the resolver.
@@ -38,7 +44,7 @@ def test_a_command_cut_mid_flight_retries_on_the_new_primary():
         client.set("k", "before")
 
         def fail_over() -> None:
-            time.sleep(0.5)
+            until("the BLPOP to block on the old primary", lambda: _blocked(old.primary))
             old.primary.kill()
             time.sleep(1.0)  # a second of "connection refused" before the catalog moves
             resolver.current = ("127.0.0.1", new.primary.port)
@@ -61,10 +67,10 @@ def test_a_command_waiting_on_a_primary_the_catalog_moves_away_from_follows_it()
         idle.set("k", "before")  # a pooled connection to the old primary, idle at the move
 
         def move() -> None:
-            time.sleep(0.5)
+            until("the BLPOP to block on the old primary", lambda: _blocked(old.primary))
             resolver.current = ("127.0.0.1", new.primary.port)
             resolver.primary(refresh=True)  # what the watcher does when the catalog moves
-            time.sleep(0.3)
+            until("the BLPOP's retry to block on the new primary", lambda: _blocked(new.primary))
             new.primary.client().rpush("queue", "on-the-new-primary")
 
         threading.Thread(target=move, daemon=True).start()
@@ -103,6 +109,7 @@ def test_a_blocking_query_is_answered_when_the_server_stops(tmp_path):
         poll = threading.Thread(target=lambda: answers.append(httpx.get(
             f"{url}/services/cache", params={"index": index, "wait": 60}, headers=admin, timeout=30)))  # fmt: skip
         poll.start()
+        # Nothing to poll for: a query that has not answered after a second is what "blocks" means.
         time.sleep(1.0)
         assert not answers, "the blocking query should still be waiting"
         stopped_at = time.monotonic()

@@ -4,7 +4,6 @@ dry-run rule records what it would have done without doing it."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -14,6 +13,7 @@ import redis
 
 from agents.config import TargetConfig
 from tests.support.agents import running_agent
+from tests.support.timing import until
 
 
 @pytest.mark.parametrize(
@@ -74,22 +74,19 @@ def test_a_data_change_invalidates_its_tag_and_a_dry_run_only_says_so(
     tag = f"products-{uuid.uuid4().hex[:6]}"
     cache = TargetConfig(type="redis", name="cache", address=services.redis.url, role="primary", interval_s=1)
     with running_agent(url, token, tmp_path, cache, name="cache-agent"):
-        deadline = time.monotonic() + 15
-        while httpx.get(f"{url}/api/v1/services/cache", headers=admin).status_code != 200:
-            assert time.monotonic() < deadline, "the agent never registered the cache"
-            time.sleep(0.2)
+        until("the agent to register the cache",
+              lambda: httpx.get(f"{url}/api/v1/services/cache", headers=admin).status_code == 200, 15)  # fmt: skip
         now = datetime.now(UTC).isoformat()
         _ingest(url, admin, {"event_type": "data.changed", "service_name": "cache", "timestamp": now,
                              "details": {"tags": [tag]}})  # fmt: skip
-        deadline = time.monotonic() + 15
-        while True:
+
+        def finished() -> list[dict] | None:
             actions = httpx.get(
                 f"{url}/api/v1/actions", headers=admin, params={"kind": "cache.invalidate"}
             ).json()
-            if actions and actions[0]["state"] in ("succeeded", "failed"):
-                break
-            assert time.monotonic() < deadline, f"no invalidation: {actions}\n{log.read_text()[-2000:]}"
-            time.sleep(0.2)
+            return actions if actions and actions[0]["state"] in ("succeeded", "failed") else None
+
+        actions = until("an invalidation to finish", finished, 15, 0.2, logs=lambda: log.read_text()[-2000:])
         assert actions[0]["state"] == "succeeded", actions[0]["result"]
         assert actions[0]["rule"] == "cache-invalidate-on-data-change"
         assert actions[0]["params"]["tags"] == [tag]  # the event's list came through as a list
@@ -105,15 +102,8 @@ def test_a_data_change_invalidates_its_tag_and_a_dry_run_only_says_so(
         )
         _ingest(url, admin, {"event_type": "deploy.started", "service_name": "app",
                              "timestamp": datetime.now(UTC).isoformat(), "details": {"server": "web1"}})  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            notes = httpx.get(
-                f"{url}/api/v1/rules/evaluations", headers=admin, params={"rule": "would-drain"}
-            ).json()
-            if notes:
-                break
-            assert time.monotonic() < deadline, "the dry-run rule left no record"
-            time.sleep(0.2)
+        notes = until("the dry-run rule's record", lambda: httpx.get(
+            f"{url}/api/v1/rules/evaluations", headers=admin, params={"rule": "would-drain"}).json(), 10, 0.2)  # fmt: skip
         assert notes[0]["outcome"] == "dry_run"
         assert "would run drain on lb" in notes[0]["reason"] and "web1" in notes[0]["reason"]
         assert httpx.get(f"{url}/api/v1/actions", headers=admin, params={"kind": "drain"}).json() == []

@@ -4,7 +4,6 @@ queue shrinks it; never past the bounds; the cooldown holds between two changes.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from datetime import datetime
 from itertools import pairwise
@@ -16,6 +15,7 @@ from dotenv import dotenv_values
 from agents.config import TargetConfig
 from tests.support.agents import running_agent, running_worker
 from tests.support.services import SERVICES_ENV
+from tests.support.timing import until
 
 COOLDOWN_S = 6
 # A Celery probe's ping waits out its 2 s timeout until the worker's heartbeat events are
@@ -70,18 +70,13 @@ def test_a_backlog_grows_the_pool_and_idleness_shrinks_it(
             own_worker.send_task("coreplane.sleep", args=[1.0], queue=QUEUE)
         # The backlog drains, two shrinks come 6 s apart, then one more finds the pool at its
         # bound; a slow CI machine needs the room.
-        deadline = time.monotonic() + 180
-        grew = False
-        while True:
-            size = pool_size()
-            sizes.append(size)
-            grew = grew or size == 3
-            if grew and size == 1 and _bound_outputs(url, admin):
-                break
-            assert time.monotonic() < deadline, (
-                f"the pool went {sizes}; serve log:\n{log.read_text()[-2000:]}"
-            )
-            time.sleep(0.5)
+
+        def grown_and_shrunk_to_its_bound() -> bool:
+            sizes.append(pool_size())
+            return 3 in sizes and sizes[-1] == 1 and bool(_bound_outputs(url, admin))
+
+        until("the pool to grow to 3, then shrink to 1 and meet its bound", grown_and_shrunk_to_its_bound, 180, 0.5,
+              logs=lambda: f"the pool went {sizes}; serve log:\n{log.read_text()[-2000:]}")  # fmt: skip
     observed = [s for s in sizes if s > 0]
     assert max(observed) == 3 and min(observed) == 1, observed
     assert observed[-1] == 1

@@ -16,6 +16,7 @@ from tests.support.agents import running_agent
 from tests.support.serve import running_control_plane
 from tests.support.services import require
 from tests.support.stores import migrated_url
+from tests.support.timing import until
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -88,8 +89,8 @@ def test_catalog_health_and_agents_beside_a_real_agents_figures(control_plane_sq
     target = TargetConfig(type="redis", name=service, address=services.redis.url, interval_s=1, timeout_s=1)
     address = services.redis.url.split("//")[1].split("/")[0]
     with running_agent(url, token, tmp_path, target, name="metrics-agent"):
-        deadline = time.monotonic() + 20
-        while True:
+
+        def reported() -> tuple[list, list, list] | None:
             families = _scrape(url, token)
             health = [s for s in families["coreplane_instance_health"][2] if s[0]["service"] == service]
             up = [
@@ -97,10 +98,10 @@ def test_catalog_health_and_agents_beside_a_real_agents_figures(control_plane_sq
             ]
             seen = [v for labels, v in families["coreplane_agent_last_seen_timestamp_seconds"][2]
                     if labels == {"agent": "metrics-agent"}]  # fmt: skip
-            # The first heartbeat (agent last seen) may come after the first batch (health, up).
-            if (health and up and seen) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+            return (health, up, seen) if health and up and seen else None
+
+        # The first heartbeat (agent last seen) may come after the first batch (health, up).
+        health, up, seen = until("the agent's health, up and last-seen series", reported, 20, 0.2)
     assert health == [({"service": service, "instance": address, "kind": "redis", "role": "primary"}, 1.0)]
     assert up == [({"service": service, "instance": address, "role": "master"}, 1.0)]
     assert len(seen) == 1 and abs(seen[0] - time.time()) < 30

@@ -10,7 +10,6 @@ import json
 import math
 import re
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -19,6 +18,7 @@ import yaml
 from controlplane.store.db import make_engine
 from tests.support.processes import free_port
 from tests.support.services import ROOT
+from tests.support.timing import until
 
 DASHBOARDS = ROOT / "dashboards"
 EXPECTED = {"overview", "control-plane", "tasks", "realtime", "storage", "search", "cache", "queues",
@@ -116,25 +116,32 @@ def has_data(estate, expr: str) -> bool:  # type: ignore[no-untyped-def]
     return any(not math.isnan(float(r["value"][1])) for r in estate.query(expr))
 
 
+def _without_data(estate) -> tuple[dict[str, str], int]:  # type: ignore[no-untyped-def]
+    """(expression or variable -> why it has no data, how many expressions were checked)."""
+    missing, checked = {}, 0
+    for name, d in committed().items():
+        values = variable_values(estate.prometheus, d)
+        missing |= {f"{name}: ${var}": "the variable has no value" for var, vs in values.items() if not vs}
+        for t in targets(d, "prometheus"):
+            if t["expr"] in MAY_BE_EMPTY or not all(values.values()):
+                continue
+            checked += 1
+            if not has_data(estate, substitute(t["expr"], values, regex_of)):
+                missing[f"{name}: {t['expr']}"] = "no data"
+    return missing, checked
+
+
 def test_every_prometheus_expression_returns_data(estate):
     expected = sum(len(targets(d, "prometheus")) for d in committed().values()) - len(MAY_BE_EMPTY)
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        missing, checked = {}, 0
-        for name, d in committed().items():
-            values = variable_values(estate.prometheus, d)
-            missing |= {
-                f"{name}: ${var}": "the variable has no value" for var, vs in values.items() if not vs
-            }
-            for t in targets(d, "prometheus"):
-                if t["expr"] in MAY_BE_EMPTY or not all(values.values()):
-                    continue
-                checked += 1
-                if not has_data(estate, substitute(t["expr"], values, regex_of)):
-                    missing[f"{name}: {t['expr']}"] = "no data"
-        if not missing or time.monotonic() > deadline:
-            break
-        time.sleep(5)
+    last: list = []
+
+    def all_with_data() -> bool:
+        last[:] = _without_data(estate)
+        return not last[0]
+
+    until("every expression to return data", all_with_data, WAIT_S, every_s=5,
+          logs=lambda: "\n".join(f"  {k} ({v})" for k, v in last[0].items()))  # fmt: skip
+    missing, checked = last
     assert not missing, "expressions without data:\n" + "\n".join(f"  {k} ({v})" for k, v in missing.items())
     assert checked == expected > 80
 
@@ -157,28 +164,37 @@ def grafana_sql(text: str, values: dict[str, list[str]], start: datetime, end: d
     return text
 
 
+def _without_rows(estate, engine) -> tuple[dict[str, str], int]:  # type: ignore[no-untyped-def]
+    """(SQL panel -> the query it ran, when it gave no rows; how many queries ran)."""
+    empty, ran = {}, 0
+    end = datetime.now(UTC).replace(tzinfo=None)
+    for name, d in committed().items():
+        values = variable_values(estate.prometheus, d)
+        for t in targets(d, "coreplane-store"):
+            query = grafana_sql(t["rawSql"], values, end - timedelta(hours=1), end)
+            with engine.connect() as conn:  # psycopg itself: no placeholder parsing
+                rows = conn.connection.driver_connection.execute(query).fetchall()
+            ran += 1
+            if not rows:
+                empty[f"{name}: {t['rawSql']}"] = query
+    return empty, ran
+
+
 def test_every_sql_query_returns_rows(estate):
     engine = make_engine(estate.database_url)
     expected = sum(len(targets(d, "coreplane-store")) for d in committed().values())
-    deadline = time.monotonic() + WAIT_S
+    last: list = []
+
+    def all_with_rows() -> bool:
+        last[:] = _without_rows(estate, engine)
+        return not last[0]
+
     try:
-        while True:
-            empty, ran = {}, 0
-            end = datetime.now(UTC).replace(tzinfo=None)
-            for name, d in committed().items():
-                values = variable_values(estate.prometheus, d)
-                for t in targets(d, "coreplane-store"):
-                    query = grafana_sql(t["rawSql"], values, end - timedelta(hours=1), end)
-                    with engine.connect() as conn:  # psycopg itself: no placeholder parsing
-                        rows = conn.connection.driver_connection.execute(query).fetchall()
-                    ran += 1
-                    if not rows:
-                        empty[f"{name}: {t['rawSql']}"] = query
-            if not empty or time.monotonic() > deadline:
-                break
-            time.sleep(5)
+        until("every SQL panel to return rows", all_with_rows, WAIT_S, every_s=5,
+              logs=lambda: "\n".join(f"  {k}\n    ran: {v}" for k, v in last[0].items()))  # fmt: skip
     finally:
         engine.dispose()
+    empty, ran = last
     assert not empty, "SQL panels without rows:\n" + "\n".join(
         f"  {k}\n    ran: {v}" for k, v in empty.items()
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -146,11 +145,7 @@ def test_prometheus_scrapes_the_control_plane_and_discovers_the_catalog(estate, 
         ("coreplane-backends", ""): "1",
         ("coreplane-catalog", "haproxy-exporter"): "1",
     }
-    seen: dict = {}
-    deadline = time.monotonic() + 60
-    while (seen := up()) != expected:
-        assert time.monotonic() < deadline, f"up is {seen}, expected {expected}"
-        time.sleep(1)
+    until(f"up to be {expected}", lambda: up() == expected, 60, every_s=1, logs=lambda: f"up is {up()}")
     # The exporter registered in the catalog is scraped with the catalog's labels.
     assert estate.query('haproxy_process_nbthread{job="coreplane-catalog", coreplane_kind="exporter"}')
     # The other instances were discovered (through the viewer token) but not scraped.

@@ -10,11 +10,11 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import uuid
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from celery import Celery
 from fastapi.testclient import TestClient
@@ -65,10 +65,12 @@ def served(tmp_path, spans):
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+
+    def started() -> bool:
+        assert thread.is_alive(), "uvicorn's thread ended before it started"
+        return server.started
+
+    until("uvicorn to start", started, 15)
     spans.clear()
     yield f"http://127.0.0.1:{port}", app
     app.state.stopping = True  # long polls answer now (the signal handler does this in `serve`)
@@ -193,6 +195,22 @@ def test_an_action_made_outside_any_request_begins_its_own_trace(served, spans):
     assert links["traceparent"].split("-")[2] == trace.format_span_id(begun.context.span_id)
 
 
+def _await_control_statements(engine: sa.Engine, count: int) -> None:
+    """Until ``count`` statements began on the control loop's thread after this call: they
+    run one after another there, so all but the last have ended, and their spans with them."""
+    begun: list[str] = []
+
+    def note(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "control":
+            begun.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        until(f"{count} statements of the control loop's rounds", lambda: len(begun) >= count)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+
+
 def test_without_an_endpoint_no_exporter_and_the_app_still_works(served, spans, tmp_path):
     url, app = served
     assert app.state.settings.tracing.otlp_endpoint is None
@@ -209,9 +227,9 @@ def test_without_an_endpoint_no_exporter_and_the_app_still_works(served, spans, 
         assert ws.recv(timeout=5).strip().startswith('<section id="events">')
     routes = {s.attributes.get("http.route") for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER}
     assert not routes & {"/metrics", "/healthz", "/ws/console"}, routes
-    # The control loop's rounds (every second) ran meanwhile: their queries, like this test's
+    # The control loop's rounds (every second) run meanwhile: their queries, like this test's
     # own untraced httpx calls, are not traces of their own.
-    time.sleep(1.5)
+    _await_control_statements(app.state.engine, 3)
     roots = [s for s in spans.get_finished_spans() if s.parent is None]
     assert not [s.name for s in roots if s.kind is SpanKind.CLIENT and tracing.AGENT_MARK not in s.attributes]
 

@@ -4,8 +4,8 @@ triggered by an alert's name."""
 
 from __future__ import annotations
 
+import copy
 import secrets
-import time
 import uuid
 
 import httpx
@@ -14,6 +14,7 @@ import yaml
 
 from tests.support.serve import running_control_plane
 from tests.support.stores import migrated_url
+from tests.support.timing import until
 
 HOOK = "/api/v1/webhooks/alertmanager"
 MAX_BODY = 8192
@@ -205,21 +206,26 @@ def test_a_policy_rule_triggers_on_an_alert_by_its_name(hooked):
         "action": {"kind": "cache.invalidate", "target": service,
                    "params": {"tags": ["{{ event.details.alertname }}"]}},
     }  # fmt: skip
-    text = current["yaml"].rstrip() + "\n\n" + yaml.safe_dump([rule], sort_keys=False)
+    # A second rule, on an alert posted last: once it was evaluated, a later round has read
+    # both earlier alerts again.
+    fence = copy.deepcopy(rule) | {
+        "name": f"fence-{service}"
+    }  # a copy: yaml would write shared parts as aliases
+    fence["trigger"]["event"]["match"] = {"alertname": "Fence"}
+    text = current["yaml"].rstrip() + "\n\n" + yaml.safe_dump([rule, fence], sort_keys=False)
     put = httpx.put(f"{base}/api/v1/rules", json={"yaml": text, "version": current["version"]}, headers=auth)
     assert put.status_code == 200, put.text
     for name in ("CpuHot", "DiskFull"):
         assert _post(base, token, _payload(_alert(name, service=service))).json()["stored"] == 1
 
-    def evaluations() -> list[dict]:
-        answer = httpx.get(f"{base}/api/v1/rules/evaluations", params={"rule": rule["name"]}, headers=auth)
+    def evaluations(name: str = rule["name"]) -> list[dict]:
+        answer = httpx.get(f"{base}/api/v1/rules/evaluations", params={"rule": name}, headers=auth)
         return answer.json()
 
-    deadline = time.monotonic() + 15
-    while not evaluations() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.5)  # a round or more later: still one, the CpuHot alert does not match
-    (evaluation,) = evaluations()
+    until("the DiskFull rule's evaluation", evaluations, 15, 0.1)
+    assert _post(base, token, _payload(_alert("Fence", service=service))).json()["stored"] == 1
+    until("the fence rule's evaluation, a later round", lambda: evaluations(fence["name"]), 15, 0.1)
+    (evaluation,) = evaluations()  # a round or more later: still one, the CpuHot alert does not match
     assert evaluation["outcome"] == "dry_run"
     assert evaluation["context"]["event"]["details"]["alertname"] == "DiskFull"
     assert "['DiskFull']" in evaluation["reason"]
