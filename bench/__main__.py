@@ -15,7 +15,8 @@ BENCHMARKS = {
     "ingest_rows_per_s": ingest.run,
     # One run measures both figures (they share the 10,000,000-point data set).
     "query_p95_ms": query.run,
-    # Writes agent_rss_mb and agent_cpu_pct.
+    # agent_rss_vs_exporters and agent_cpu_vs_exporters (the agent vs the Debian Prometheus
+    # exporters it replaces, scripts/bench-exporters.sh), agent_rss_mb and agent_cpu_pct.
     "agent_footprint": agent.run,
     # Writes failover_median_s and failover_max_s (coreplane vs Redis Sentinel).
     "failover": failover.run,
