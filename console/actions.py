@@ -7,20 +7,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.render import actor, client_address, render
 from console.session import check_csrf, require_role
-from controlplane import audit
 from controlplane.actions import lifecycle, plans
-from controlplane.api.deps import DB_SESSION
 from controlplane.catalog.instances import describe
 from controlplane.clock import utcnow
-from controlplane.errors import Rejected
+from controlplane.errors import NotFound, Rejected
+from controlplane.ops.actions import ActionRequest, create_action
 from controlplane.store.models import Action, RuleEvaluation
+from controlplane.web import DB_SESSION
 
 router = APIRouter(include_in_schema=False)
 KINDS = {
@@ -48,7 +48,7 @@ def _number(form: dict[str, str], name: str, default: int) -> int:
 
 def _params(kind: str, form: dict[str, str]) -> dict:
     """The action's parameters from the form, as the API would take them (and checked as
-    it checks them)."""
+    it checks them, before the preview: create_action checks them again)."""
     params = _form_params(kind, form)
     plans.check_params(kind, params)
     return params
@@ -61,7 +61,7 @@ def _form_params(kind: str, form: dict[str, str]) -> dict:
         if form.get("prefix"):
             params["prefix"] = form["prefix"]
         if not (params["tags"] or params["keys"] or form.get("prefix")):
-            raise HTTPException(422, "give tags, keys or a prefix to invalidate")
+            raise Rejected("give tags, keys or a prefix to invalidate")
         return params
     if kind == "failover":
         return {"force": form.get("force") == "on"}
@@ -71,7 +71,12 @@ def _form_params(kind: str, form: dict[str, str]) -> dict:
     if kind == "drain":
         return {"backend": form.get("backend", ""), "server": form.get("server", ""),
                 "state": form.get("state", "drain")}  # fmt: skip
-    raise HTTPException(422, f"unknown action kind {kind!r}; the console offers {', '.join(KINDS)}")
+    raise Rejected.field(
+        f"unknown action kind {kind!r}; the console offers {', '.join(KINDS)}",
+        "kind",
+        "unknown kind",
+        kind="form",
+    )
 
 
 def _plan(session: Session, kind: str, target: str, params: dict) -> list[str]:
@@ -150,17 +155,16 @@ async def confirm(
     request: Request, _role: str = Depends(require_role("operator")), session: Session = DB_SESSION
 ) -> Response:
     form, kind, target, params = await _submitted(request)
+    wanted = ActionRequest(
+        kind=kind, target=target, params=params, reason=form.get("reason") or "from the console",
+        idempotency_key=form.get("idempotency_key") or None,
+        timeout_s=request.app.state.settings.control.action_timeout_s,
+    )  # fmt: skip
 
     def create() -> uuid.UUID:
-        action, created = lifecycle.create(
-            session, kind=kind, target=target, params=params, requested_by=actor(request),
-            reason=form.get("reason") or "from the console",
-            idempotency_key=form.get("idempotency_key") or None,
-            timeout_s=request.app.state.settings.control.action_timeout_s, now=utcnow(),
-        )  # fmt: skip
-        if created:
-            audit.record(session, actor=actor(request), action="action.create", target=f"{kind} {target}",
-                         details={"id": str(action.id)}, client=client_address(request))  # fmt: skip
+        action, _created = create_action(
+            session, wanted, actor=actor(request), now=utcnow(), client=client_address(request)
+        )
         return action.id
 
     action_id = await asyncio.to_thread(create)
@@ -176,7 +180,7 @@ def action_page(
 ) -> Response:
     action = session.get(Action, action_id)
     if action is None:
-        raise HTTPException(404, f"no action {action_id}")
+        raise NotFound(f"no action {action_id}")
     context = {
         "action": action,
         "audit": lifecycle.audit(session, action_id),

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from console.render import render
 from console.session import require_role
-from controlplane.api.deps import DB_SESSION
 from controlplane.catalog.instances import describe
 from controlplane.clock import utcnow
 from controlplane.store.models import Agent, InfrastructureEvent, InfrastructureMetric
+from controlplane.web import DB_SESSION
 
 router = APIRouter(include_in_schema=False)
 

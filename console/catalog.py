@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -20,10 +21,10 @@ from console import charts
 from console.live import ws_url
 from console.render import render, templates
 from console.session import require_role
-from controlplane.api.deps import DB_SESSION
 from controlplane.catalog.instances import HEALTH_EVENT, describe, history
 from controlplane.clock import utcnow
 from controlplane.store.models import MetricRollup1h
+from controlplane.web import DB_SESSION
 
 router = APIRouter(include_in_schema=False)
 AGENT_SERVICE = "coreplane_agent"  # agents/runtime.py: where an agent files its own figures
@@ -135,7 +136,7 @@ def _catalog(session: Session, service: str | None, now: datetime) -> list[dict]
     return services
 
 
-def services_live_blocks(app, params: dict[str, str], role: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def services_live_blocks(app: Any, params: dict[str, str], role: str) -> dict[str, str]:
     with app.state.sessionmaker.begin() as session:
         now = utcnow()
         ctx = {
@@ -277,8 +278,9 @@ def _charts(session: Session, kind: str, service: str, address: str, span: str, 
     return out
 
 
-def instance_live_blocks(app, params: dict[str, str], role: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    span = params.get("range") if params.get("range") in charts.RANGES else "1h"
+def instance_live_blocks(app: Any, params: dict[str, str], role: str) -> dict[str, str]:
+    span = params.get("range") or "1h"
+    span = span if span in charts.RANGES else "1h"
     with app.state.sessionmaker.begin() as session:
         ctx = _live_context(session, params.get("service", ""), params.get("address", ""), span, utcnow())
     return {name: render_block(templates.env, "instance.html", name, ctx) for name in ("facts", "timeline")}

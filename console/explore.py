@@ -1,5 +1,5 @@
 """The metrics explorer: a GET form, so the URL holds the query and can be shared. It runs
-the API's range query (controlplane/store/queries.py) with the API's limits, draws the
+the API's range query, checked by the API's use case (controlplane/ops/queries.py), draws the
 series and lists each one's latest value; a query the API would refuse is shown with its
 reason and status 422."""
 
@@ -16,75 +16,50 @@ from sqlalchemy.orm import Session
 from console import charts
 from console.render import render
 from console.session import require_role
-from controlplane.api.deps import DB_SESSION
-from controlplane.api.metrics import MAX_BUCKETS
 from controlplane.clock import utcnow
 from controlplane.errors import Rejected
-from controlplane.ops.queries import parse_tag_filters, parse_time
+from controlplane.ops.queries import parse_time, series_query
 from controlplane.store.models import MetricRollup1h
-from controlplane.store.queries import AGGREGATES, SeriesQuery, bucket_count, pick_source, series
+from controlplane.store.queries import AGGREGATES, SeriesQuery, series
+from controlplane.web import DB_SESSION, status_of
 
 router = APIRouter(include_in_schema=False)
-MAX_STEP_S = 31 * 86400  # as GET /api/v1/metrics
 TAGS_SAMPLE = 500
 
 
-class BadQuery(ValueError):
-    """A query the explorer cannot run; the message says what to change."""
-
-
-def _time(name: str, text: str) -> datetime:
-    try:
-        return parse_time(name, text)
-    except Rejected as exc:
-        raise BadQuery(str(exc)) from None
-
-
-def _tags(items: list[str]) -> dict[str, str]:
-    """key=value filters, repeated or comma-separated (spaces around them ignored), checked
-    as the API checks its own."""
+def _tags(items: list[str]) -> list[str]:
+    """key=value filters, repeated or comma-separated (spaces around them ignored)."""
     parts = [part.strip() for text in items for part in text.split(",") if part.strip()]
-    tidy = ["=".join(side.strip() for side in part.partition("=")[::2]) if "=" in part else part
+    return ["=".join(side.strip() for side in part.partition("=")[::2]) if "=" in part else part
             for part in parts]  # fmt: skip
+
+
+def _step(text: str) -> int:
     try:
-        return parse_tag_filters(tidy)
-    except Rejected as exc:
-        raise BadQuery(str(exc)) from None
+        return int(text)
+    except ValueError:
+        raise Rejected.field(
+            f"step {text!r} must be a whole number of seconds", "step", "not a number"
+        ) from None
 
 
 def parse(params: dict, now: datetime, rollup_1m_days: int) -> tuple[SeriesQuery, str]:
-    """(query, source) from the form's fields, checked as the API checks them."""
-    metric, agg = params["metric"], params["agg"]
-    if len(metric) > 50:
-        raise BadQuery("a metric name has at most 50 characters")
-    if agg not in AGGREGATES:
-        raise BadQuery(f"unknown aggregation {agg!r}: use one of {', '.join(AGGREGATES)}")
-    if len(params["service"]) > 50 or len(params["group_by"]) > 64:
-        raise BadQuery("a service name has at most 50 characters, a group-by tag key at most 64")
+    """(query, source) from the form's fields: its relative range and free text made into
+    the API's query, then checked by the same use case as the API's."""
     if params["range"] not in charts.RANGES:
-        raise BadQuery(f"unknown range {params['range']!r}: use one of {', '.join(charts.RANGES)}")
+        raise Rejected.field(
+            f"unknown range {params['range']!r}: use one of {', '.join(charts.RANGES)}", "range", "unknown"
+        )
     window, step = charts.RANGES[params["range"]]
-    end = _time("end", params["end"]) if params["end"] else now
-    start = _time("start", params["start"]) if params["start"] else end - window
-    if start >= end:
-        raise BadQuery("start must be before end")
-    if params["start"] or params["end"]:
+    end = parse_time("end", params["end"]) if params["end"] else now
+    start = parse_time("start", params["start"]) if params["start"] else end - window
+    if (params["start"] or params["end"]) and start < end:
         step = charts.step_for(end - start)
     if params["step"]:
-        try:
-            step = int(params["step"])
-        except ValueError:
-            raise BadQuery(f"step {params['step']!r} must be a whole number of seconds") from None
-        if not 1 <= step <= MAX_STEP_S:
-            raise BadQuery(f"step must be between 1 and {MAX_STEP_S} seconds")
-    query = SeriesQuery(metric_type=metric, start=start, end=end, step_s=step, agg=agg,
+        step = _step(params["step"])
+    return series_query(metric_type=params["metric"], start=start, end=end, step_s=step, agg=params["agg"],
                         service_name=params["service"] or None, tags=_tags(params["tags"]),
-                        group_by=params["group_by"] or None)  # fmt: skip
-    if bucket_count(query) > MAX_BUCKETS:
-        raise BadQuery(
-            f"{bucket_count(query)} buckets per series, over {MAX_BUCKETS}: raise step or narrow the range"
-        )
-    return query, pick_source(query, oldest_1m=end - timedelta(days=rollup_1m_days))
+                        group_by=params["group_by"] or None, rollup_1m_days=rollup_1m_days)  # fmt: skip
 
 
 def _seen(session: Session, now: datetime, metric: str) -> dict:
@@ -160,8 +135,8 @@ def explore_page(
         return render(request, "explore.html", ctx)
     try:
         query, source = parse(form, now, request.app.state.settings.retention.rollup_1m_days)
-    except BadQuery as exc:
-        return render(request, "explore.html", ctx | {"error": str(exc)}, status=422)
+    except Rejected as exc:
+        return render(request, "explore.html", ctx | {"error": str(exc)}, status=status_of(exc))
     data, rows = _result(series(session, query, source), query.group_by)
     ctx["result"] = {"data": data, "rows": rows, "query": query, "source": source} | _links(
         form, query, source

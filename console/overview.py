@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -19,12 +20,12 @@ from console.live import ws_url
 from console.render import render, templates
 from console.session import require_session
 from controlplane import leader
-from controlplane.api.deps import DB_SESSION
 from controlplane.backends import probe_all
 from controlplane.catalog.instances import describe
 from controlplane.clock import utcnow
 from controlplane.ops.alerts import service_of
 from controlplane.store.models import Action, Agent, AlertRecord, MetricRollup1m
+from controlplane.web import DB_SESSION
 
 router = APIRouter(include_in_schema=False)
 LIVE_BLOCKS = ("leadership", "matrix", "alerts", "recent_actions", "tiles", "cache", "agents")
@@ -123,13 +124,13 @@ def _matrix(session: Session) -> list[dict]:
     return services
 
 
-def _leadership(session: Session, app) -> dict:  # type: ignore[no-untyped-def]
+def _leadership(session: Session, app: Any) -> dict:
     """Whether this process leads (evaluates rules, dispatches actions), and who does if not."""
     leads = app.state.control.leadership.is_leader
     return {"leads": leads, "lease": None if leads else leader.current(session)}
 
 
-def context(session: Session, now: datetime, app) -> dict:  # type: ignore[no-untyped-def]
+def context(session: Session, now: datetime, app: Any) -> dict:
     """Everything the live blocks show, read in one transaction."""
     return {
         "leadership": _leadership(session, app),
@@ -142,7 +143,7 @@ def context(session: Session, now: datetime, app) -> dict:  # type: ignore[no-un
     }
 
 
-def live_blocks(app, params: dict[str, str], role: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def live_blocks(app: Any, params: dict[str, str], role: str) -> dict[str, str]:
     with app.state.sessionmaker.begin() as session:
         ctx = context(session, utcnow(), app) | {"role": role}
     return {name: render_block(templates.env, "overview.html", name, ctx) for name in LIVE_BLOCKS}

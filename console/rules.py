@@ -8,22 +8,22 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.render import actor, client_address, render
 from console.session import check_csrf, current_user, require_role
-from controlplane import audit, users
-from controlplane.api.deps import DB_SESSION
-from controlplane.api.rules import RulesPut
+from controlplane import users
 from controlplane.clock import utcnow
-from controlplane.errors import Conflict, NotFound
+from controlplane.errors import Conflict, NotFound, Rejected
+from controlplane.ops import rules as rules_ops
+from controlplane.ops.settings import parse_version
 from controlplane.policy import preview as preview_mod
 from controlplane.policy.engine import RULES_SETTING, stored_rules
 from controlplane.policy.rules import Rule, RuleError, parse_rules
 from controlplane.store.models import RuleEvaluation
-from controlplane.store.settings_store import get_setting, put_setting
+from controlplane.store.settings_store import get_setting
+from controlplane.web import DB_SESSION
 
 router = APIRouter(include_in_schema=False)
 EVALUATIONS = 50
@@ -42,6 +42,7 @@ def _trigger_text(rule: Rule) -> str:
         text += (f" on {m.service}" if m.service else "") + (f" {m.tags}" if m.tags else "")
         return text + (f" for {m.for_s:g} s" if m.for_s else "")
     a = t.absence
+    assert a is not None  # a trigger is exactly one of event, metric or absence (the schema's check)
     return f"no {a.metric or 'metric'} from {a.service} for {a.for_s:g} s"
 
 
@@ -98,32 +99,28 @@ def save_rules(
     role: str = Depends(require_role("admin")),
     session: Session = DB_SESSION,
 ) -> Response:
-    """Validate, then replace the rules through the store function the API uses; audited."""
+    """Validate, then replace the rules through the use case the API calls; audited."""
     check_csrf(request, csrf)
     context = _context(session, role, text, version)
     try:
-        rules_in = RulesPut.model_validate({"yaml": text, "version": version})  # the API's own limits
-        parse_rules(rules_in.yaml)
-    except ValidationError as exc:
-        context["message"] = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return _page(request, context, 422)
-    except RuleError as exc:
+        expected = parse_version(version)
+        rules_ops.replace_rules(session, text=text, expected_version=expected, actor=actor(request),
+                                updated_by=current_user(request), now=utcnow(),
+                                client=client_address(request))  # fmt: skip
+    except rules_ops.RulesRefused as exc:
         context["message"] = f"The rules were refused ({len(exc.problems)} problem(s)); nothing changed."
         context["problems"] = exc.problems
         return _page(request, context, 422)
-    try:
-        row = put_setting(session, setting_type=RULES_SETTING, value={"yaml": rules_in.yaml},
-                          expected_version=rules_in.version, updated_by=current_user(request),
-                          now=utcnow())  # fmt: skip
+    except Rejected as exc:
+        context["message"] = f"{str(exc)[0].upper()}{str(exc)[1:]}."
+        return _page(request, context, 422)
     except Conflict:  # someone saved in between: show theirs beside the kept text
         context["version_read"], context["conflict"] = context["version"], True
         context["message"] = (
-            f"Someone saved version {context['version']} after you read version {rules_in.version}: "
+            f"Someone saved version {context['version']} after you read version {expected}: "
             "nothing changed. Compare with it below; saving again replaces it with your text."
         )
         return _page(request, context, 409)
-    audit.record(session, actor=actor(request), action="rules.replace", target=RULES_SETTING,
-                 details={"version": row.version}, client=client_address(request))  # fmt: skip
     return RedirectResponse("/rules", status_code=303)
 
 
@@ -142,12 +139,8 @@ def preview_rules(
         context = _context(session, role, text, version or None)
         end = utcnow()
         try:
-            rules_in = RulesPut.model_validate({"yaml": text, "version": 0})
-            rules = parse_rules(rules_in.yaml)
-        except ValidationError as exc:
-            context["preview"] = _preview(end, message="; ".join(e["msg"] for e in exc.errors()))
-            return _page(request, context, 422, block="preview")
-        except RuleError as exc:
+            rules = rules_ops.check_rules(text)
+        except rules_ops.RulesRefused as exc:
             context["preview"] = _preview(end, problems=exc.problems)
             return _page(request, context, 422, block="preview")
         rows = preview_mod.replay(session, rules=rules, end=end)
@@ -163,7 +156,7 @@ def _preview(
     problems: list[dict] | None = None,
     message: str | None = None,
 ) -> dict:
-    by_rule = {rule.name: [] for rule in rules or []}
+    by_rule: dict[str, list[preview_mod.PreviewRow]] = {rule.name: [] for rule in rules or []}
     for row in rows or []:
         by_rule[row.rule].append(row)
     return {

@@ -4,7 +4,7 @@ role a page needs. The store says who the person is on every request."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request
@@ -68,7 +68,7 @@ def require_session(request: Request) -> str:
     return identity.role
 
 
-def require_role(min_role: str):  # type: ignore[no-untyped-def]
+def require_role(min_role: str) -> Callable[..., str]:
     """A page dependency: a session at ``min_role`` or above (403 below it)."""
 
     def check(role: str = Depends(require_session)) -> str:

@@ -13,24 +13,26 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from console.render import actor, client_address, render
 from console.session import check_csrf, require_role
-from controlplane import audit
-from controlplane.api.deps import DB_SESSION
-from controlplane.api.settings_routes import RESERVED_PREFIXES
 from controlplane.clock import utcnow
-from controlplane.errors import Conflict, Rejected
-from controlplane.ops.settings import parse_value, parse_version
+from controlplane.errors import Conflict, Forbidden, Rejected
+from controlplane.ops.settings import (
+    RULES_PREFIX,
+    check_type,
+    parse_value,
+    parse_version,
+    replace_setting,
+    reserved,
+)
 from controlplane.settings import Settings
 from controlplane.store.models import InfrastructureSetting
-from controlplane.store.settings_store import put_setting
+from controlplane.web import DB_SESSION, status_of
 
 router = APIRouter(include_in_schema=False)
 
-SETTING_TYPE = re.compile(r"^[a-z0-9_.\-]{1,50}$")  # as the API's path parameter
 SECRET_NAME = re.compile(r"token|secret|passw|credential|basic_auth|access_key|api_key|private_key", re.I)
 HIDDEN = "•••••• (set, hidden)"
 
@@ -78,14 +80,16 @@ def effective_config(model: BaseModel, prefix: str = "COREPLANE_") -> list[dict]
 def _stored(session: Session) -> list[InfrastructureSetting]:
     # Credentials share the table (auth.*, console.*): never shown, as the API never serves them.
     rows = session.scalars(select(InfrastructureSetting).order_by(InfrastructureSetting.setting_type))
-    return [r for r in rows if not r.setting_type.startswith(RESERVED_PREFIXES)]
+    return [r for r in rows if not reserved(r.setting_type)]
 
 
 def _page(request: Request, session: Session, *, error: str | None = None, status: int = 200,
           draft: dict | None = None) -> Response:  # fmt: skip
     settings: Settings = request.app.state.settings
-    rows = [{"row": r, "json": json.dumps(r.value, indent=2, sort_keys=True), "editable":
-             not r.setting_type.startswith("policy.")} for r in _stored(session)]  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {"row": r, "json": json.dumps(r.value, indent=2, sort_keys=True),
+         "editable": not r.setting_type.startswith(RULES_PREFIX)} for r in _stored(session)
+    ]  # fmt: skip
     draft = draft or {}
     # A refused draft goes back into the form it came from: its setting's, or "Add a setting".
     new_draft = draft if draft.get("setting_type") not in {r["row"].setting_type for r in rows} else {}
@@ -97,6 +101,22 @@ def _page(request: Request, session: Session, *, error: str | None = None, statu
         "new_draft": new_draft,
     }
     return render(request, "settings.html", context, status=status)
+
+
+def _conflict(session: Session, setting_type: str, version_read: str) -> str:
+    """What the form says when someone saved in between: where the setting is now."""
+    current = session.scalars(
+        select(InfrastructureSetting).where(InfrastructureSetting.setting_type == setting_type)
+    ).first()
+    now_at = "not stored any more"
+    if current is not None:
+        now_at = (f"version {current.version}, saved by {current.updated_by or '?'} "
+                  f"at {current.updated_at:%Y-%m-%d %H:%M:%S} UTC")  # fmt: skip
+    return (
+        f"Someone else changed {setting_type!r} after you read version {version_read}: it is now at "
+        f"{now_at}. Nothing was saved. Your text is kept below: apply your change to the current "
+        "value and save again."
+    )
 
 
 @router.get("/settings")
@@ -124,45 +144,21 @@ def settings_change(
     def refuse(message: str, status: int) -> Response:
         return _page(request, session, error=message, status=status, draft=draft)
 
-    if not SETTING_TYPE.match(setting_type):
-        return refuse(
-            "A setting type is 1 to 50 characters: lower-case letters, digits, '.', '_' or '-'.", 422
-        )
-    if setting_type.startswith(RESERVED_PREFIXES):
-        return refuse(f"{setting_type!r} is reserved for credentials and cannot be edited here.", 403)
-    if setting_type.startswith("policy."):
-        return refuse(
-            f"{setting_type!r} holds rules: edit them on the Rules page (/rules), which checks them.", 403
-        )
     try:
+        check_type(setting_type)  # first: a name it may not edit is refused whatever the text
         expected = parse_version(version)
-        document = parse_value(setting_type, value)
-    except Rejected as exc:
-        return refuse(f"{str(exc)[0].upper()}{str(exc)[1:]}. Nothing was saved.", 422)
-    try:
-        with session.begin_nested():  # a lost race must leave the session usable for the answer
-            row = put_setting(
-                session,
-                setting_type=setting_type,
-                value=document,
-                expected_version=expected,
-                updated_by=actor(request),
-                now=utcnow(),
-            )
-    except (Conflict, IntegrityError):
-        current = session.scalars(
-            select(InfrastructureSetting).where(InfrastructureSetting.setting_type == setting_type)
-        ).first()
-        now_at = "not stored any more"
-        if current is not None:
-            now_at = (f"version {current.version}, saved by {current.updated_by or '?'} "
-                      f"at {current.updated_at:%Y-%m-%d %H:%M:%S} UTC")  # fmt: skip
-        return refuse(
-            f"Someone else changed {setting_type!r} after you read version {version}: it is now at "
-            f"{now_at}. Nothing was saved. Your text is kept below: apply your change to the current "
-            "value and save again.",
-            409,
+        replace_setting(
+            session,
+            setting_type=setting_type,
+            value=parse_value(setting_type, value),
+            expected_version=expected,
+            actor=actor(request),
+            updated_by=actor(request),
+            now=utcnow(),
+            client=client_address(request),
         )
-    audit.record(session, actor=actor(request), action="setting.replace", target=setting_type,
-                 details={"version": row.version}, client=client_address(request))  # fmt: skip
+    except Conflict:
+        return refuse(_conflict(session, setting_type, version), 409)
+    except (Rejected, Forbidden) as exc:
+        return refuse(f"{str(exc)[0].upper()}{str(exc)[1:]}. Nothing was saved.", status_of(exc))
     return RedirectResponse(f"/settings#setting-{setting_type}", status_code=303)

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 from console.render import actor, client_address, render
 from console.session import SESSION_KEY, check_csrf, current, require_role
 from controlplane import audit, sessions, users
-from controlplane.api.deps import DB_SESSION
 from controlplane.auth import matches
 from controlplane.errors import Conflict, NotFound, Rejected
 from controlplane.store.models import User
+from controlplane.web import DB_SESSION, status_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -23,7 +23,7 @@ def login_form(request: Request) -> Response:
     return render(request, "login.html", {"error": None})
 
 
-def _verify(request: Request, username: str, password: str, token: str) -> users.PasswordCheck | bool:
+def _verify(request: Request, username: str, password: str, token: str) -> users.PasswordCheck | bool | None:
     """The password (or the admin token) checked with no store transaction open."""
     if not username:
         return bool(token) and matches(token, request.app.state.admin_token_digest)
@@ -33,7 +33,7 @@ def _verify(request: Request, username: str, password: str, token: str) -> users
 
 
 def _open_session(
-    session: Session, request: Request, verified: users.PasswordCheck | bool, client: str
+    session: Session, request: Request, verified: users.PasswordCheck | bool | None, client: str
 ) -> tuple[str, str] | None:
     """(session id, user name) of a new console session for a verified credential."""
     if isinstance(verified, users.PasswordCheck):
@@ -122,10 +122,8 @@ def users_change(
             raise HTTPException(400, f"unknown change {op!r}: add, role, password, disable or enable")
     except (Rejected, Conflict, NotFound) as exc:  # refused before anything was written
         rows = session.scalars(select(User).order_by(User.username)).all()
-        status = 422 if isinstance(exc, Rejected) else 409 if isinstance(exc, Conflict) else 404
-        return render(
-            request, "users.html", {"users": rows, "roles": users.ROLES, "error": str(exc)}, status=status
-        )
+        context = {"users": rows, "roles": users.ROLES, "error": str(exc)}
+        return render(request, "users.html", context, status=status_of(exc))
     return RedirectResponse("/users", status_code=303)
 
 

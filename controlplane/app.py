@@ -6,8 +6,10 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
@@ -17,6 +19,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import WebSocketRoute
 
 import console
+from console import errors as console_errors
 from console import live, routes
 from console.limits import LoginLimiter
 from console.security_headers import SecurityHeaders
@@ -86,7 +89,7 @@ def _answer_waiters_on_stop(app: FastAPI) -> None:
         previous = signal.getsignal(sig)
         if callable(previous):
 
-            def handler(signum: int, frame, previous=previous) -> None:  # type: ignore[no-untyped-def]
+            def handler(signum: int, frame: Any, previous: Any = previous) -> None:
                 loop.call_soon_threadsafe(stopping)
                 previous(signum, frame)
 
@@ -105,7 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     live.configure_django(settings.server.channel_layer_url)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Today's partitions must exist before the first write.
         await asyncio.to_thread(maintenance.run_once)
         loop = asyncio.create_task(maintenance.run_forever(settings.retention.interval_s))
@@ -155,7 +158,7 @@ def create_app(settings: Settings) -> FastAPI:
         https_only=settings.server.secure_cookies,
         max_age=12 * 3600,
     )
-    problems.install(app)
+    problems.install(app, page=console_errors.page)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> RedirectResponse:

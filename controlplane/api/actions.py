@@ -15,22 +15,17 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.actions import lifecycle, plans
-from controlplane.api.deps import (
-    AGENT_OR_ADMIN,
-    DB_SESSION,
-    OPERATOR,
-    READ_SESSION,
-    VIEWER,
-    Principal,
-)
+from controlplane.api.deps import AGENT_OR_ADMIN, OPERATOR, VIEWER, Principal
 from controlplane.clock import utcnow
-from controlplane.errors import NotFound, Rejected
+from controlplane.errors import NotFound
 from controlplane.notify import ACTIONS, NOTIFIER
+from controlplane.ops.actions import KINDS, ActionRequest
+from controlplane.ops.actions import create_action as create
 from controlplane.schemas.ingest import Text, UtcDatetime
-from controlplane.store.models import Action, Agent, RuleEvaluation
+from controlplane.store.models import Action, RuleEvaluation
+from controlplane.web import DB_SESSION, READ_SESSION
 
 router = APIRouter(tags=["actions"])
-KINDS = sorted({*plans.PLANS, *plans.AGENT_KINDS})
 
 
 class ActionCreate(BaseModel):
@@ -104,31 +99,6 @@ def _out(action: Action) -> ActionOut:
     return ActionOut.model_validate(action, from_attributes=True)
 
 
-def _agent_for(session: Session, action_in: ActionCreate) -> uuid.UUID | None:
-    if action_in.kind in plans.PLANS:
-        return None
-    if action_in.agent:
-        agent = session.scalars(
-            select(Agent).where(Agent.name == action_in.agent, Agent.revoked.is_(False))
-        ).first()
-        if agent is None:
-            raise Rejected.field(
-                f"no registered agent named {action_in.agent!r}", "agent", "unknown agent", kind="body"
-            )
-        return agent.id
-    instance = plans.agent_of(session, action_in.target, action_in.params.get("instance"))
-    if instance is None:
-        raise Rejected.field(
-            f"no agent watches {action_in.target!r}"
-            + (f" instance {action_in.params['instance']!r}" if action_in.params.get("instance") else "")
-            + ": name one with `agent`",
-            "agent",
-            "no agent",
-            kind="body",
-        )
-    return instance.agent_id
-
-
 @router.post("/actions", status_code=201, response_model=ActionOut)
 def create_action(
     request: Request,
@@ -136,31 +106,11 @@ def create_action(
     who: Principal = Depends(OPERATOR),
     session: Session = DB_SESSION,
 ) -> ActionOut:
-    if action_in.kind not in KINDS:
-        raise Rejected.field(
-            f"unknown action kind {action_in.kind!r}; known: {', '.join(KINDS)}",
-            "kind",
-            "unknown kind",
-            kind="body",
-        )
-    plans.check_params(action_in.kind, action_in.params)
-    timeout = action_in.timeout_s or request.app.state.settings.control.action_timeout_s
-    action, _created = lifecycle.create(
-        session,
-        kind=action_in.kind,
-        target=action_in.target,
-        params=action_in.params,
-        requested_by=f"{who.kind}:{who.name}",
-        reason=action_in.reason,
-        idempotency_key=action_in.idempotency_key,
-        agent_id=_agent_for(session, action_in),
-        max_attempts=action_in.max_attempts,
-        timeout_s=timeout,
-        now=utcnow(),
+    wanted = ActionRequest(
+        **action_in.model_dump(exclude={"timeout_s"}),
+        timeout_s=action_in.timeout_s or request.app.state.settings.control.action_timeout_s,
     )
-    if _created:
-        audit.record(session, actor=f"{who.kind}:{who.name}", action="action.create",
-                     target=f"{action.kind} {action.target}", details={"id": str(action.id)})  # fmt: skip
+    action, _created = create(session, wanted, actor=f"{who.kind}:{who.name}", now=utcnow())
     return _out(action)
 
 

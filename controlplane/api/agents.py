@@ -11,14 +11,15 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.api.catalog import InstanceIn
-from controlplane.api.deps import ADMIN, AGENT_OR_ADMIN, DB_SESSION, Principal
+from controlplane.api.deps import ADMIN, AGENT_OR_ADMIN, Principal
 from controlplane.auth import digest, new_token
 from controlplane.catalog import instances
 from controlplane.clock import utcnow
-from controlplane.errors import Conflict, Rejected
+from controlplane.errors import Conflict, Forbidden
 from controlplane.schemas.ingest import Text
 from controlplane.store.models import Agent, InfrastructureMetric
 from controlplane.telemetry import HEARTBEAT_METRIC
+from controlplane.web import DB_SESSION
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -83,9 +84,8 @@ def heartbeat(
     session: Session = DB_SESSION,
 ) -> dict:
     if principal.kind == "agent" and heartbeat_in.agent != principal.name:
-        raise Rejected(
-            f"this token belongs to agent {principal.name!r}, the heartbeat says {heartbeat_in.agent!r}",
-            status=403,
+        raise Forbidden(
+            f"this token belongs to agent {principal.name!r}, the heartbeat says {heartbeat_in.agent!r}"
         )
     # Every target another agent owns, named in one 409 (the agent drops those and resends).
     instances.refuse_foreign(

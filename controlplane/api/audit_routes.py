@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import ADMIN, DB_SESSION
+from controlplane.api.deps import ADMIN
 from controlplane.store.models import AuditEntry
+from controlplane.web import DB_SESSION
 
 router = APIRouter(tags=["audit"])
 

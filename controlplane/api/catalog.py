@@ -11,12 +11,13 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import ADMIN, DB_SESSION, OPERATOR, VIEWER, Principal
+from controlplane.api.deps import ADMIN, OPERATOR, VIEWER, Principal
 from controlplane.catalog import instances
 from controlplane.clock import utcnow
-from controlplane.errors import NotFound, Rejected
+from controlplane.errors import NotFound, TooLarge
 from controlplane.notify import CATALOG, NOTIFIER
 from controlplane.schemas.ingest import NAME_PATTERN, Text, Timestamp
+from controlplane.web import DB_SESSION
 
 router = APIRouter(tags=["catalog"])
 
@@ -100,11 +101,10 @@ def register_instances(
     request: Request, instances_in: list[InstanceIn], who: Principal = Depends(OPERATOR)
 ) -> dict[str, int]:
     if len(instances_in) > MAX_REGISTER:
-        raise Rejected(
+        raise TooLarge(
             f"{len(instances_in)} instances in one request, over the cap of {MAX_REGISTER}: "
             f"send them in several requests of at most {MAX_REGISTER}",
             [{"kind": "body", "index": None, "field": None, "reason": f"at most {MAX_REGISTER} instances"}],
-            status=413,
             reason="too_many_items",
         )
     hold = request.app.state.settings.control.recover_after_s

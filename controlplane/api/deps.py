@@ -1,4 +1,6 @@
-"""Request dependencies: the store session and who is calling.
+"""Request dependencies of the API: who is calling, and the body within its limit.
+
+The store session (DB_SESSION, READ_SESSION) is in controlplane/web_deps.py, shared with the console.
 
 Authentication is attached once, on the /api/v1 router, so a new route is protected
 by default; a route narrows who may call it with ``allow(...)``.
@@ -7,16 +9,15 @@ by default; a route narrows who may call it with ``allow(...)``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from controlplane.auth import digest
-from controlplane.errors import Rejected
+from controlplane.errors import Rejected, TooLarge
 from controlplane.store.models import Agent, ApiToken
 
 _bearer = HTTPBearer(auto_error=False, description="Admin, agent or API token.")
@@ -32,43 +33,17 @@ class Principal:
     agent_id: uuid.UUID | None = None
 
 
-def db_session(request: Request) -> Iterator[Session]:
-    """A session whose transaction commits when the route returns without error.
-
-    Routes take it as ``DB_SESSION`` (and ``READ_SESSION``), never a bare
-    ``Depends(db_session)``: FastAPI's default ends a yield dependency after the response
-    is sent, so the client would get its 2xx before the commit, and a commit that then
-    failed would be a lost write answered as a success.
-    tests/integration/store/test_commit_before_answer.py checks every route."""
-    with request.app.state.sessionmaker.begin() as session:
-        yield session
-
-
-def read_session(request: Request) -> Iterator[Session]:
-    """A session for a route that only reads: on SQLite it never waits for the write lock
-    (controlplane/store/db.py), so a long write cannot hold up GETs."""
-    with request.app.state.read_sessionmaker.begin() as session:
-        yield session
-
-
-# The session closes (commits) when the route returns, before the answer leaves.
-DB_SESSION = Depends(db_session, scope="function")
-READ_SESSION = Depends(read_session, scope="function")
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refused with 413 past ``limit`` bytes: by its declared length before
     reading, else while streaming (a chunked body declares none)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise Rejected(
-            f"the body is {declared} bytes, over the {limit}-byte limit", status=413, reason="too_large"
-        )
+        raise TooLarge(f"the body is {declared} bytes, over the {limit}-byte limit")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise Rejected(f"the body is over the {limit}-byte limit", status=413, reason="too_large")
+            raise TooLarge(f"the body is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import READ_SESSION, VIEWER
+from controlplane.api.deps import VIEWER
+from controlplane.ops.queries import MAX_EVENTS, event_query
 from controlplane.schemas.ingest import Timestamp, UtcDatetime
-from controlplane.store.events import EventQuery, list_events
+from controlplane.store.events import list_events
+from controlplane.web import READ_SESSION
 
 router = APIRouter(tags=["query"])
 
@@ -38,14 +40,13 @@ def query_events(
     since: Timestamp | None = None,
     until: Timestamp | None = None,
     q: str | None = Query(None, max_length=200, description="Full-text search over details"),
-    limit: int = Query(100, ge=1, le=1000),
+    limit: int = Query(100, ge=1, le=MAX_EVENTS),
     cursor: str | None = Query(None, max_length=200),
     session: Session = READ_SESSION,
 ) -> EventsPage:
-    rows, next_cursor = list_events(
-        session,
-        EventQuery(service_name, event_type, status, since, until, q, limit, cursor),
-    )
+    query = event_query(service_name=service_name, event_type=event_type, status=status, since=since,
+                        until=until, q=q, limit=limit, cursor=cursor)  # fmt: skip
+    rows, next_cursor = list_events(session, query)
     return EventsPage(
         events=[EventOut.model_validate(r, from_attributes=True) for r in rows],
         next_cursor=next_cursor,

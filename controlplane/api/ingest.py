@@ -14,7 +14,7 @@ from controlplane import telemetry, tracing
 from controlplane.api.deps import AGENT_OR_ADMIN, Principal, read_body
 from controlplane.catalog.instances import NotOwner
 from controlplane.clock import utcnow
-from controlplane.errors import Conflict, Rejected
+from controlplane.errors import Conflict, Forbidden, Rejected, TooLarge, Unreadable, Unsupported
 from controlplane.ops.ingest import ingest_batch, prepare_partitions
 from controlplane.schemas.ingest import IngestBatchIn, IngestResult
 
@@ -38,21 +38,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
         try:
             body = inflater.decompress(body, limit + 1)
         except zlib.error as exc:
-            raise Rejected(f"the body is not valid gzip: {exc}", status=400, reason="bad_encoding") from None
+            raise Unreadable(f"the body is not valid gzip: {exc}") from None
         if len(body) > limit or inflater.unconsumed_tail:
-            raise Rejected(f"the body inflates past the {limit}-byte limit", status=413, reason="too_large")
+            raise TooLarge(f"the body inflates past the {limit}-byte limit")
         if not inflater.eof:
-            raise Rejected("the gzip body is truncated", status=400, reason="bad_encoding")
+            raise Unreadable("the gzip body is truncated")
         # The inflater stops at the end of the first gzip member: anything after it (a
         # second member, junk) would otherwise be dropped without a word.
         if inflater.unused_data:
-            raise Rejected(
-                f"{len(inflater.unused_data)} bytes follow the end of the gzip data: send one gzip member",
-                status=400,
-                reason="bad_encoding",
+            raise Unreadable(
+                f"{len(inflater.unused_data)} bytes follow the end of the gzip data: send one gzip member"
             )
     elif encoding != "identity":
-        raise Rejected(f"Content-Encoding {encoding!r} is not supported: send gzip or none", status=415)
+        raise Unsupported(f"Content-Encoding {encoding!r} is not supported: send gzip or none")
     return body
 
 
@@ -96,15 +94,16 @@ async def ingest(request: Request, principal: Principal = Depends(AGENT_OR_ADMIN
                 f"the batch was refused: {len(errors)} problem(s), nothing stored", errors
             ) from None
         if principal.kind == "agent" and batch.agent != principal.name:
-            raise Rejected(
-                f"this token belongs to agent {principal.name!r}, the batch says {batch.agent!r}",
-                status=403,
-            )
+            raise Forbidden(f"this token belongs to agent {principal.name!r}, the batch says {batch.agent!r}")
         digest = hashlib.sha256(body).hexdigest()
         result = await run_in_threadpool(_store, request, batch, digest, principal)
     except Rejected as exc:
         telemetry.INGEST_BATCHES.labels("rejected").inc()
         telemetry.INGEST_REJECTS.labels(exc.reason).inc()
+        raise
+    except Forbidden:  # another agent's name in the batch: refused as invalid input
+        telemetry.INGEST_BATCHES.labels("rejected").inc()
+        telemetry.INGEST_REJECTS.labels("invalid").inc()
         raise
     except Conflict as exc:  # a reused batch id, or a health event about another agent's instance
         telemetry.INGEST_BATCHES.labels("rejected").inc()

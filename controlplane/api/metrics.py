@@ -10,15 +10,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from controlplane import telemetry
-from controlplane.api.deps import READ_SESSION, VIEWER
+from controlplane.api.deps import VIEWER
 from controlplane.clock import utcnow
-from controlplane.errors import Rejected
-from controlplane.ops.queries import MAX_TAG_FILTERS, parse_tag_filters
+from controlplane.ops.queries import MAX_STEP_S, MAX_TAG_FILTERS, series_query
 from controlplane.schemas.ingest import Timestamp, UtcDatetime
-from controlplane.store.queries import SeriesQuery, bucket_count, pick_source, series
+from controlplane.store.queries import series
+from controlplane.web import READ_SESSION
 
 router = APIRouter(tags=["query"])
-MAX_BUCKETS = 11_000
 
 
 class SeriesOut(BaseModel):
@@ -46,56 +45,33 @@ def query_metrics(
     ),
     start: Timestamp | None = Query(None, description="Default: end - 1 hour"),
     end: Timestamp | None = Query(None, description="Default: now"),
-    step: int | None = Query(None, ge=1, le=31 * 86400, description="Seconds; default: range/300"),
+    step: int | None = Query(None, ge=1, le=MAX_STEP_S, description="Seconds; default: range/300"),
     agg: Literal["avg", "min", "max", "sum", "count", "p95"] = "avg",
     group_by: str | None = Query(None, max_length=64, description="A tag key to split series by"),
     source: Literal["auto", "raw", "1m", "1h"] = "auto",
     session: Session = READ_SESSION,
 ) -> MetricsOut:
     end_at = end or utcnow()
-    start_at = start or end_at - timedelta(hours=1)
-    if start_at >= end_at:
-        raise Rejected.field(
-            "start must be before end",
-            "start",
-            "not before end",
-        )
-    step_s = step or max(1, int((end_at - start_at).total_seconds() // 300))
-    query = SeriesQuery(
+    query, chosen = series_query(
         metric_type=metric_type,
-        start=start_at,
+        start=start or end_at - timedelta(hours=1),
         end=end_at,
-        step_s=step_s,
+        step_s=step,
         agg=agg,
         service_name=service_name,
-        tags=parse_tag_filters(tags),
+        tags=tags,
         group_by=group_by,
+        source=source,
+        rollup_1m_days=request.app.state.settings.retention.rollup_1m_days,
     )
-    if bucket_count(query) > MAX_BUCKETS:
-        raise Rejected.field(
-            f"{bucket_count(query)} buckets per series, over {MAX_BUCKETS}: raise step or narrow the range",
-            "step",
-            "too many buckets",
-        )
-    retention = request.app.state.settings.retention
-    chosen = source
-    if source == "auto":
-        oldest_1m = end_at - timedelta(days=retention.rollup_1m_days)
-        chosen = pick_source(query, oldest_1m=oldest_1m)
-    elif source != "raw" and agg == "p95":
-        raise Rejected.field(
-            "p95 needs raw points: roll-ups keep count, sum, min and max only",
-            "source",
-            "p95 on a roll-up",
-        )
     with telemetry.METRICS_QUERY_SECONDS.labels(chosen).time():
         found = series(session, query, chosen)
     return MetricsOut(
         metric_type=metric_type,
         agg=agg,
-        step=step_s,
+        step=query.step_s,
         source=chosen,
-        start=start_at,
-        end=end_at,
+        start=query.start,
+        end=query.end,
         series=found,
     )

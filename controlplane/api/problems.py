@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from http import HTTPStatus
+
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,7 +13,8 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from controlplane.errors import Conflict, NotFound, Rejected
+from controlplane.errors import Rejected
+from controlplane.web import DOMAIN_ERRORS, status_of
 
 PROBLEM = "application/problem+json"
 
@@ -98,30 +102,42 @@ def problem(status: int, title: str, detail: str, **extra: object) -> JSONRespon
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(Rejected)
-    async def _rejected(request: Request, exc: Rejected) -> JSONResponse:
-        from http import HTTPStatus
+# Paths answered as problem+json although outside /api: what machines read.
+MACHINE_PATHS = ("/openapi.json", "/healthz", "/readyz", "/metrics")
+# An error page for a person: (request, status, title, detail) -> the response.
+Page = Callable[[Request, int, str, str], Response]
 
-        return problem(exc.status, HTTPStatus(exc.status).phrase, str(exc), errors=exc.errors)
 
-    @app.exception_handler(NotFound)
-    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
-        return problem(404, "Not Found", str(exc))
+def for_machines(request: Request) -> bool:
+    """True for the API (problem+json); False for the console's pages (HTML)."""
+    path = request.url.path
+    return path.startswith("/api/") or path == "/api" or path in MACHINE_PATHS
 
-    @app.exception_handler(Conflict)
-    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
-        # Some conflicts name their items (NotOwner: each refused instance), so a client can
-        # drop just those and send the rest.
+
+def install(app: FastAPI, page: Page | None = None) -> None:
+    """Translate every error to its answer, once: problem+json under /api, and ``page``
+    (the console's HTML error page, when given) everywhere else. The status of a domain
+    error comes from controlplane/web.py, the same for both."""
+
+    def answer(request: Request, status: int, detail: str, **extra: object) -> Response:
+        title = HTTPStatus(status).phrase
+        if page is not None and not for_machines(request):
+            return page(request, status, title, detail)
+        return problem(status, title, detail, **extra)
+
+    async def _domain(request: Request, exc: Exception) -> Response:
+        # Rejected and some conflicts (NotOwner: each refused instance) name their items, so
+        # a client can fix or drop just those.
         errors = getattr(exc, "errors", None)
-        return problem(409, "Conflict", str(exc), **({"errors": errors} if errors else {}))
+        extra = {"errors": errors} if errors or isinstance(exc, Rejected) else {}
+        return answer(request, status_of(exc), str(exc), **extra)
+
+    for kind in DOMAIN_ERRORS:
+        app.add_exception_handler(kind, _domain)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        from http import HTTPStatus
-
-        title = HTTPStatus(exc.status_code).phrase
-        response = problem(exc.status_code, title, str(exc.detail))
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        response = answer(request, exc.status_code, str(exc.detail))
         if exc.headers:
             response.headers.update(exc.headers)
         return response
@@ -137,9 +153,17 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.OperationalError, _store_busy)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = [
             {"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]} for err in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+        if page is not None and not for_machines(request):
+            return page(request, 422, "Invalid request", detail)
         return problem(422, "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception) -> Response:
+        # Starlette logs the exception after this answer; the answer names no internals.
+        detail = "the server failed to answer this request; the failure is in its log"
+        return answer(request, 500, detail)

@@ -10,14 +10,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane import audit
-from controlplane.api.deps import ADMIN, DB_SESSION, VIEWER, Principal
+from controlplane.api.deps import ADMIN, VIEWER, Principal
 from controlplane.clock import utcnow
-from controlplane.errors import Rejected
+from controlplane.ops import rules as rules_ops
 from controlplane.policy import rules as rules_mod
-from controlplane.policy.engine import RULES_SETTING, stored_rules
+from controlplane.policy.engine import stored_rules
 from controlplane.store.models import RuleEvaluation
-from controlplane.store.settings_store import put_setting
+from controlplane.web import DB_SESSION
 
 router = APIRouter(prefix="/rules", tags=["rules"])
 
@@ -48,27 +47,14 @@ def read_rules(session: Session = DB_SESSION) -> dict[str, Any]:
 def replace_rules(
     rules_in: RulesPut, who: Principal = Depends(ADMIN), session: Session = DB_SESSION
 ) -> dict[str, Any]:
-    try:
-        rules_mod.parse_rules(rules_in.yaml)
-    except rules_mod.RuleError as exc:
-        raise Rejected(
-            f"the rules were refused ({len(exc.problems)} problem(s)); nothing changed",
-            [
-                {"kind": "body", "index": None, "field": p["path"], "reason": p["message"], "line": p["line"]}
-                for p in exc.problems
-            ],
-        ) from None
-    now = utcnow()
-    row = put_setting(
+    row = rules_ops.replace_rules(
         session,
-        setting_type=RULES_SETTING,
-        value={"yaml": rules_in.yaml},
+        text=rules_in.yaml,
         expected_version=rules_in.version,
+        actor=f"{who.kind}:{who.name}",
         updated_by=who.name,
-        now=now,
+        now=utcnow(),
     )
-    audit.record(session, actor=f"{who.kind}:{who.name}", action="rules.replace", target=RULES_SETTING,
-                 details={"version": row.version})  # fmt: skip
     return _document(row.version, rules_in.yaml)
 
 

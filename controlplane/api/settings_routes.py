@@ -4,24 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from controlplane import audit
-from controlplane.api.deps import ADMIN, DB_SESSION, Principal
+from controlplane.api.deps import ADMIN, Principal
 from controlplane.clock import utcnow
-from controlplane.errors import Conflict
-from controlplane.ops.settings import check_value
+from controlplane.ops.settings import SETTING_TYPE, check_type
+from controlplane.ops.settings import replace_setting as replace
 from controlplane.schemas.ingest import UtcDatetime
-from controlplane.store.settings_store import get_setting, put_setting, setting_history
+from controlplane.store.settings_store import get_setting, setting_history
+from controlplane.web import DB_SESSION
 
 router = APIRouter(prefix="/settings", tags=["settings"])
 
-# Credentials kept in the same table; never served or replaced over the API.
-RESERVED_PREFIXES = ("auth.", "console.")
-SettingType = Path(min_length=1, max_length=50, pattern=r"^[a-z0-9_.\-]+$")
+SettingType = Path(min_length=1, max_length=50, pattern=SETTING_TYPE.pattern)
 
 
 class SettingOut(BaseModel):
@@ -37,18 +34,11 @@ class SettingPut(BaseModel):
     version: int = Field(ge=0, description="The version you read (0 to create); 409 if stale")
 
 
-def _guard(setting_type: str) -> None:
-    if setting_type.startswith(RESERVED_PREFIXES):
-        raise HTTPException(403, f"{setting_type!r} is reserved for credentials")
-    if setting_type.startswith("policy."):
-        raise HTTPException(403, f"{setting_type!r} is edited through /api/v1/rules, which validates it")
-
-
 # Reading is admin-only, like the console's Settings page: a document may hold a secret
 # (a webhook password, a backend credential), and a viewer must not read it here either.
 @router.get("/{setting_type}", response_model=SettingOut, dependencies=[Depends(ADMIN)])
 def read_setting(setting_type: str = SettingType, session: Session = DB_SESSION) -> SettingOut:
-    _guard(setting_type)
+    check_type(setting_type)
     return SettingOut.model_validate(get_setting(session, setting_type=setting_type), from_attributes=True)
 
 
@@ -59,21 +49,15 @@ def replace_setting(
     principal: Principal = Depends(ADMIN),
     session: Session = DB_SESSION,
 ) -> SettingOut:
-    _guard(setting_type)
-    check_value(setting_type, setting_in.value)
-    try:
-        row = put_setting(
-            session,
-            setting_type=setting_type,
-            value=setting_in.value,
-            expected_version=setting_in.version,
-            updated_by=principal.name,
-            now=utcnow(),
-        )
-    except IntegrityError:
-        raise Conflict(f"{setting_type!r} was written concurrently: GET it and retry") from None
-    audit.record(session, actor=f"{principal.kind}:{principal.name}", action="setting.replace",
-                 target=setting_type, details={"version": row.version})  # fmt: skip
+    row = replace(
+        session,
+        setting_type=setting_type,
+        value=setting_in.value,
+        expected_version=setting_in.version,
+        actor=f"{principal.kind}:{principal.name}",
+        updated_by=principal.name,
+        now=utcnow(),
+    )
     return SettingOut.model_validate(row, from_attributes=True)
 
 
@@ -83,7 +67,7 @@ def replace_setting(
     dependencies=[Depends(ADMIN)],
 )
 def read_history(setting_type: str = SettingType, session: Session = DB_SESSION) -> list[SettingOut]:
-    _guard(setting_type)
+    check_type(setting_type)
     return [
         SettingOut.model_validate(h, from_attributes=True)
         for h in setting_history(session, setting_type=setting_type)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Literal, cast
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from controlplane import audit
-from controlplane.api.deps import ADMIN, DB_SESSION, Principal
+from controlplane.api.deps import ADMIN, Principal
 from controlplane.auth import digest, new_token
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound
 from controlplane.store.models import ApiToken
+from controlplane.web import DB_SESSION
 
 router = APIRouter(prefix="/tokens", tags=["auth"])
 
@@ -55,11 +56,12 @@ def create_token(
 def revoke_token(
     token_id: uuid.UUID, admin: Principal = Depends(ADMIN), session: Session = DB_SESSION
 ) -> None:
-    revoked = session.execute(
+    result = session.execute(
         update(ApiToken)
         .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    ).rowcount
+    )
+    revoked = cast(CursorResult, result).rowcount  # an UPDATE's result has a row count
     if not revoked:
         raise NotFound(f"no active token {token_id}")
     audit.record(session, actor=f"{admin.kind}:{admin.name}", action="token.revoke", target=str(token_id))

@@ -7,6 +7,7 @@ an admin/operator API token."""
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from controlplane.api.deps import RANK, authenticate, read_body
 from controlplane.clock import utcnow
-from controlplane.errors import Rejected
+from controlplane.errors import Rejected, TooLarge, Unreadable
 from controlplane.ops.alerts import Intake, chunks, record_alerts
 from controlplane.schemas.webhooks import AlertmanagerPayloadIn, WebhookResult
 
@@ -35,7 +36,7 @@ def _inlined(schema: dict) -> dict:
     so the OpenAPI document has no component for the refs to point to."""
     defs = schema.pop("$defs", {})
 
-    def walk(node):  # type: ignore[no-untyped-def]
+    def walk(node: Any) -> Any:
         if isinstance(node, dict):
             if str(node.get("$ref", "")).startswith("#/$defs/"):
                 return walk(defs[node["$ref"].rsplit("/", 1)[1]])
@@ -82,7 +83,7 @@ def _parse(body: bytes) -> AlertmanagerPayloadIn:
             for e in exc.errors(include_url=False)
         ]  # fmt: skip
         if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise Rejected("the body is not valid JSON", errors, status=400) from None
+            raise Unreadable("the body is not valid JSON", errors) from None
         fields = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:5])
         raise Rejected(
             f"not an Alertmanager (version 4) or Grafana webhook payload: {fields}", errors
@@ -114,7 +115,7 @@ async def alertmanager_webhook(request: Request) -> WebhookResult:
     body = await read_body(request, limits.max_body_bytes)
     payload = _parse(body)
     if len(payload.alerts) > limits.max_alerts:
-        raise Rejected(
+        raise TooLarge(
             f"the payload holds {len(payload.alerts)} alerts, over the cap of {limits.max_alerts} per "
             f"request: send them in several requests (Alertmanager: set max_alerts in the webhook_config), "
             f"or raise COREPLANE_WEBHOOKS__MAX_ALERTS",
@@ -126,7 +127,6 @@ async def alertmanager_webhook(request: Request) -> WebhookResult:
                     "reason": f"at most {limits.max_alerts} alerts",
                 }
             ],
-            status=413,
             reason="too_many_items",
         )
     intake = await run_in_threadpool(_store, request, payload)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -56,7 +57,7 @@ def _short(values: dict[str, str]) -> dict[str, str]:
 
 def _details(alert: AlertIn, fp: str, payload: AlertmanagerPayloadIn, source: str) -> dict:
     labels, annotations = _short(alert.labels), _short(alert.annotations)
-    details = {
+    details: dict[str, Any] = {
         "fingerprint": fp,
         "alertname": labels.get("alertname", ""),
         "severity": labels.get("severity", ""),

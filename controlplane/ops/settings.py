@@ -1,13 +1,26 @@
-"""Checks on a settings document, shared by PUT /api/v1/settings/{type} and the console's
-Settings page, so both refuse the same documents with the same reason."""
+"""Replacing a settings document: the one use case behind PUT /api/v1/settings/{type} and
+the console's Settings page, so both refuse the same documents, with the same reason and
+the same domain error. Session first, never commits."""
 
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from typing import Any
 
-from controlplane.errors import Rejected
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from controlplane import audit
+from controlplane.errors import Conflict, Forbidden, Rejected
+from controlplane.store.models import InfrastructureSetting
+from controlplane.store.settings_store import put_setting
+
+# Credentials kept in the same table; never served, shown or replaced as settings.
+RESERVED_PREFIXES = ("auth.", "console.")
+RULES_PREFIX = "policy."  # the rules: replaced through controlplane/ops/rules.py, which checks them
+SETTING_TYPE = re.compile(r"^[a-z0-9_.\-]{1,50}$")
 MAX_DEPTH = 32  # a settings document is configuration, not a data structure
 MAX_VERSION_DIGITS = 18  # fits the store's integer column
 
@@ -86,3 +99,63 @@ def parse_version(text: str) -> int:
             kind="body",
         )
     return int(text)
+
+
+def reserved(setting_type: str) -> bool:
+    """True for a credential's row: never listed, read or replaced as a setting."""
+    return setting_type.startswith(RESERVED_PREFIXES)
+
+
+def check_type(setting_type: str) -> None:
+    """Rejected for a malformed name; Forbidden for a credential, and for the rules (read
+    and replaced through controlplane/ops/rules.py, which checks them)."""
+    if not SETTING_TYPE.match(setting_type):
+        raise Rejected.field(
+            "a setting type is 1 to 50 characters: lower-case letters, digits, '.', '_' or '-'",
+            "setting_type",
+            "invalid name",
+            kind="path",
+        )
+    if reserved(setting_type):
+        raise Forbidden(f"{setting_type!r} is reserved for credentials: it is not a setting to read or edit")
+    if setting_type.startswith(RULES_PREFIX):
+        raise Forbidden(
+            f"{setting_type!r} holds rules: edit them on the Rules page (/rules) or through /api/v1/rules, "
+            "which check them"
+        )
+
+
+def replace_setting(
+    session: Session,
+    *,
+    setting_type: str,
+    value: dict,
+    expected_version: int,
+    actor: str,
+    updated_by: str,
+    now: datetime,
+    client: str | None = None,
+) -> InfrastructureSetting:
+    """Replace one document if it is still at ``expected_version`` (0 creates it); audited.
+    Conflict when someone saved in between, or created it at the same moment; the session
+    stays usable either way (a savepoint), so the caller can still answer from it."""
+    check_type(setting_type)
+    check_value(setting_type, value)
+    row = put_document(session, setting_type=setting_type, value=value, expected_version=expected_version,
+                       updated_by=updated_by, now=now)  # fmt: skip
+    audit.record(session, actor=actor, action="setting.replace", target=setting_type,
+                 details={"version": row.version}, client=client)  # fmt: skip
+    return row
+
+
+def put_document(
+    session: Session, *, setting_type: str, value: dict, expected_version: int, updated_by: str, now: datetime
+) -> InfrastructureSetting:
+    """The store's versioned replace inside a savepoint: a stale version or a concurrent
+    first write is a Conflict, and the session stays usable for the caller's answer."""
+    try:
+        with session.begin_nested():
+            return put_setting(session, setting_type=setting_type, value=value,
+                               expected_version=expected_version, updated_by=updated_by, now=now)  # fmt: skip
+    except IntegrityError:
+        raise Conflict(f"{setting_type!r} was written concurrently: GET it and retry") from None
