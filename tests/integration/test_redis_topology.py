@@ -1,19 +1,20 @@
-"""bench.redis_topology: a private primary + 2 replicas replicates, nobody promotes alone, reset() rebuilds."""
+"""tests.support.redis_topology: a private primary + 2 replicas replicates, nobody promotes alone, reset() rebuilds."""
 
 import time
 
 import pytest
 
 from tests.support.redis_topology import redis_topology, wait_for_new_primary
+from tests.support.timing import until
 
 
-def _replicas_have(topology, key: str, value: bytes) -> bool:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if all(r.client().get(key) == value for r in topology.replicas):
-            return True
-        time.sleep(0.02)
-    return False
+def _replicas_have(topology, key: str, value: bytes) -> bool:  # type: ignore[no-untyped-def]
+    return until(
+        f"every replica to have {key}",
+        lambda: all(r.client().get(key) == value for r in topology.replicas),
+        5,
+        0.02,
+    )
 
 
 def test_topology_replicates_waits_for_a_manager_and_resets():

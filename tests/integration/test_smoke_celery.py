@@ -1,12 +1,12 @@
 """`coreplane worker` and `coreplane flower` as real processes on RabbitMQ and Redis."""
 
 import subprocess
-import time
 
 import httpx
 
 from tests.support.processes import free_port
 from tests.support.services import ROOT, require
+from tests.support.timing import until
 
 COREPLANE = str(ROOT / ".venv" / "bin" / "coreplane")
 
@@ -31,15 +31,12 @@ def test_flower_serves_with_basic_auth(services, control_plane):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(f"{url}/healthcheck", timeout=2)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.3)
+
+        def answered() -> httpx.Response:
+            assert proc.poll() is None, "flower exited"
+            return httpx.get(f"{url}/healthcheck", timeout=2)
+
+        health = until("flower to answer", answered, 30, 0.3, ignoring=(httpx.HTTPError,))
         assert health.text == "OK"
         assert httpx.get(f"{url}/workers").status_code == 401
         assert httpx.get(f"{url}/workers", auth=("ops", "flower-test")).status_code == 200

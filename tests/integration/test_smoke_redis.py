@@ -1,12 +1,12 @@
 """Redis primary, its two replicas and the three Sentinels, through redis-py."""
 
-import time
 import uuid
 
 import redis
 from redis.sentinel import Sentinel
 
 from tests.support.services import reach, require
+from tests.support.timing import until
 
 
 def test_primary_write_reaches_both_replicas(services):
@@ -20,9 +20,7 @@ def test_primary_write_reaches_both_replicas(services):
         info = reach("redis", url, replica.info, "replication")
         assert info["role"] == "slave"
         assert info["master_link_status"] == "up"
-        deadline = time.monotonic() + 5
-        while replica.get(key) != value and time.monotonic() < deadline:
-            time.sleep(0.02)
+        until(f"replica {url} to receive the write", lambda: replica.get(key) == value, 5, 0.02)  # noqa: B023
         assert replica.get(key) == value, f"replica {url} did not receive the write within 5 s"
 
 

@@ -1,4 +1,5 @@
-"""A migrated store on each dialect: a fresh SQLite file, a fresh PostgreSQL schema."""
+"""Integration fixtures: a migrated store on each dialect (a fresh SQLite file, a fresh
+PostgreSQL schema) and the real app on it, for the store, catalog, policy and action tests."""
 
 from __future__ import annotations
 
