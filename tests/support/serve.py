@@ -52,9 +52,10 @@ def start_serve(env: dict[str, str], log: Path | None = None) -> subprocess.Pope
 @contextmanager
 def serving(database_url: str, log: Path, *, port: int | None = None, with_services: bool = False,
             migrated: bool = True, **settings: str) -> Iterator[ControlPlane]:  # fmt: skip
-    """`coreplane serve` on ``port`` (default: a free one) against ``database_url`` (``migrated=False``: run
-    `coreplane migrate` first), with the real services' addresses (``with_services``) and
-    ``settings`` as COREPLANE_* variables (``webhooks__alertmanager_token=...``)."""
+    """`coreplane serve` on ``port`` (default: a free one) against ``database_url``
+    (``migrated=False``: run `coreplane migrate` first), with the real services' addresses
+    (``with_services``) and ``settings`` as COREPLANE_* variables (``server__live_tick_s=...``).
+    The session's shared server and each test's private one are both made here."""
     port, token = port or free_port(), secrets.token_urlsafe(32)
     url = f"http://127.0.0.1:{port}"
     env = coreplane_env(
