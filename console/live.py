@@ -159,8 +159,10 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self.send(text_data="\n".join(changed))
 
     async def render(self) -> dict[str, str]:
+        page, role = self.page, self.role
+        assert page is not None and role is not None  # connect() accepts only a known page and role
         with LIVE_RENDER_SECONDS.labels(self.name).time():
-            return await asyncio.to_thread(self.page.render, self.scope["app"], self.params, self.role)
+            return await asyncio.to_thread(page.render, self.scope["app"], self.params, role)
 
 
 CONNECTIONS: set[ConsoleConsumer] = set()
