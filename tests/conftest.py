@@ -8,15 +8,10 @@ from pathlib import Path
 import pytest
 
 from controlplane.settings import Settings
-from tests.support.agents import running_agent, running_worker
-from tests.support.console import console_login
+from tests.support.agents import running_worker
 from tests.support.processes import free_port
 from tests.support.serve import ControlPlane, private_serve, serving
-from tests.support.services import ROOT, require, services_settings
-
-# tests/integration/cache/test_cache.py still imports these names from here; its owner
-# moves it to tests.support, then this list goes.
-__all__ = ["ROOT", "console_login", "free_port", "require", "running_agent"]
+from tests.support.services import ROOT, services_settings
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -103,7 +103,7 @@ def problem(status: int, title: str, detail: str, **extra: object) -> JSONRespon
 
 
 # Paths answered as problem+json although outside /api: what machines read.
-MACHINE_PATHS = ("/openapi.json", "/healthz", "/readyz", "/metrics")
+MACHINE_PATHS = ("/openapi.json", "/healthz", "/readyz", "/metrics", "/metrics/backends")
 # An error page for a person: (request, status, title, detail) -> the response.
 Page = Callable[[Request, int, str, str], Response]
 

@@ -21,7 +21,10 @@ import redis
 from agents.config import TargetConfig
 from controlplane.cache import Cache, CacheError, MemcachedLayer, MemoryLayer, RedisLayer, backup
 from controlplane.clock import ManualClock
-from tests.conftest import ROOT, console_login, free_port, require, running_agent
+from tests.support.agents import running_agent
+from tests.support.console import console_login
+from tests.support.processes import free_port
+from tests.support.services import ROOT, require
 from tests.support.timing import until
 
 
