@@ -23,10 +23,7 @@ status:
 	@bash scripts/services.sh status
 
 lint:  ## ruff (with bandit's S rules), lint-imports, mypy, shellcheck and pip-audit over constraints.txt
-	@bash scripts/install-python.sh dev && .venv/bin/ruff check . && .venv/bin/ruff format --check .
-	@.venv/bin/lint-imports  # DESIGN.md §2's import direction: [tool.importlinter] in pyproject.toml
-	@.venv/bin/mypy controlplane agents console
-	@.venv/bin/shellcheck $$(git ls-files '*.sh') .ci/run  # settings: .shellcheckrc
+	@bash scripts/install-python.sh dev && bash scripts/lint.sh
 	@bash scripts/audit.sh
 
 format:

@@ -9,9 +9,7 @@ cd "$ROOT"
 started=$SECONDS
 
 bash scripts/install-python.sh dev
-say "lint: ruff check and ruff format --check"
-.venv/bin/ruff check --quiet . || die "ruff check found problems (make format fixes most)"
-.venv/bin/ruff format --check --quiet . || die "ruff format would change files: run make format"
+bash scripts/lint.sh
 
 bash scripts/services.sh up
 say "services ready after $((SECONDS - started))s"

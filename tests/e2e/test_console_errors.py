@@ -40,7 +40,9 @@ def test_console_errors_are_pages_and_api_errors_are_problems(control_plane_sqli
 
     # 403: a role that may not, or a form without its CSRF token; a credential's setting.
     _html_page(viewer.get("/settings"), 403, "needs the admin role")
-    _html_page(admin.post("/settings", data={"setting_type": "x", "value": "{}", "version": "0"}), 403, "CSRF")
+    _html_page(
+        admin.post("/settings", data={"setting_type": "x", "value": "{}", "version": "0"}), 403, "CSRF"
+    )
     _problem(api.get("/api/v1/settings/auth.admin_token"), 403, "reserved for credentials")
 
     # 404: the same domain error (NotFound) on both sides, and a URL nothing serves.
@@ -53,7 +55,9 @@ def test_console_errors_are_pages_and_api_errors_are_problems(control_plane_sqli
     form = {"csrf": csrf_of(operator.get("/actions").text), "kind": "scale", "target": "tasks", "n": "abc"}
     _html_page(operator.post("/actions/preview", data=form), 422, "n must be a whole number")
     _problem(api.get("/api/v1/actions/not-an-id"), 422, "action_id")
-    _problem(api.post("/api/v1/actions", json={"kind": "nope", "target": "tasks"}), 422, "unknown action kind")
+    _problem(
+        api.post("/api/v1/actions", json={"kind": "nope", "target": "tasks"}), 422, "unknown action kind"
+    )
 
     # htmx asks for the page's block: the error comes as the fragment alone.
     fragment = viewer.get(f"/actions/{missing}", headers={"HX-Request": "true"})
