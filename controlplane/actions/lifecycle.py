@@ -49,9 +49,9 @@ def create(
         if existing is not None:
             return existing, False
     parent = session.get(Action, parent_id) if parent_id else None
-    links = (parent.links if parent is not None else None) or {}
-    if links.get("traceparent"):
-        trace: dict[str, str] = {k: links[k] for k in ("trace_id", "traceparent") if k in links}
+    inherited = (parent.links if parent is not None else None) or {}
+    if inherited.get("traceparent"):
+        trace: dict[str, str] = {k: inherited[k] for k in ("trace_id", "traceparent") if k in inherited}
     else:
         trace = tracing.action_trace(kind=kind, target=target)
     action = Action(

@@ -83,3 +83,16 @@ def test_cancelling_a_plan_cancels_its_unfinished_steps_and_a_finished_one_confl
             lifecycle.cancel(session, plan, actor="operator:ops", now=T0)
         with pytest.raises(Conflict, match="cannot become running"):
             lifecycle.move(session, step, "running", actor="agent", now=T0)
+
+
+def test_an_action_keeps_the_links_it_is_created_with_and_a_step_its_parents_trace(store):
+    # A rule's action links the events that fired it; a plan's step links its own things
+    # and carries its parent's trace, never the parent's other links.
+    parent_links = {"events": ["e-1"], "trace_id": "a" * 32, "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"}
+    with store.sessions.begin() as session:
+        agent_id = _agent(session)
+        parent, _ = _create(session, None, kind="failover", links=parent_links)
+        step, _ = _create(session, agent_id, parent_id=parent.id, links={"instance": "10.0.0.5:6379"})
+        assert parent.links["events"] == ["e-1"]
+        assert step.links == {"instance": "10.0.0.5:6379", "trace_id": "a" * 32,
+                              "traceparent": parent_links["traceparent"]}  # fmt: skip
