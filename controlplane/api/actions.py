@@ -13,12 +13,12 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane import audit
 from controlplane.actions import lifecycle, plans
 from controlplane.api.deps import AGENT_OR_ADMIN, OPERATOR, VIEWER, Principal
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound
 from controlplane.notify import ACTIONS, NOTIFIER
+from controlplane.ops import actions as ops_actions
 from controlplane.ops.actions import KINDS, ActionRequest
 from controlplane.ops.actions import create_action as create
 from controlplane.schemas.ingest import Text, UtcDatetime
@@ -159,13 +159,9 @@ def read_action(action_id: uuid.UUID, session: Session = READ_SESSION) -> Action
 def cancel_action(
     action_id: uuid.UUID, who: Principal = Depends(OPERATOR), session: Session = DB_SESSION
 ) -> ActionOut:
-    action = session.get(Action, action_id)
-    if action is None:
-        raise NotFound(f"no action {action_id}")
-    lifecycle.cancel(
-        session, action, actor=f"{who.kind}:{who.name}", now=utcnow(), note="cancelled over the API"
+    action = ops_actions.cancel_action(
+        session, action_id, actor=f"{who.kind}:{who.name}", now=utcnow(), note="cancelled over the API"
     )
-    audit.record(session, actor=f"{who.kind}:{who.name}", action="action.cancel", target=str(action.id))
     return _out(action)
 
 

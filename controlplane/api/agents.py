@@ -6,19 +6,15 @@ import uuid
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from controlplane import audit
 from controlplane.api.catalog import InstanceIn
 from controlplane.api.deps import ADMIN, AGENT_OR_ADMIN, Principal
-from controlplane.auth import digest, new_token
 from controlplane.catalog import instances
 from controlplane.clock import utcnow
-from controlplane.errors import Conflict, Forbidden
+from controlplane.errors import Forbidden
+from controlplane.ops import agents
 from controlplane.schemas.ingest import Text
-from controlplane.store.models import Agent, InfrastructureMetric
-from controlplane.telemetry import HEARTBEAT_METRIC
 from controlplane.web import DB_SESSION
 
 router = APIRouter(prefix="/agents", tags=["agents"])
@@ -45,13 +41,9 @@ def register(
     admin: Principal = Depends(ADMIN),
     session: Session = DB_SESSION,
 ) -> AgentRegistered:
-    if session.scalars(select(Agent).where(Agent.name == agent_in.name)).first() is not None:
-        raise Conflict(f"an agent named {agent_in.name!r} is registered already: pick another name")
-    token = new_token()
-    agent = Agent(name=agent_in.name, token_digest=digest(token), registered_at=utcnow())
-    session.add(agent)
-    session.flush()
-    audit.record(session, actor=f"{admin.kind}:{admin.name}", action="agent.register", target=agent.name)
+    agent, token = agents.register_agent(
+        session, agent_in.name, actor=f"{admin.kind}:{admin.name}", now=utcnow()
+    )
     return AgentRegistered(id=agent.id, name=agent.name, token=token)
 
 
@@ -87,37 +79,15 @@ def heartbeat(
         raise Forbidden(
             f"this token belongs to agent {principal.name!r}, the heartbeat says {heartbeat_in.agent!r}"
         )
-    # Every target another agent owns, named in one 409 (the agent drops those and resends).
-    instances.refuse_foreign(
+    agents.record_heartbeat(
         session,
-        [(i, target.service, target.address) for i, target in enumerate(heartbeat_in.targets)],
+        agent=heartbeat_in.agent,
         agent_id=principal.agent_id,
-        kind="targets",
-        field="address",
+        version=heartbeat_in.version,
+        hostname=heartbeat_in.hostname,
+        uptime_s=heartbeat_in.uptime_s,
+        targets=[instances.InstanceReport(**target.model_dump()) for target in heartbeat_in.targets],
+        now=utcnow(),
+        hold_s=request.app.state.settings.control.recover_after_s,
     )
-    now = utcnow()
-    session.add(
-        InfrastructureMetric(
-            metric_type=HEARTBEAT_METRIC,
-            timestamp=now,
-            service_name=heartbeat_in.agent,
-            value=heartbeat_in.uptime_s,
-            tags={"version": heartbeat_in.version, "hostname": heartbeat_in.hostname},
-        )
-    )
-    if principal.agent_id is not None:
-        session.execute(
-            update(Agent)
-            .where(Agent.id == principal.agent_id)
-            .values(last_seen_at=now, version=heartbeat_in.version, hostname=heartbeat_in.hostname)
-        )
-    hold = request.app.state.settings.control.recover_after_s
-    for target in heartbeat_in.targets:
-        instances.report(
-            session,
-            instances.InstanceReport(**target.model_dump()),
-            agent_id=principal.agent_id,
-            now=now,
-            hold_s=hold,
-        )
     return {"accepted": True}

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal, cast
+from typing import Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
-from controlplane import audit
 from controlplane.api.deps import ADMIN, Principal
-from controlplane.auth import digest, new_token
 from controlplane.clock import utcnow
-from controlplane.errors import NotFound
-from controlplane.store.models import ApiToken
+from controlplane.ops import tokens
 from controlplane.web import DB_SESSION
 
 router = APIRouter(prefix="/tokens", tags=["auth"])
@@ -37,18 +33,14 @@ class TokenCreated(BaseModel):
 def create_token(
     token_in: TokenCreate, admin: Principal = Depends(ADMIN), session: Session = DB_SESSION
 ) -> TokenCreated:
-    token = new_token()
-    row = ApiToken(
-        name=token_in.name,
-        role=token_in.role,
-        token_digest=digest(token),
-        created_at=utcnow(),
+    row, token = tokens.create_token(
+        session,
+        token_in.name,
+        token_in.role,
+        actor=f"{admin.kind}:{admin.name}",
         created_by=admin.name,
+        now=utcnow(),
     )
-    session.add(row)
-    session.flush()
-    audit.record(session, actor=f"{admin.kind}:{admin.name}", action="token.create", target=row.name,
-                 details={"id": str(row.id), "role": row.role})  # fmt: skip
     return TokenCreated(id=row.id, name=row.name, role=row.role, token=token)
 
 
@@ -56,12 +48,4 @@ def create_token(
 def revoke_token(
     token_id: uuid.UUID, admin: Principal = Depends(ADMIN), session: Session = DB_SESSION
 ) -> None:
-    result = session.execute(
-        update(ApiToken)
-        .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    revoked = cast(CursorResult, result).rowcount  # an UPDATE's result has a row count
-    if not revoked:
-        raise NotFound(f"no active token {token_id}")
-    audit.record(session, actor=f"{admin.kind}:{admin.name}", action="token.revoke", target=str(token_id))
+    tokens.revoke_token(session, token_id, actor=f"{admin.kind}:{admin.name}", now=utcnow())

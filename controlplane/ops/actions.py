@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.actions import lifecycle, plans
-from controlplane.errors import Rejected
+from controlplane.errors import NotFound, Rejected
 from controlplane.store.models import Action, Agent
 
 KINDS = sorted({*plans.PLANS, *plans.AGENT_KINDS})
@@ -93,3 +93,13 @@ def create_action(
         audit.record(session, actor=actor, action="action.create", target=f"{action.kind} {action.target}",
                      details={"id": str(action.id)}, client=client)  # fmt: skip
     return action, created
+
+
+def cancel_action(session: Session, action_id: uuid.UUID, *, actor: str, now: datetime, note: str) -> Action:
+    """Cancel an action (and its pending steps), audited. NotFound when there is none."""
+    action = session.get(Action, action_id)
+    if action is None:
+        raise NotFound(f"no action {action_id}")
+    lifecycle.cancel(session, action, actor=actor, now=now, note=note)
+    audit.record(session, actor=actor, action="action.cancel", target=str(action.id))
+    return action
