@@ -118,7 +118,6 @@ def running_agent(settings: Settings, work: Path) -> Iterator[Sampled]:
             with_services=True, admin_token=token, agent__control_plane_url=base, agent__name="bench-agent",
             agent__probe_interval_s=f"{INTERVAL_S:g}", log_level="warning", var=str(work),
         )  # fmt: skip
-        env["MALLOC_ARENA_MAX"] = os.environ.get("BENCH_MALLOC_ARENA_MAX", "2")
         log = work / "agent.log"
         agent = spawn([coreplane_bin(), "agent"], log, env)
         try:

@@ -175,7 +175,7 @@ def agent(
     import socket
 
     from agents.config import ConfigError, load_config
-    from agents.daemon import Agent, AgentError, default_config, load_or_register
+    from agents.daemon import Agent, AgentError, cap_malloc_arenas, default_config, load_or_register
 
     settings = _settings()
     os.umask(0o077)  # the token file and the spool: the agent's user only
@@ -221,6 +221,7 @@ def agent(
     if register:
         typer.echo(f"coreplane: agent {agent_config.name} registered; token in {agent_config.token_file}")
         return
+    cap_malloc_arenas()  # before Agent starts a thread per target
     daemon = Agent(agent_config, identity)
     if once:
         for loop in daemon.loops:
