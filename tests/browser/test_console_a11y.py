@@ -11,17 +11,17 @@ import os
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from agents.daemon import default_config
 from tests.browser.test_console_home import CHROMIUM, CHROMIUM_ARGS
 from tests.support.agents import running_agent
+from tests.support.console import accepted, chart_points
 from tests.support.serve import private_serve
 from tests.support.services import SERVICES_ENV
 
@@ -66,27 +66,18 @@ class Console:
         return context.new_page()
 
 
-def _post(url: str, token: str, path: str, body: object) -> None:
-    answer = httpx.post(f"{url}{path}", json=body, headers={"Authorization": f"Bearer {token}"})
-    assert answer.status_code == 202, answer.text
-
-
 def _seed(url: str, token: str) -> None:
     """An instance that turned critical and came back, one warning, metrics for the charts, an event."""
     for status in ("passing", "critical", "passing"):
-        _post(url, token, "/api/v1/services/register", [WEB | {"status": status}])
+        accepted(url, token, "/api/v1/services/register", [WEB | {"status": status}])
     # Every health colour on the pages: white on amber must pass too.
-    _post(url, token, "/api/v1/services/register", [WEB | {"address": "10.0.0.2:80", "status": "warning"}])
+    accepted(url, token, "/api/v1/services/register", [WEB | {"address": "10.0.0.2:80", "status": "warning"}])
+    points = chart_points(METRIC, "web", WEB["address"])
     now = datetime.now(UTC)
-    points = [
-        {"metric_type": METRIC, "service_name": "web", "value": float(i % 7),
-         "timestamp": (now - timedelta(minutes=30 - i)).isoformat(), "tags": {"instance": WEB["address"]}}
-        for i in range(30)
-    ]  # fmt: skip
     event = {"event_type": "deploy", "service_name": "web", "status": "passing",
              "timestamp": now.isoformat(), "details": {"message": "web 1.2 rolled out"}}  # fmt: skip
-    _post(url, token, "/api/v1/ingest", {"batch_id": uuid.uuid4().hex, "agent": "a11y", "metrics": points,
-                                         "events": [event]})  # fmt: skip
+    accepted(url, token, "/api/v1/ingest", {"batch_id": uuid.uuid4().hex, "agent": "a11y", "metrics": points,
+                                            "events": [event]})  # fmt: skip
 
 
 def _preview_invalidation(page: Page) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import httpx
@@ -18,6 +17,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.test_console_live import ADMIN_PAGES, LIVE_S, PAGES, chromium
 from tests.e2e.test_console_security_headers import assert_secure_headers
+from tests.support.console import accepted, chart_points
 
 FIRST = {"service": "web", "kind": "http", "address": "10.0.0.1:80", "status": "passing"}
 SECOND = FIRST | {"address": "10.0.0.2:80", "status": "critical"}
@@ -61,29 +61,13 @@ def _open(page: Page, path: str) -> None:
     assert page.refused == [], path  # type: ignore[attr-defined]
 
 
-def _register(url: str, token: str, instance: dict) -> None:
-    answer = httpx.post(
-        f"{url}/api/v1/services/register", json=[instance], headers={"Authorization": f"Bearer {token}"}
-    )
-    assert answer.status_code == 202, answer.text
-
-
-def _ingest_points(url: str, token: str) -> None:
-    now = datetime.now(UTC)
-    points = [
-        {"metric_type": METRIC, "service_name": "web", "value": float(i % 7),
-         "timestamp": (now - timedelta(minutes=30 - i)).isoformat(), "tags": {"instance": FIRST["address"]}}
-        for i in range(30)
-    ]  # fmt: skip
-    answer = httpx.post(f"{url}/api/v1/ingest", headers={"Authorization": f"Bearer {token}"},
-                        json={"batch_id": uuid.uuid4().hex, "agent": "csp-test", "metrics": points})  # fmt: skip
-    assert answer.status_code == 202, answer.text
-
-
 def test_every_page_loads_under_the_csp_with_nothing_refused_and_still_works(control_plane_sqlite):
     url, token, _log = control_plane_sqlite
-    _register(url, token, FIRST)
-    _ingest_points(url, token)
+    accepted(url, token, "/api/v1/services/register", [FIRST])
+    points = chart_points(METRIC, "web", FIRST["address"])
+    accepted(
+        url, token, "/api/v1/ingest", {"batch_id": uuid.uuid4().hex, "agent": "csp-test", "metrics": points}
+    )
     instance = f"/services/web/instances/{quote(FIRST['address'], safe='')}"
     with chromium() as browser:
         page = _login(browser, url, token)
@@ -100,7 +84,7 @@ def test_every_page_loads_under_the_csp_with_nothing_refused_and_still_works(con
         _open(page, "/")
         expect(page.locator("body")).to_have_attribute("data-live", "open", timeout=LIVE_S)
         page.evaluate("window.notReloaded = true")
-        _register(url, token, SECOND)
+        accepted(url, token, "/api/v1/services/register", [SECOND])
         cell = page.locator(f'.cell[data-instance="{SECOND["address"]}"]')
         expect(cell).to_have_attribute("data-health", "critical", timeout=LIVE_S)
         assert page.evaluate("window.notReloaded") is True, "caught up by reloading, not over the socket"

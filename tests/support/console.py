@@ -1,8 +1,9 @@
-"""Console sessions: CSRF tokens, logins, users with roles."""
+"""Console sessions: CSRF tokens, logins, users with roles; data for pages to show."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -60,3 +61,19 @@ def pushed_with(ws, needle: str, what: str, timeout_s: float = 15) -> str:  # ty
         return text if needle in text else None
 
     return until(f"{what} ({needle!r} pushed)", message, timeout_s, every_s=0, ignoring=(TimeoutError,))
+
+
+def accepted(url: str, token: str, path: str, body: object) -> None:
+    """POST ``body`` to the API and require 202 Accepted (a registration, an ingest)."""
+    answer = httpx.post(f"{url}{path}", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 202, answer.text
+
+
+def chart_points(metric: str, service: str, instance: str, minutes: int = 30) -> list[dict]:
+    """One point a minute over the last ``minutes``, for a page's charts to draw."""
+    now = datetime.now(UTC)
+    return [
+        {"metric_type": metric, "service_name": service, "value": float(i % 7),
+         "timestamp": (now - timedelta(minutes=minutes - i)).isoformat(), "tags": {"instance": instance}}
+        for i in range(minutes)
+    ]  # fmt: skip
