@@ -8,9 +8,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from controlplane import audit
 from controlplane.errors import Rejected
-from controlplane.ops.settings import put_document
+from controlplane.ops.settings import put_audited
 from controlplane.policy.engine import RULES_SETTING
 from controlplane.policy.rules import Rule, RuleError, parse_rules
 from controlplane.store.models import InfrastructureSetting
@@ -49,8 +48,6 @@ def replace_rules(
     """Replace the whole rule list if it is still at ``expected_version`` (0 replaces the
     shipped playbooks); RulesRefused before anything is written, Conflict when stale."""
     check_rules(text)
-    row = put_document(session, setting_type=RULES_SETTING, value={"yaml": text},
-                       expected_version=expected_version, updated_by=updated_by, now=now)  # fmt: skip
-    audit.record(session, actor=actor, action="rules.replace", target=RULES_SETTING,
-                 details={"version": row.version}, client=client)  # fmt: skip
-    return row
+    return put_audited(session, setting_type=RULES_SETTING, value={"yaml": text},
+                       expected_version=expected_version, action="rules.replace", actor=actor,
+                       updated_by=updated_by, now=now, client=client)  # fmt: skip

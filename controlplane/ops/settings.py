@@ -141,9 +141,28 @@ def replace_setting(
     stays usable either way (a savepoint), so the caller can still answer from it."""
     check_type(setting_type)
     check_value(setting_type, value)
+    return put_audited(session, setting_type=setting_type, value=value, expected_version=expected_version,
+                       action="setting.replace", actor=actor, updated_by=updated_by, now=now,
+                       client=client)  # fmt: skip
+
+
+def put_audited(
+    session: Session,
+    *,
+    setting_type: str,
+    value: dict,
+    expected_version: int,
+    action: str,
+    actor: str,
+    updated_by: str,
+    now: datetime,
+    client: str | None,
+) -> InfrastructureSetting:
+    """``put_document``, then its audit row (``action``, with the new version): what every
+    checked replace (a setting, the rules) ends with."""
     row = put_document(session, setting_type=setting_type, value=value, expected_version=expected_version,
                        updated_by=updated_by, now=now)  # fmt: skip
-    audit.record(session, actor=actor, action="setting.replace", target=setting_type,
+    audit.record(session, actor=actor, action=action, target=setting_type,
                  details={"version": row.version}, client=client)  # fmt: skip
     return row
 
