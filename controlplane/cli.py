@@ -277,7 +277,10 @@ def _celery_or_exit(settings: Settings):
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
-    queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "celery",
+    queues: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated queues to consume [default: all of COREPLANE_TASKS__QUEUES]."),
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="Worker node name, e.g. tasks-1@%h [default: celery@<host>].")
     ] = None,
@@ -299,7 +302,23 @@ def worker(
         answers = celery.control.ping(timeout=3.0)
         typer.echo(f"{len(answers)} worker(s) answered")
         raise typer.Exit(0 if answers else 1)
-    argv = ["worker", f"--concurrency={concurrency}", f"--queues={queues}", "--loglevel=INFO", "-E"]
+    wanted = [q.strip() for q in (queues or ",".join(settings.tasks.queues)).split(",") if q.strip()]
+    unknown = [q for q in wanted if q not in settings.tasks.queues]
+    if not wanted or unknown:
+        typer.echo(
+            f"coreplane: --queues names {', '.join(unknown) or 'no queue'}; the declared queues are "
+            f"{', '.join(settings.tasks.queues)} (COREPLANE_TASKS__QUEUES)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    from controlplane.tasks import topology
+
+    try:
+        topology.declare(celery, settings.tasks, wanted)
+    except ValueError as exc:
+        typer.echo(f"coreplane: {exc}", err=True)
+        raise typer.Exit(2) from None
+    argv = ["worker", f"--concurrency={concurrency}", f"--queues={','.join(wanted)}", "--loglevel=INFO", "-E"]
     celery.worker_main(argv + ([f"--hostname={name}"] if name else []))
 
 

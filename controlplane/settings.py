@@ -187,6 +187,20 @@ class RetentionSettings(BaseModel):
     )
 
 
+class TaskRetrySettings(BaseModel):
+    """The retry policy of every task built on coreplane's base class; a task overrides any
+    of it with its own attributes (``max_retries=``, ``retry_backoff=``, ...)."""
+
+    max_retries: int = Field(3, ge=0, le=100, description="Retries after the first attempt.")
+    backoff_s: float = Field(
+        1.0, gt=0, le=3600, description="First retry delay; each later one doubles (exponential)."
+    )
+    backoff_max_s: float = Field(600.0, gt=0, le=86400, description="Longest delay between two attempts.")
+    jitter: bool = Field(
+        True, description="Draw each delay at random from [0, the exponential delay] (full jitter)."
+    )
+
+
 class TasksSettings(BaseModel):
     broker_url: str | None = Field(
         None, description="Celery broker; the RabbitMQ URL when unset.", repr=False
@@ -195,6 +209,76 @@ class TasksSettings(BaseModel):
     flower_basic_auth: str | None = Field(
         None, description="user:password that Flower requires (HTTP basic auth).", repr=False
     )
+    flower_url: str | None = Field(
+        None, description="Where operators reach `coreplane flower`; the console's tasks page links it."
+    )
+    modules: list[str] = Field(
+        default_factory=list,
+        description="Python modules that define the application's tasks (JSON list), imported by the "
+        'worker, beat and the control plane, e.g. ["myapp.tasks"].',
+    )
+    queues: dict[str, int] = Field(
+        default_factory=lambda: {"celery": 10},
+        description="Queues to declare, each with its x-max-priority (1-255; RabbitMQ advises at most "
+        "10), as a JSON object. The first is the default queue.",
+    )
+    routes: dict[str, str] = Field(
+        default_factory=dict,
+        description='Task name (or glob, e.g. "mail.*") -> queue, as a JSON object; unrouted tasks '
+        "go to the default queue.",
+    )
+    priorities: dict[str, int] = Field(
+        default_factory=dict,
+        description="Task name -> default priority (0-255, higher first, capped by the queue's "
+        "x-max-priority), as a JSON object; a call's priority= overrides it.",
+    )
+    default_priority: int = Field(
+        0, ge=0, le=255, description="Priority of a task with none of its own or in the call."
+    )
+    retry: TaskRetrySettings = Field(default_factory=TaskRetrySettings)
+    soft_time_limit_s: float | None = Field(
+        300.0, gt=0, description="Seconds before SoftTimeLimitExceeded is raised inside a task."
+    )
+    time_limit_s: float | None = Field(
+        360.0, gt=0, description="Seconds before the worker kills a task's process (hard limit)."
+    )
+    dead_letter_queue: str = Field(
+        "coreplane.dead",
+        min_length=1,
+        max_length=200,
+        description="Queue (behind the exchange of the same name + '.dlx') holding tasks that failed "
+        "their last attempt.",
+    )
+    capture_events: bool = Field(
+        True, description="Whether `coreplane serve` captures Celery events into the store."
+    )
+    events_queue: str = Field(
+        "coreplane.task-events",
+        min_length=1,
+        max_length=200,
+        description="Durable queue the control plane reads Celery events from, so none are lost "
+        "while it restarts.",
+    )
+    history_days: float = Field(7.0, gt=0, le=3650, description="Days a finished task's record is kept.")
+    history_max_rows: int = Field(
+        1_000_000, ge=1000, description="Task records kept at most; the oldest go first."
+    )
+    redact: list[str] = Field(
+        default_factory=lambda: ["password", "secret", "token", "api_key", "authorization"],
+        description="Keyword argument names whose values are stored and shown as '***' (JSON list; "
+        "case-insensitive substring match).",
+    )
+    redact_args: bool = Field(False, description="Store no positional arguments at all (only their count).")
+
+    @field_validator("queues")
+    @classmethod
+    def _priorities_in_range(cls, value: dict[str, int]) -> dict[str, int]:
+        if not value:
+            raise ValueError("needs at least one queue")
+        for name, top in value.items():
+            if not 1 <= top <= 255:
+                raise ValueError(f"queue {name!r}: x-max-priority must be 1-255, not {top}")
+        return value
 
 
 class ControlSettings(BaseModel):

@@ -391,3 +391,107 @@ class AlertRecord(Base):
     starts_at: Mapped[datetime | None] = mapped_column(DateTime)
     ends_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# --- background tasks (Celery) --------------------------------------------------------
+
+
+class TaskRun(Base):
+    """One Celery task as the control plane heard of it from Celery's events: one row per
+    task id, updated as it moves (sent, received, started, retried, succeeded, failed,
+    revoked, rejected). Kept ``tasks.history_days`` and at most ``tasks.history_max_rows``
+    rows; arguments are stored redacted and every text capped (controlplane/tasks/history.py)."""
+
+    __tablename__ = "task_runs"
+    __table_args__ = (
+        Index("ix_task_runs_updated_at", "updated_at"),
+        Index("ix_task_runs_name_finished", "name", "finished_at"),
+        Index("ix_task_runs_queue_finished", "queue", "finished_at"),
+        Index("ix_task_runs_state_updated", "state", "updated_at"),
+    )
+
+    task_id: Mapped[str] = mapped_column(String(155), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    queue: Mapped[str | None] = mapped_column(String(200))
+    # PENDING RECEIVED STARTED RETRY SUCCESS FAILURE REVOKED REJECTED
+    state: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[int | None] = mapped_column(Integer)
+    args: Mapped[str | None] = mapped_column(Text)
+    kwargs: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[str | None] = mapped_column(Text)
+    exception: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    worker: Mapped[str | None] = mapped_column(String(200))
+    root_id: Mapped[str | None] = mapped_column(String(155))
+    parent_id: Mapped[str | None] = mapped_column(String(155))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    received_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    runtime_s: Mapped[float | None] = mapped_column(Float)
+    wait_s: Mapped[float | None] = mapped_column(Float)  # received -> started
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class TaskWorkflow(Base):
+    """A workflow submitted as a declarative spec (steps and edges): one record, its steps
+    in TaskWorkflowStep."""
+
+    __tablename__ = "task_workflows"
+    __table_args__ = (Index("ix_task_workflows_state_created", "state", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20))  # running | succeeded | failed | cancelled
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    reason: Mapped[str | None] = mapped_column(Text)  # why it failed or was cancelled
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class TaskWorkflowStep(Base):
+    __tablename__ = "task_workflow_steps"
+    __table_args__ = (UniqueConstraint("workflow_id", "step"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    workflow_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("task_workflows.id", ondelete="CASCADE"), index=True
+    )
+    step: Mapped[str] = mapped_column(String(100))
+    task: Mapped[str] = mapped_column(String(200))
+    task_id: Mapped[str] = mapped_column(String(155), unique=True)
+    depends_on: Mapped[list[str]] = mapped_column(JSONDoc)
+    # waiting | queued | running | succeeded | failed | stopped | cancelled
+    state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[Any] = mapped_column(JSONDoc, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class TaskSchedule(Base):
+    """A periodic (interval or crontab) or one-off schedule that `coreplane beat` runs
+    from the store: an edit takes effect on beat's next look, without a restart."""
+
+    __tablename__ = "task_schedules"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    task: Mapped[str] = mapped_column(String(200))
+    args: Mapped[list[Any]] = mapped_column(JSONDoc)
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    queue: Mapped[str | None] = mapped_column(String(200))
+    priority: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))  # interval | crontab | once
+    every_s: Mapped[float | None] = mapped_column(Float)
+    crontab: Mapped[str | None] = mapped_column(String(100))  # "m h dom mon dow", UTC
+    run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    total_runs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_by: Mapped[str] = mapped_column(String(100))

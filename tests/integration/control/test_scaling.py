@@ -3,6 +3,7 @@ queue shrinks it; never past the bounds; the cooldown holds between two changes.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import datetime
@@ -45,7 +46,10 @@ def own_worker(services, control_plane_sqlite):
     and pool changes reach only it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
     env |= {k: v for k, v in dotenv_values(SERVICES_ENV).items() if v is not None}
-    with running_worker(services, env, f"--queues={QUEUE}", f"--name={WORKER}", name=WORKER) as celery:
+    queues = {"celery": 10, QUEUE: 10}  # the worker and the publisher declare it alike
+    env["COREPLANE_TASKS__QUEUES"] = json.dumps(queues)
+    own = services.model_copy(update={"tasks": services.tasks.model_copy(update={"queues": queues})})
+    with running_worker(own, env, f"--queues={QUEUE}", f"--name={WORKER}", name=WORKER) as celery:
         yield celery
 
 
