@@ -1,5 +1,18 @@
 """Every console page module, in one explicit list (app.py mounts each one's router)."""
 
-from console import actions, agents, catalog, events, explore, overview, rules, settings, users
+from console import (
+    actions,
+    agents,
+    catalog,
+    events,
+    explore,
+    overview,
+    rules,
+    settings,
+    task_schedules,
+    tasks,
+    users,
+)
 
-MODULES = (users, overview, catalog, explore, events, actions, rules, agents, settings)
+# task_schedules before tasks: /tasks/schedules is matched before /tasks/{task_id}.
+MODULES = (users, overview, catalog, explore, events, actions, rules, agents, task_schedules, tasks, settings)

@@ -39,6 +39,9 @@ from controlplane.api import (
     problems,
     rules,
     settings_routes,
+    task_control,
+    task_schedules,
+    tasks,
     tokens,
     webhooks,
 )
@@ -184,6 +187,10 @@ def create_app(settings: Settings) -> FastAPI:
         rules.router,
         leader_routes.router,
         audit_routes.router,
+        # Fixed paths (/tasks/schedules, /tasks/workflows) before /tasks/{task_id}.
+        task_schedules.router,
+        task_control.router,
+        tasks.router,
     ):
         api.include_router(router)
     app.include_router(api)

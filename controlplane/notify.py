@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 log = logging.getLogger("coreplane.notify")
 
 EVENTS, ACTIONS, CATALOG = "coreplane_events", "coreplane_actions", "coreplane_catalog"
-CHANNELS = (EVENTS, ACTIONS, CATALOG)
+TASKS = "coreplane_tasks"  # task runs, workflows or schedules changed
+CHANNELS = (EVENTS, ACTIONS, CATALOG, TASKS)
 
 
 class Notifier:
