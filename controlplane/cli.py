@@ -323,6 +323,20 @@ def worker(
 
 
 @app.command()
+def beat() -> None:
+    """Run Celery beat on the schedules in the store (one fires; others stand by for it)."""
+    from controlplane.store.migrate import current_revision, head_revision
+    from controlplane.tasks import beat as store_beat
+
+    settings = _settings()
+    celery = _celery_or_exit(settings)
+    if current_revision(settings.database_url) != head_revision():
+        typer.echo("coreplane: the store is behind the code: run `coreplane migrate` first", err=True)
+        raise typer.Exit(2)
+    store_beat.run(celery, settings)
+
+
+@app.command()
 def flower(
     port: Annotated[int, typer.Option(help="Port Flower listens on.")] = 5555,
     address: Annotated[str, typer.Option(help="Address Flower listens on.")] = "127.0.0.1",
