@@ -215,7 +215,13 @@ def default_config(settings, name: str, var: Path) -> AgentConfig:
             TargetConfig(type="rabbitmq", name="rabbitmq", address=settings.rabbitmq.management_url)
         )
     if settings.rabbitmq.url:
-        targets.append(TargetConfig(type="celery", name="celery", address=settings.rabbitmq.url))
+        # The management API gives the age of each queue's oldest message.
+        management = (
+            {"management_url": settings.rabbitmq.management_url} if settings.rabbitmq.management_url else {}
+        )
+        targets.append(
+            TargetConfig(type="celery", name="celery", address=settings.rabbitmq.url, options=management)
+        )
     if settings.elasticsearch.url:
         es = settings.elasticsearch
         targets.append(
