@@ -11,7 +11,8 @@ committed JSON is what this script writes.
 Prometheus panels read the figures agents report, re-exposed by the control plane's
 /metrics/backends (labels `service` and `instance` are the catalog's), and the control
 plane's own /metrics. Postgres panels (data source ``coreplane-store``) read the store's
-public tables (infrastructure_metrics, infrastructure_events, infrastructure_settings)."""
+public tables (infrastructure_metrics, infrastructure_events, infrastructure_settings), and
+the tasks dashboard the task history (task_runs)."""
 
 from __future__ import annotations
 
@@ -286,16 +287,57 @@ def control_plane() -> grafana.Dashboard:
 def tasks() -> grafana.Dashboard:
     s = SI
     return dashboard("coreplane-tasks", "coreplane / Tasks (Celery)",
-        "Celery workers, queues and task outcomes.",
+        "Celery workers, queues (depth, consumers, oldest message, wait and runtime) and task "
+        "outcomes per task name; the store's task history (task_runs) for the slowest and "
+        "failing task names.",
         service_variables("coreplane_celery_workers_online"), [
         *health_panels("celery"),
         prom("Workers online", (f"coreplane_celery_workers_online{{{s}}}", "{{service}}")),
-        prom("Queue length", (f"coreplane_celery_queue_length{{{s}}}", "{{queue}}")),
         prom("Tasks per second by outcome", (
-            f"sum by (state) (rate(coreplane_celery_tasks_total{{{s}}}[5m]))", "{{state}}"), unit="ops"),
+            f"sum by (state) (rate(coreplane_celery_tasks_total{{{s}}}[5m]))", "{{state}}"), unit="ops",
+            description="Throughput: tasks finished per second, by outcome (a retry is not an outcome)."),
+        prom("Queue depth", (f"coreplane_celery_queue_length{{{s}}}", "{{queue}}"),
+             description="Messages waiting in each queue (not yet delivered to a worker)."),
+        prom("Consumers per queue", (f"coreplane_celery_queue_consumers{{{s}}}", "{{queue}}"),
+             description="Worker connections consuming each queue: 0 with messages waiting means "
+                         "nothing runs them (alert CeleryQueueNoConsumer)."),
+        prom("Oldest message age", (f"coreplane_celery_queue_oldest_age_seconds{{{s}}}", "{{queue}}"),
+             unit="s", description="How long the oldest waiting message of each queue has waited "
+                                   "(RabbitMQ's head_message_timestamp; 0 when the queue is empty)."),
+        prom("Wait p95 per queue", (
+            f'coreplane_celery_task_wait_seconds{{{s}, quantile="0.95"}}', "{{queue}}"), unit="s",
+            description="Time from when a task was due (sent, or its ETA) to its start, p95 over the "
+                        "agent's last minute (alert CeleryTaskWaitHigh; the celery-scale-up-on-wait "
+                        "rule)."),
+        prom("Runtime p95 per queue", (
+            f'coreplane_celery_task_runtime_seconds{{{s}, quantile="0.95"}}', "{{queue}}"), unit="s",
+            description="Runtime of the tasks that succeeded, p95 over the agent's last minute."),
+        prom("Failures per second by task", (
+            f'sum by (task) (rate(coreplane_celery_task_events_total{{{s}, state="failed"}}[5m]))',
+            "{{task}}"), unit="ops",
+            description="Tasks failing for good (after their retries), per task name (alert "
+                        "CeleryTaskFailureRatioHigh)."),
         prom("Mean task runtime", (
             f"sum(rate(coreplane_celery_task_runtime_seconds_total{{{s}}}[5m])) "
             f'/ sum(rate(coreplane_celery_tasks_total{{{s}, state="succeeded"}}[5m]))', "runtime"), unit="s"),
+        sql("Slowest task names (task history)", """
+            SELECT name AS task, count(*) AS runs,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY runtime_s) AS "runtime p50 (s)",
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY runtime_s) AS "runtime p95 (s)",
+                   avg(CASE WHEN state = 'FAILURE' THEN 1.0 ELSE 0.0 END) AS "failed share"
+            FROM task_runs
+            WHERE $__timeFilter(finished_at) AND name IS NOT NULL
+            GROUP BY name ORDER BY 4 DESC NULLS LAST LIMIT 20""", table=True,
+            description="Task names finished in the time range, slowest p95 runtime first (task_runs, "
+                        "captured from Celery's events)."),
+        sql("Failures by task name (task history)", """
+            SELECT $__timeGroupAlias(finished_at, '5m'), name AS metric,
+                   count(*) FILTER (WHERE state = 'FAILURE') AS value
+            FROM task_runs
+            WHERE $__timeFilter(finished_at) AND name IS NOT NULL
+            GROUP BY 1, 2 ORDER BY 1""",
+            description="Runs that failed for good per 5 minutes, per task name (0 for names that "
+                        "ran without failing)."),
         *store_panels("coreplane_celery_queue_length", "Queue length"),
     ])
 

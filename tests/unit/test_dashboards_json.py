@@ -33,3 +33,18 @@ def test_the_sdk_reads_every_dashboard_back_unchanged():
         dashboard = json.loads(path.read_text())
         again = json.loads(json.dumps(Dashboard.from_json(dashboard), cls=JSONEncoder))
         assert again == dashboard, path.name
+
+
+def test_the_tasks_dashboard_shows_queues_outcomes_per_task_and_the_task_history():
+    """Each figure the Celery collector reports per queue and per task name has a panel, and
+    the history panels read task_runs."""
+    tasks = json.loads((DASHBOARDS / "json" / "tasks.json").read_text())
+    queries = [t for p in tasks["panels"] for t in p["targets"]]
+    exprs = " ".join(t.get("expr", "") for t in queries)
+    for metric in ("coreplane_celery_queue_length", "coreplane_celery_queue_consumers",
+                   "coreplane_celery_queue_oldest_age_seconds", "coreplane_celery_task_wait_seconds",
+                   "coreplane_celery_task_runtime_seconds", "coreplane_celery_task_events_total",
+                   "coreplane_celery_tasks_total"):  # fmt: skip
+        assert f"{metric}{{" in exprs, f"no panel reads {metric}"
+    history = [t["rawSql"] for t in queries if "FROM task_runs" in t.get("rawSql", "")]
+    assert len(history) == 2 and any("percentile_cont(0.95)" in q for q in history)
