@@ -47,6 +47,10 @@ def make_celery(settings: Settings, *, import_modules: bool = True) -> Celery:
             "backoff_s": tasks.retry.backoff_s,
             "backoff_max_s": tasks.retry.backoff_max_s,
             "jitter": tasks.retry.jitter,
+            # On the class, not in task_(soft_)time_limit: the pool's own default would
+            # give back a soft limit the base class drops for a task (base.py).
+            "soft_time_limit": tasks.soft_time_limit_s,
+            "time_limit": tasks.time_limit_s,
             "__module__": __name__,
         },
     )
@@ -59,8 +63,10 @@ def make_celery(settings: Settings, *, import_modules: bool = True) -> Celery:
     app.conf.update(
         task_acks_late=True,  # a worker killed mid-task leaves the message for another
         task_reject_on_worker_lost=True,
-        # A task that failed for good is rejected, not acked: RabbitMQ dead-letters it.
-        task_acks_on_failure_or_timeout=False,
+        # A task that failed for good is rejected, not acked: RabbitMQ dead-letters it (one
+        # killed at its hard limit too: base.DeadLetteringRequest).
+        task_acks_on_failure=False,
+        task_acks_on_timeout=False,
         worker_prefetch_multiplier=1,
         task_send_sent_event=True,
         worker_send_task_events=True,
@@ -70,10 +76,9 @@ def make_celery(settings: Settings, *, import_modules: bool = True) -> Celery:
         result_extended=True,  # name, args and queue kept with the result (the retry button)
         task_queues=topology.task_queues(tasks),
         task_default_queue=topology.default_queue(tasks),
-        task_default_priority=tasks.default_priority,
+        # Queue and default priority by task name; no task_default_priority, which would
+        # become every task's own priority attribute and override the router's per name.
         task_routes=(topology.Router(tasks),),
-        task_soft_time_limit=tasks.soft_time_limit_s,
-        task_time_limit=tasks.time_limit_s,
         imports=tuple(tasks.modules),
     )
 
