@@ -327,16 +327,20 @@ def test_the_shipped_playbooks_parse():
         "redis-rejoin",
         "cache-invalidate-on-data-change",
         "celery-scale-up",
+        "celery-scale-up-on-wait",
         "celery-scale-down",
     ]
     failover = rules[0]
     assert failover.trigger.event.match == {"role": "primary"}
     assert (failover.action.kind, failover.cooldown_s, failover.max_concurrency) == ("failover", 30, 1)
     assert failover.trigger.event.type == "catalog.health"
-    up, down = rules[3].trigger.metric, rules[4].trigger.metric
+    up, on_wait, down = (r.trigger.metric for r in rules[3:6])
     assert (up.agg, up.window_s, up.op, up.threshold, up.for_s) == ("avg", 10, ">", 50, 10)
+    assert (on_wait.name, on_wait.tags, on_wait.op, on_wait.threshold) == (
+        "coreplane_celery_task_wait_seconds", {"quantile": "0.95"}, ">", 10)  # fmt: skip
     assert (down.agg, down.window_s, down.op, down.threshold, down.for_s) == ("max", 60, "<", 1, 60)
-    assert rules[4].action.params == {"op": "shrink", "n": 1, "min": 1, "max": 4}
+    assert rules[4].action.params == {"op": "grow", "n": 1, "min": 1, "max": 4}
+    assert rules[5].action.params == {"op": "shrink", "n": 1, "min": 1, "max": 4}
     assert "redis-failover" in text
 
 
