@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import agent, alerts, cache, console, failover, ingest, query, select1
+from bench import agent, alerts, cache, console, failover, ingest, query, select1, tasks
 from controlplane.settings import load_settings
 from tests.support.results import save, table
 
@@ -27,6 +27,9 @@ BENCHMARKS = {
     # alert_to_action_s: kill -9 of a Redis to the action a rule starts on the alert, vs
     # Prometheus+Alertmanager's own delivery to a bare receiver.
     "alerts": alerts.run,
+    # task_latency_p99_ms and task_throughput_ratio (coreplane's task library vs bare Celery),
+    # task_event_capture_lag_p99_ms (Celery events into the store).
+    "tasks": tasks.run,
 }
 
 
