@@ -52,6 +52,7 @@ from controlplane.notify import CHANNELS, NOTIFIER, Listener
 from controlplane.schemas.ingest import IngestBatchIn
 from controlplane.settings import Settings
 from controlplane.store.db import make_engine, make_read_sessionmaker, make_sessionmaker
+from controlplane.tasks.monitor import TaskMonitor
 
 log = logging.getLogger("coreplane.serve")
 
@@ -99,13 +100,21 @@ def _answer_waiters_on_stop(app: FastAPI) -> None:
             signal.signal(sig, handler)
 
 
+def _task_monitor(engine: Any, settings: Settings) -> TaskMonitor | None:
+    """The thread recording Celery's events, when capturing them and a broker is configured."""
+    if not settings.tasks.capture_events or not (settings.tasks.broker_url or settings.rabbitmq.url):
+        return None
+    return TaskMonitor(engine, settings)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app. The store must already be migrated (`coreplane migrate`)."""
     tracing.setup(settings.tracing)
     engine = make_engine(settings.database_url)
     tracing.instrument_engine(engine)
 
-    maintenance = StoreMaintenance(engine, settings.retention)
+    maintenance = StoreMaintenance(engine, settings.retention, settings.tasks)
+    monitor = _task_monitor(engine, settings)
     control = ControlLoop(engine, settings.control)
     listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
     live.configure_django(settings.server.channel_layer_url)
@@ -118,6 +127,8 @@ def create_app(settings: Settings) -> FastAPI:
         if listener is not None:
             listener.start()
         control.start()
+        if monitor is not None:
+            monitor.start()
         _answer_waiters_on_stop(app)
         stop_live = asyncio.Event()
         bridge = asyncio.create_task(live.bridge(stop_live, settings.server.live_tick_s))
@@ -126,6 +137,8 @@ def create_app(settings: Settings) -> FastAPI:
         bridge.cancel()
         loop.cancel()
         await asyncio.to_thread(control.stop)
+        if monitor is not None:
+            await asyncio.to_thread(monitor.stop)
         if listener is not None:
             listener.stop()
         engine.dispose()
@@ -144,6 +157,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.stopping = False
     app.state.control = control
+    app.state.task_monitor = monitor  # None when not capturing task events
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.read_sessionmaker = make_read_sessionmaker(engine)  # for GETs: no write lock

@@ -1,7 +1,7 @@
 """Partitions ahead of time, retention by whole partitions, roll-up and dedupe expiry,
 and the control history: finished actions (their steps and audit trail go with them)
-and rule evaluations; expired console sessions. The totals /metrics counts live in
-store_counters and stay."""
+and rule evaluations; expired console sessions; task history (by age and count). The
+totals /metrics counts live in store_counters and stay."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session
 
 from controlplane import sessions
 from controlplane.actions.lifecycle import FINISHED
 from controlplane.clock import utcnow
-from controlplane.settings import RetentionSettings
+from controlplane.settings import RetentionSettings, TasksSettings
 from controlplane.store import counters, partitions
 from controlplane.store.models import (
     Action,
@@ -26,6 +27,7 @@ from controlplane.store.models import (
     MetricRollup1m,
     RuleEvaluation,
 )
+from controlplane.tasks import history
 
 log = logging.getLogger("coreplane.store")
 
@@ -42,9 +44,12 @@ class MaintenanceReport:
 
 
 class StoreMaintenance:
-    def __init__(self, engine: Engine, retention: RetentionSettings) -> None:
+    def __init__(
+        self, engine: Engine, retention: RetentionSettings, tasks: TasksSettings | None = None
+    ) -> None:
         self.engine = engine
         self.retention = retention
+        self.tasks = tasks  # task history's retention; None leaves task runs alone
 
     def run_once(self, now: datetime | None = None) -> MaintenanceReport:
         now = now or utcnow()
@@ -98,6 +103,9 @@ class StoreMaintenance:
             for stmt in stmts:
                 report.deleted_rows += conn.execute(stmt).rowcount or 0
             report.deleted_rows += sessions.prune_expired(conn, now)
+        if self.tasks is not None:
+            with Session(self.engine) as session, session.begin():
+                report.deleted_rows += history.prune(session, tasks=self.tasks, now=now)
         with self.engine.begin() as conn:
             report.folded = counters.fold(conn)
         if report.created or report.dropped or report.deleted_rows:
