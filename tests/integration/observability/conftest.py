@@ -6,6 +6,7 @@ Prometheus started from alerts/prometheus.yml with the addresses filled in."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -204,9 +205,13 @@ def estate(services, tmp_path_factory):
 
         queue = f"obs-{uuid.uuid4().hex[:8]}"
         node = f"{queue}@obs"
+        # Declared alike by the worker (which consumes only declared queues) and the publisher.
+        queues = {"celery": 10, queue: 10}
+        env["COREPLANE_TASKS__QUEUES"] = json.dumps(queues)
+        own = services.model_copy(update={"tasks": services.tasks.model_copy(update={"queues": queues})})
         stack.callback(_drop_queue, services, queue)  # after the worker stops (callbacks run last-in first)
         celery = stack.enter_context(
-            running_worker(services, env, f"--queues={queue}", f"--name={node}", name=node)
+            running_worker(own, env, f"--queues={queue}", f"--name={node}", name=node)
         )
         mesh_socket, mesh_port = stack.enter_context(mesh_haproxy(tmp, port))
         targets = default_config(services, "obs-agent", tmp).targets
