@@ -52,7 +52,9 @@ from controlplane.notify import CHANNELS, NOTIFIER, Listener
 from controlplane.schemas.ingest import IngestBatchIn
 from controlplane.settings import Settings
 from controlplane.store.db import make_engine, make_read_sessionmaker, make_sessionmaker
+from controlplane.tasks import make_celery
 from controlplane.tasks.monitor import TaskMonitor
+from controlplane.tasks.operations import TaskRuntime
 
 log = logging.getLogger("coreplane.serve")
 
@@ -100,6 +102,14 @@ def _answer_waiters_on_stop(app: FastAPI) -> None:
             signal.signal(sig, handler)
 
 
+def _task_runtime(settings: Settings) -> TaskRuntime | None:
+    """The Celery app the task routes and the leader's task operations and workflows use,
+    when a broker is configured (`make run` has none: task writes answer "not configured")."""
+    if not (settings.tasks.broker_url or settings.rabbitmq.url):
+        return None
+    return TaskRuntime(make_celery(settings), settings.tasks)
+
+
 def _task_monitor(engine: Any, settings: Settings) -> TaskMonitor | None:
     """The thread recording Celery's events, when capturing them and a broker is configured."""
     if not settings.tasks.capture_events or not (settings.tasks.broker_url or settings.rabbitmq.url):
@@ -115,7 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     maintenance = StoreMaintenance(engine, settings.retention, settings.tasks)
     monitor = _task_monitor(engine, settings)
-    control = ControlLoop(engine, settings.control)
+    task_runtime = _task_runtime(settings)
+    control = ControlLoop(engine, settings.control, task_runtime)
     listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
     live.configure_django(settings.server.channel_layer_url)
 
@@ -158,6 +169,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.stopping = False
     app.state.control = control
     app.state.task_monitor = monitor  # None when not capturing task events
+    app.state.task_runtime = task_runtime  # None without a broker
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.read_sessionmaker = make_read_sessionmaker(engine)  # for GETs: no write lock

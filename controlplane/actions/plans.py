@@ -23,6 +23,7 @@ from controlplane.actions.steps import ACTOR, add_step, fail, succeed
 from controlplane.catalog.instances import instances_of
 from controlplane.errors import Rejected
 from controlplane.store.models import Action, CatalogInstance
+from controlplane.tasks import operations as task_operations
 
 
 def _fan_out(
@@ -76,6 +77,9 @@ PLANS: dict[str, Callable[[Session, Action, datetime], None]] = {
     "cache.invalidate": _fan_out("cache.flush", roles=("primary", None)),
     "scale": _fan_out("celery.pool"),
     "drain": _fan_out("haproxy.set_server"),
+    # Task operations (target "celery"): the leader's control loop carries them out with its
+    # Celery app before these plans run; these only fail them when it has no broker.
+    **task_operations.PLANS,
 }
 # The agent's actuators (agents.actuators.ACTUATORS), named again so the control plane's
 # actions do not depend on the agent package; tests/unit/agents/test_registries.py keeps them equal.
@@ -159,6 +163,7 @@ PARAM_CHECKS: dict[str, Callable[[dict], None]] = {
     "cache.invalidate": _check_cache,
     "drain": _check_drain,
     "failover": _check_failover,
+    **task_operations.PARAM_CHECKS,
 }
 
 

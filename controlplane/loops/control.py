@@ -1,8 +1,10 @@
 """The control loop of a `coreplane serve` process: take or keep the lead, and while
 leading run the catalog's clock (held recoveries, silent instances), action timeouts,
-the policy engine and the action plans, in one transaction per round. A round runs as
-soon as an event or an action changes (the notifier wakes it) and at least every
-``evaluate_interval_s``."""
+the policy engine and the action plans, in one transaction per round. With a Celery app
+(a broker configured) it also carries out the task operations and moves workflows on, the
+workflows in a transaction of their own so a result backend that is away does not hold up
+the rest. A round runs as soon as an event, an action or a task changes (the notifier
+wakes it) and at least every ``evaluate_interval_s``."""
 
 from __future__ import annotations
 
@@ -18,16 +20,20 @@ from controlplane.actions import lifecycle, plans
 from controlplane.catalog import instances
 from controlplane.clock import utcnow
 from controlplane.leader import Leadership
-from controlplane.notify import ACTIONS, EVENTS, NOTIFIER
+from controlplane.notify import ACTIONS, EVENTS, NOTIFIER, TASKS
 from controlplane.policy.engine import PolicyEngine
 from controlplane.settings import ControlSettings
+from controlplane.tasks import operations, workflows
 
 log = logging.getLogger("coreplane.control")
 
 
 class ControlLoop:
-    def __init__(self, engine: Engine, settings: ControlSettings) -> None:
+    def __init__(
+        self, engine: Engine, settings: ControlSettings, tasks: operations.TaskRuntime | None = None
+    ) -> None:
         self.settings = settings
+        self.tasks = tasks
         self.leadership = Leadership(engine, settings.lease_s)
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.policy = PolicyEngine()
@@ -50,12 +56,20 @@ class ControlLoop:
             instances.expire_silent(session, now=now)
             lifecycle.expire_overdue(session, now=now)
             self.policy.run_once(session, now=now)
+            if self.tasks is not None:
+                operations.advance(session, self.tasks, now=now)
             plans.advance(session, now=now)
+        if self.tasks is not None:
+            try:
+                with self.sessions.begin() as session:
+                    workflows.advance(session, self.tasks.app, self.tasks.tasks, now=now)
+            except Exception:  # Redis or RabbitMQ away: the next round tries again
+                log.exception("workflows round failed")
         return True
 
     def run_forever(self) -> None:
         while not self._stop.is_set():
-            seen = NOTIFIER.snapshot(EVENTS, ACTIONS)
+            seen = NOTIFIER.snapshot(EVENTS, ACTIONS, TASKS)
             try:
                 self.run_once()
             except Exception:  # the loop outlives a bad round (the store restarting, say)

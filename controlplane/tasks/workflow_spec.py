@@ -156,6 +156,8 @@ def _a_cycle(left: list[str], parents: dict[str, list[str]]) -> list[str]:
         if at in walk:
             cycle = walk[walk.index(at) :]
             cycle.reverse()  # parents were walked: read it forwards
+            first = min(cycle, key=left.index)  # from the step the spec lists first
+            cycle = cycle[cycle.index(first) :] + cycle[: cycle.index(first)]
             return [*cycle, cycle[0]]
         walk.append(at)
 
