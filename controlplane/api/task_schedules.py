@@ -51,7 +51,9 @@ class ScheduleReplace(ScheduleIn):
     version: int = Field(ge=1, description="The version you read; 409 if someone changed it since.")
 
 
-class ScheduleOut(BaseModel):
+# The pydantic mypy plugin gives a model without extra="forbid" an __init__(**kwargs), which
+# a field named kwargs collides with.
+class ScheduleOut(BaseModel):  # type: ignore[no-redef]
     name: str
     task: str
     kind: str

@@ -24,11 +24,11 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery
 from celery.beat import Scheduler
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -80,22 +80,22 @@ class BeatLease:
         return held
 
     def _renew(self, session: Session, now: datetime) -> bool:
-        renewed = session.execute(
+        renewed = cast("CursorResult[Any]", session.execute(
             update(LeaderLease)
             .where(
                 LeaderLease.name == LEASE, LeaderLease.holder == self.holder, LeaderLease.epoch == self.epoch
             )
             .values(expires_at=now + timedelta(seconds=self.lease_s))
-        )
+        ))  # fmt: skip
         return renewed.rowcount == 1
 
     def _take(self, session: Session, now: datetime) -> bool:
         until = now + timedelta(seconds=self.lease_s)
-        taken = session.execute(
+        taken = cast("CursorResult[Any]", session.execute(
             update(LeaderLease)
             .where(LeaderLease.name == LEASE, LeaderLease.expires_at < now)
             .values(holder=self.holder, epoch=LeaderLease.epoch + 1, acquired_at=now, expires_at=until)
-        )
+        ))  # fmt: skip
         if taken.rowcount == 1:
             self.epoch = session.scalar(select(LeaderLease.epoch).where(LeaderLease.name == LEASE)) or 0
             return True

@@ -18,11 +18,11 @@ import re
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery
 from celery.schedules import ParseException, crontab
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -169,7 +169,7 @@ def validate(spec: ScheduleSpec, *, app: Celery, tasks: TasksSettings, now: date
         raise _bad("kind", f"must be one of {', '.join(KINDS)}")
     if not isinstance(spec.enabled, bool):
         raise _bad("enabled", "must be true or false")
-    timing = {"every_s": None, "crontab": None, "run_at": None}
+    timing: dict[str, Any] = {"every_s": None, "crontab": None, "run_at": None}
     if spec.kind == "interval":
         every = spec.every_s
         if isinstance(every, bool) or not isinstance(every, (int, float)) or not math.isfinite(every):
@@ -243,7 +243,7 @@ def create(
     check_schedule_name(name)
     spec = validate(spec, app=app, tasks=tasks, now=now)
     model = TaskSchedule
-    if session.scalar(select(func.count()).select_from(model)) >= MAX_SCHEDULES:
+    if (session.scalar(select(func.count()).select_from(model)) or 0) >= MAX_SCHEDULES:
         raise TooLarge(f"there are {MAX_SCHEDULES} schedules already, the most beat reads: delete some first")
     if session.scalars(select(model.id).where(model.name == name)).first() is not None:
         raise Conflict(f"a schedule named {name!r} exists: PUT /api/v1/tasks/schedules/{name} to change it")
@@ -357,9 +357,11 @@ def claim(session: Session, row: TaskSchedule, *, now: datetime) -> Firing | Non
     """Take ``row``'s current due time for this beat: one UPDATE that matches only while the
     row still has that due time and version, so of two beats (or a beat and an edit) racing
     for it, one wins and the other changes nothing (None)."""
-    spec, model = spec_of(row), TaskSchedule
-    later = following(spec, due=row.next_run_at, now=now)
-    taken = session.execute(
+    spec, model, due_at = spec_of(row), TaskSchedule, row.next_run_at
+    if due_at is None or not row.enabled:
+        return None
+    later = following(spec, due=due_at, now=now)
+    taken = cast("CursorResult[Any]", session.execute(
         update(model)
         .where(
             model.id == row.id,
@@ -371,10 +373,10 @@ def claim(session: Session, row: TaskSchedule, *, now: datetime) -> Firing | Non
             next_run_at=later, last_run_at=now, total_runs=model.total_runs + 1, enabled=spec.kind != "once"
         )
         .execution_options(synchronize_session=False)
-    )
+    ))  # fmt: skip
     if taken.rowcount != 1:
         return None
-    return Firing(row.id, row.name, spec, row.next_run_at, later, row.last_run_at, row.version)
+    return Firing(row.id, row.name, spec, due_at, later, row.last_run_at, row.version)
 
 
 def give_back(session: Session, firing: Firing) -> bool:
@@ -384,11 +386,11 @@ def give_back(session: Session, firing: Firing) -> bool:
     unchanged = (
         model.next_run_at.is_(None) if firing.next_run_at is None else model.next_run_at == firing.next_run_at
     )
-    undone = session.execute(
+    undone = cast("CursorResult[Any]", session.execute(
         update(model)
         .where(model.id == firing.schedule_id, model.version == firing.version, unchanged)
         .values(next_run_at=firing.due, last_run_at=firing.previous_run_at, total_runs=model.total_runs - 1,
                 enabled=True)
         .execution_options(synchronize_session=False)
-    )  # fmt: skip
+    ))  # fmt: skip
     return undone.rowcount == 1
