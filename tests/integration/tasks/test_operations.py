@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from celery.result import AsyncResult
 
+from tests.support.serve import serving
 from tests.support.task_control import client, finished_action
 from tests.support.tasks import JOBS, celery_app, task_broker, task_settings, task_worker
 from tests.support.tasks_serve import tasks_serving
@@ -110,3 +111,17 @@ def test_purge_empties_a_queue(services, tmp_path):
             unknown = api.post("/tasks/queues/nowhere/purge", json={})
             assert unknown.status_code == 422 and "unknown queue" in unknown.text
             assert api.post("/tasks/abc/cancel", json={"signal": "SIGSTOP"}).status_code == 422
+
+
+def test_without_a_broker_task_writes_say_so_and_operations_fail(tmp_path):
+    # `make run`: no RabbitMQ configured, the server runs and says what is missing.
+    store = f"sqlite:///{tmp_path}/store.db"
+    with serving(store, tmp_path / "serve.log", migrated=False) as cp, client(cp) as api:
+        answer = api.post("/tasks", json={"name": "jobs.add", "args": [1, 2]})
+        assert answer.status_code == 409 and "no Celery broker" in answer.text
+        action = api.post(
+            "/actions", json={"kind": "tasks.purge", "target": "celery", "params": {"queue": "celery"}}
+        )
+        assert action.status_code == 201, action.text
+        done = finished_action(api, action.json()["id"])
+        assert done["state"] == "failed" and "no Celery broker" in done["result"]["error"], done
