@@ -82,11 +82,11 @@ def make_celery(settings: Settings, *, import_modules: bool = True) -> Celery:
         imports=tuple(tasks.modules),
     )
 
-    @app.task(name="coreplane.ping")
+    @app.task(name="coreplane.ping", shared=False)  # each app its own (no warning when a process builds two)
     def ping() -> str:
         return "pong"
 
-    @app.task(name="coreplane.sleep")
+    @app.task(name="coreplane.sleep", shared=False)
     def sleep(seconds: float) -> float:
         """Hold a worker process for ``seconds`` (at most 60): a load drill for scaling rules."""
         seconds = min(max(float(seconds), 0.0), 60.0)

@@ -82,12 +82,23 @@ class Router:
 
 
 def check(tasks: TasksSettings) -> None:
-    """Refuse routes to queues that are not declared (ValueError naming them)."""
+    """Refuse, with a ValueError saying what to change, routes to undeclared queues, default
+    priorities outside 0-255 and a default soft time limit not below the hard one (it
+    could never fire, and would hold the hard limit back: base.py)."""
     unknown = sorted({q for q in tasks.routes.values() if q not in tasks.queues})
     if unknown:
         raise ValueError(
             f"COREPLANE_TASKS__ROUTES sends tasks to undeclared queue(s) {', '.join(unknown)}; "
             f"declare them in COREPLANE_TASKS__QUEUES (now {', '.join(tasks.queues)})"
+        )
+    wrong = sorted(name for name, priority in tasks.priorities.items() if not 0 <= priority <= 255)
+    if wrong:
+        raise ValueError(f"COREPLANE_TASKS__PRIORITIES: {', '.join(wrong)} must have a priority of 0-255")
+    soft, hard = tasks.soft_time_limit_s, tasks.time_limit_s
+    if soft is not None and hard is not None and soft >= hard:
+        raise ValueError(
+            f"COREPLANE_TASKS__SOFT_TIME_LIMIT_S ({soft:g}) must be below "
+            f"COREPLANE_TASKS__TIME_LIMIT_S ({hard:g})"
         )
 
 
