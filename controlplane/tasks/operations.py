@@ -27,7 +27,7 @@ from controlplane.actions.steps import ACTOR, fail, succeed
 from controlplane.errors import Conflict, NotFound, Rejected
 from controlplane.settings import TasksSettings
 from controlplane.store.models import Action, TaskRun, TaskWorkflow
-from controlplane.tasks import submit, workflows
+from controlplane.tasks import dead, submit, workflows
 
 KINDS = (
     "tasks.retry",
@@ -166,20 +166,13 @@ def check_queue(tasks: TasksSettings, queue: str) -> None:
 # -- carrying them out -------------------------------------------------------------------
 
 
-def _dead() -> Any:
-    """controlplane.tasks.dead, imported when first needed (it lands separately)."""
-    from controlplane.tasks import dead
-
-    return dead
-
-
 def _params(action: Action) -> dict[str, Any]:
     return action.params or {}
 
 
 def dead_letters(runtime: TaskRuntime, *, limit: int = 100) -> list[dict]:
     """The dead-lettered tasks, oldest first (GET /api/v1/tasks/dead-letters)."""
-    return _dead().list_dead(runtime.app, runtime.tasks, limit=limit)
+    return dead.list_dead(runtime.app, runtime.tasks, limit=limit)
 
 
 def _resend(runtime: TaskRuntime, task_id: str) -> str:
@@ -211,7 +204,7 @@ def _retry_ids(runtime: TaskRuntime, task_ids: list[str]) -> dict[str, Any]:
     """Replay those in the dead-letter queue, re-send the others from the result backend."""
     if not task_ids:
         return {"replayed": [], "resent": {}, "not_retried": []}
-    replayed = _dead().replay(runtime.app, runtime.tasks, task_ids=set(task_ids), limit=len(task_ids))
+    replayed = dead.replay(runtime.app, runtime.tasks, task_ids=set(task_ids), limit=len(task_ids))
     resent, missing = {}, []
     for task_id in task_ids:
         if task_id in replayed:
@@ -246,7 +239,7 @@ def failures_since(session: Session, runtime: TaskRuntime | None, name: str, sin
     )
     ids = list(dict.fromkeys(runs))
     if runtime is not None and len(ids) < MAX_RETRY_FAILED:
-        for letter in _dead().list_dead(runtime.app, runtime.tasks, limit=MAX_RETRY_FAILED):
+        for letter in dead.list_dead(runtime.app, runtime.tasks, limit=MAX_RETRY_FAILED):
             failed_at = letter.get("failed_at")
             if isinstance(failed_at, datetime) and failed_at.tzinfo is not None:
                 failed_at = failed_at.astimezone(UTC).replace(tzinfo=None)
@@ -298,14 +291,14 @@ def _replay(
     session: Session, runtime: TaskRuntime, action: Action, now: datetime
 ) -> tuple[str, dict[str, Any]]:
     ids, name = _params(action).get("task_ids"), _params(action).get("name")
-    replayed = _dead().replay(runtime.app, runtime.tasks, task_ids=set(ids) if ids else None, name=name)
+    replayed = dead.replay(runtime.app, runtime.tasks, task_ids=set(ids) if ids else None, name=name)
     return f"{len(replayed)} dead letter(s) replayed", {"replayed": replayed}
 
 
 def _discard(
     session: Session, runtime: TaskRuntime, action: Action, now: datetime
 ) -> tuple[str, dict[str, Any]]:
-    discarded = _dead().discard(runtime.app, runtime.tasks, task_ids=set(_params(action)["task_ids"]))
+    discarded = dead.discard(runtime.app, runtime.tasks, task_ids=set(_params(action)["task_ids"]))
     return f"{len(discarded)} dead letter(s) discarded", {"discarded": discarded}
 
 
