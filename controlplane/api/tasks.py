@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -17,12 +16,11 @@ from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected
 from controlplane.schemas.ingest import UtcDatetime
 from controlplane.store.models import TaskRun
-from controlplane.tasks import analytics, history, inspect, make_celery
+from controlplane.tasks import analytics, history, inspect
 from controlplane.web import READ_SESSION
 
 router = APIRouter(tags=["tasks"], dependencies=[Depends(VIEWER)])
 INSPECT_TIMEOUT_S = 1.0
-_CELERY_LOCK = threading.Lock()
 
 
 class TaskRunOut(BaseModel):  # type: ignore[no-redef]  # the plugin's __init__(**kwargs) vs the field
@@ -175,14 +173,10 @@ def task_analytics(
 
 
 def _celery(request: Request) -> Any:
-    settings = request.app.state.settings
-    if not (settings.tasks.broker_url or settings.rabbitmq.url):
+    runtime = request.app.state.task_runtime  # the process's one Celery app (app.py)
+    if runtime is None:
         raise HTTPException(503, "no Celery broker is configured (COREPLANE_RABBITMQ__URL)")
-    with _CELERY_LOCK:
-        found = getattr(request.app.state, "api_celery", None)
-        if found is None:
-            found = request.app.state.api_celery = make_celery(settings, import_modules=False)
-    return found
+    return runtime.app
 
 
 @router.get("/tasks/workers", response_model=list[WorkerOut])

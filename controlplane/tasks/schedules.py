@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -31,7 +30,6 @@ from controlplane.errors import Conflict, NotFound, Rejected, TooLarge
 from controlplane.settings import TasksSettings
 from controlplane.store.models import TaskSchedule
 from controlplane.tasks import submit
-from controlplane.tasks.app import make_celery
 
 KINDS = ("interval", "crontab", "once")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,99}$")
@@ -60,20 +58,15 @@ class ScheduleSpec:
     enabled: bool = True
 
 
-_APP_LOCK = threading.Lock()
-
-
 def celery_for(state: Any) -> Celery:
-    """The serving process's Celery app with the application's tasks imported (made once,
-    kept on ``state``, the FastAPI app's state): what a schedule's task is checked against."""
-    with _APP_LOCK:
-        found = getattr(state, "schedules_celery", None)
-        if found is None:
-            try:
-                found = state.schedules_celery = make_celery(state.settings)
-            except (ValueError, ImportError) as exc:
-                raise Rejected(f"tasks are not set up on this control plane: {exc}") from None
-    return found
+    """The serving process's Celery app (the FastAPI app's ``state.task_runtime``, with the
+    application's tasks imported): what a schedule's task is checked against."""
+    runtime = getattr(state, "task_runtime", None)
+    if runtime is None:
+        raise Rejected(
+            "tasks are not set up on this control plane: no Celery broker (COREPLANE_RABBITMQ__URL)"
+        )
+    return runtime.app
 
 
 def kind_of(kind: str | None, *, every_s: Any, crontab: Any, run_at: Any) -> str:
