@@ -20,6 +20,7 @@ from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected
 from controlplane.ops.actions import ActionRequest, create_action
 from controlplane.store.models import Action, RuleEvaluation
+from controlplane.tasks import operations
 from controlplane.web import DB_SESSION
 
 router = APIRouter(include_in_schema=False)
@@ -29,6 +30,9 @@ KINDS = {
     "scale": "Grow or shrink the Celery worker pool",
     "drain": "Set an HAProxy server's state (drain, maint, ready)",
 }
+# Task operations: started from the tasks pages' buttons (console/tasks.py), not the form above.
+TASK_KINDS = ("tasks.retry", "tasks.retry_failed", "tasks.cancel", "tasks.purge", "tasks.replay",
+              "tasks.discard", "tasks.workflow_cancel")  # fmt: skip
 
 
 def _split(text: str) -> list[str]:
@@ -71,6 +75,8 @@ def _form_params(kind: str, form: dict[str, str]) -> dict:
     if kind == "drain":
         return {"backend": form.get("backend", ""), "server": form.get("server", ""),
                 "state": form.get("state", "drain")}  # fmt: skip
+    if kind in TASK_KINDS:
+        return _task_params(kind, form)
     raise Rejected.field(
         f"unknown action kind {kind!r}; the console offers {', '.join(KINDS)}",
         "kind",
@@ -79,8 +85,25 @@ def _form_params(kind: str, form: dict[str, str]) -> dict:
     )
 
 
+def _task_params(kind: str, form: dict[str, str]) -> dict:
+    """A task operation's parameters from a tasks page's hidden fields (plans checks them)."""
+    if kind == "tasks.cancel":
+        return {"task_id": form.get("task_id", ""), "terminate": form.get("terminate") == "on",
+                "signal": form.get("signal") or "SIGTERM"}  # fmt: skip
+    if kind == "tasks.replay" and form.get("name"):  # every dead letter of a name
+        return {"name": form["name"]}
+    if kind in ("tasks.replay", "tasks.discard"):
+        return {"task_ids": _split(form.get("task_ids", ""))}
+    fields = {"tasks.retry": ("task_id",), "tasks.retry_failed": ("name", "since"), "tasks.purge": ("queue",),
+              "tasks.workflow_cancel": ("workflow_id",)}[kind]  # fmt: skip
+    return {name: form.get(name, "") for name in fields}
+
+
 def _plan(session: Session, kind: str, target: str, params: dict) -> list[str]:
-    """What will happen, in words, from the catalog as it is now."""
+    """What will happen, in words, from the catalog as it is now (a task operation: from
+    what the control plane knows of the task, which carries it out itself)."""
+    if kind in TASK_KINDS:
+        return operations.describe(session, kind, params)
     services = {s["name"]: s for s in describe(session)}
     service = services.get(target)
     if service is None:

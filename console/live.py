@@ -29,7 +29,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from console.session import console_identity
-from controlplane.notify import ACTIONS, CATALOG, EVENTS, NOTIFIER
+from controlplane.notify import ACTIONS, CATALOG, EVENTS, NOTIFIER, TASKS
 from controlplane.telemetry import LIVE_RENDER_SECONDS
 from controlplane.users import RANK
 
@@ -59,13 +59,15 @@ class LivePage:
 def _pages() -> dict[str, LivePage]:
     # Explicit, like every other registry here; imported late because the page modules
     # import the templates, which import this module's helpers.
-    from console import catalog, events, overview
+    from console import catalog, events, overview, tasks
 
     return {
         "overview": LivePage(frozenset({CATALOG, ACTIONS, EVENTS, TICK}), overview.live_blocks),
         "instance": LivePage(frozenset({CATALOG, TICK}), catalog.instance_live_blocks),
         "services": LivePage(frozenset({CATALOG, TICK}), catalog.services_live_blocks),
         "events": LivePage(frozenset({EVENTS}), events.live_blocks),
+        "tasks": LivePage(frozenset({TASKS}), tasks.live_blocks),
+        "task": LivePage(frozenset({TASKS}), tasks.run_live_blocks),
     }
 
 
@@ -195,7 +197,7 @@ async def bridge(stop: asyncio.Event, tick_s: float) -> None:
     """Turns store commits (NOTIFIER, fed across processes by PostgreSQL NOTIFY) into one
     channel-layer message per burst, plus a tick every ``tick_s``."""
     layer = get_channel_layer()
-    watched = (CATALOG, ACTIONS, EVENTS)
+    watched = (CATALOG, ACTIONS, EVENTS, TASKS)
     seen = NOTIFIER.snapshot(*watched)
     loop = asyncio.get_running_loop()
     next_tick = loop.time() + tick_s
