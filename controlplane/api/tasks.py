@@ -38,6 +38,7 @@ class TaskRunOut(BaseModel):  # type: ignore[no-redef]  # the plugin's __init__(
     root_id: str | None
     parent_id: str | None
     sent_at: UtcDatetime | None
+    due_at: UtcDatetime | None
     received_at: UtcDatetime | None
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None

@@ -426,11 +426,13 @@ class TaskRun(Base):
     root_id: Mapped[str | None] = mapped_column(String(155))
     parent_id: Mapped[str | None] = mapped_column(String(155))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The latest send's due time (its ETA when later: a countdown, a retry's backoff).
+    due_at: Mapped[datetime | None] = mapped_column(DateTime)
     received_at: Mapped[datetime | None] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     runtime_s: Mapped[float | None] = mapped_column(Float)
-    wait_s: Mapped[float | None] = mapped_column(Float)  # received -> started
+    wait_s: Mapped[float | None] = mapped_column(Float)  # due (else received) -> started
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 

@@ -2,7 +2,8 @@
 
 Definitions (docs/tasks.md): a run counts in a window when it finished in it
 (``finished_at``); runtime is Celery's own (task-succeeded's ``runtime``, else finished -
-started); wait is received -> started of the last attempt; failure rate = failed /
+started); wait is due -> started of the last attempt (due: its send, or its ETA when later;
+received when no send was heard); failure rate = failed /
 finished; retry rate = runs retried at least once / finished; throughput = finished runs /
 window seconds. Percentiles are continuous (linear interpolation between the two nearest
 ranks, like PostgreSQL's ``percentile_cont``).

@@ -60,7 +60,7 @@ def replay(
     priority and headers, each taken off the dead letters once the broker has its copy;
     the ids replayed. A task whose queue no longer exists stays dead."""
     _check_filters(task_ids, limit)
-    replayed: list[str] = []
+    replayed: list[dict] = []
     with _held(app, tasks) as dead:
         for message in dead:
             row = _describe(message)
@@ -71,10 +71,21 @@ def replay(
                 continue
             dead.republish(message, row["queue"])
             dead.take(message)
-            replayed.append(row["task_id"])
+            replayed.append(row)
             if len(replayed) >= limit:
                 break
-    return replayed
+    _announce_sent(app, replayed)
+    return [row["task_id"] for row in replayed]
+
+
+def _announce_sent(app: Any, rows: list[dict]) -> None:
+    """A task-sent event per replayed task, as Celery sends one for a task it publishes, so
+    the history sees the new attempt become due (its wait starts at the replay)."""
+    if not rows:
+        return
+    with app.events.default_dispatcher() as dispatcher:
+        for row in rows:
+            dispatcher.send("task-sent", uuid=row["task_id"], name=row["name"], queue=row["queue"])
 
 
 def discard(

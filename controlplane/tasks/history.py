@@ -183,12 +183,31 @@ def _fill(run: TaskRun, event: dict, tasks: TasksSettings, when: datetime) -> No
         run.worker = _cap(event["hostname"], NAME_MAX)
     if kind == "task-sent":
         run.sent_at = min(run.sent_at or when, when)
+        due = max(when, _eta(event) or when)
+        run.due_at = max(run.due_at or due, due)  # the latest attempt's
     elif kind == "task-received":
         run.received_at = max(run.received_at or when, when)  # the latest attempt's
     elif kind == "task-started":
         run.started_at = max(run.started_at or when, when)
-    if run.started_at and run.received_at and run.started_at >= run.received_at:
-        run.wait_s = (run.started_at - run.received_at).total_seconds()
+    # Wait is time spent queued: from when the latest attempt was due to its start. A worker
+    # receives a task only once it has a free process (prefetch 1, acks_late), so received ->
+    # started is about 0 and says nothing; received is the fallback when no task-sent
+    # event was heard (a publisher without task_send_sent_event).
+    since = run.due_at or run.received_at
+    if run.started_at and since and run.started_at >= since:
+        run.wait_s = (run.started_at - since).total_seconds()
+
+
+def _eta(event: dict) -> datetime | None:
+    """A task-sent event's ETA (ISO 8601, Celery's own), as naive UTC; None when absent or odd."""
+    text = event.get("eta")
+    if not isinstance(text, str):
+        return None
+    try:
+        eta = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return eta.astimezone(UTC).replace(tzinfo=None) if eta.tzinfo else eta
 
 
 def _finish(run: TaskRun, event: dict, when: datetime) -> None:

@@ -4,7 +4,7 @@ on an embedded SQLite store."""
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -66,8 +66,25 @@ def test_any_order_and_any_split_into_batches_gives_the_same_run(sessions, order
         "3",
         "w1@h",
     )
-    assert (run.runtime_s, run.wait_s) == (2.0, 1.0)
+    assert (run.runtime_s, run.wait_s) == (2.0, 1.5)  # wait: sent (due) -> started
     assert run.finished_at == datetime.utcfromtimestamp(T0 + 3.5)
+
+
+def test_wait_starts_when_the_latest_attempt_is_due(sessions):
+    """A countdown or a retry's backoff is not waiting: wait counts from the ETA; a retry's
+    new send moves the start to that attempt's due time."""
+    eta = datetime.fromtimestamp(T0 + 10, UTC).isoformat()
+    _record(
+        sessions,
+        [ev("sent", 0, name="jobs.add", queue="celery", eta=eta), ev("received", 0.1), ev("started", 12)],
+    )
+    assert _run(sessions).wait_s == 2.0
+    retry_eta = datetime.fromtimestamp(T0 + 20, UTC).isoformat()
+    _record(
+        sessions,
+        [ev("retried", 13), ev("sent", 13, eta=retry_eta), ev("received", 13.1), ev("started", 20.5)],
+    )
+    assert _run(sessions).wait_s == 0.5
 
 
 def test_a_finished_task_never_goes_back_but_a_later_replay_starts_it_again(sessions):

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("root_id", sa.String(length=155), nullable=True),
         sa.Column("parent_id", sa.String(length=155), nullable=True),
         sa.Column("sent_at", sa.DateTime(), nullable=True),
+        sa.Column("due_at", sa.DateTime(), nullable=True),
         sa.Column("received_at", sa.DateTime(), nullable=True),
         sa.Column("started_at", sa.DateTime(), nullable=True),
         sa.Column("finished_at", sa.DateTime(), nullable=True),
