@@ -159,6 +159,13 @@ PAGES: dict[str, Callable[[Console], Page]] = {
     "agents": _goto("/agents"),
     "settings": _goto("/settings"),
     "users": _goto("/users"),
+    "tasks": _goto("/tasks"),
+    "task-workers": _goto("/tasks/workers"),
+    "task-queues": _goto("/tasks/queues"),
+    "task-dead-letters": _goto("/tasks/dead-letters"),
+    "task-analytics": _goto("/tasks/analytics"),
+    "task-workflows": _goto("/tasks/workflows"),
+    "task-schedules": _goto("/tasks/schedules"),
     "error": _error_page,
 }
 

@@ -16,6 +16,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from tests.browser.test_console_live import ADMIN_PAGES, LIVE_S, PAGES, chromium
+from tests.browser.test_console_tasks import PAGES as TASK_PAGES
 from tests.e2e.test_console_security_headers import assert_secure_headers
 from tests.support.console import accepted, chart_points
 
@@ -71,7 +72,7 @@ def test_every_page_loads_under_the_csp_with_nothing_refused_and_still_works(con
     instance = f"/services/web/instances/{quote(FIRST['address'], safe='')}"
     with chromium() as browser:
         page = _login(browser, url, token)
-        for path in [*PAGES, *ADMIN_PAGES, "/services/web", instance]:
+        for path in [*PAGES, *ADMIN_PAGES, *TASK_PAGES, "/services/web", instance]:
             _open(page, path)
 
         # The explorer's chart and the instance's strip are drawn (uPlot, an SVG).

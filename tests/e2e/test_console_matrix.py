@@ -23,6 +23,13 @@ PAGES = {
     "/actions": "viewer",
     "/rules": "viewer",
     "/agents": "viewer",
+    "/tasks": "viewer",
+    "/tasks/workers": "viewer",
+    "/tasks/queues": "viewer",
+    "/tasks/dead-letters": "viewer",
+    "/tasks/analytics": "viewer",
+    "/tasks/workflows": "viewer",
+    "/tasks/schedules": "viewer",
     "/users": "admin",
     "/settings": "admin",
 }
@@ -32,6 +39,7 @@ POSTS = {
     "/actions/confirm": "operator",
     "/rules": "admin",
     "/rules/preview": "operator",
+    "/tasks/schedules": "operator",
     "/users": "admin",
     "/settings": "admin",
 }
