@@ -219,7 +219,7 @@ def test_a_worker_killed_mid_task_loses_nothing(services, tmp_path):
             everyone = [worker, *worker.children(recursive=True)]
             for process in everyone:  # the whole worker, main process and pool, at once
                 process.send_signal(signal.SIGKILL)
-            gone, alive = psutil.wait_procs(everyone, timeout=10)
+            _gone, alive = psutil.wait_procs(everyone, timeout=10)
             assert not alive and worker.returncode == -signal.SIGKILL  # type: ignore[attr-defined]
         assert _redis(services).get(f"{key}:done") is None
         with task_worker(settings, log=tmp_path / "second.log"):
