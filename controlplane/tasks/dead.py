@@ -60,8 +60,8 @@ def replay(
     priority and headers, each taken off the dead letters once the broker has its copy;
     the ids replayed. A task whose queue no longer exists stays dead."""
     _check_filters(task_ids, limit)
-    replayed: list[dict] = []
-    with _held(app, tasks) as dead:
+    replayed: list[str] = []
+    with _held(app, tasks) as dead, app.events.default_dispatcher() as events:
         for message in dead:
             row = _describe(message)
             if not _matches(row, task_ids, name):
@@ -69,23 +69,16 @@ def replay(
             if not dead.queue_exists(row["queue"]):
                 log.warning("dead task %s stays: its queue %r does not exist", row["task_id"], row["queue"])
                 continue
+            # task-sent, as Celery sends for a task it publishes, so the history sees the new
+            # attempt due now; sent before the copy is in its queue, so that no worker's
+            # events for the new attempt can be older than it.
+            events.send("task-sent", uuid=row["task_id"], name=row["name"], queue=row["queue"])
             dead.republish(message, row["queue"])
             dead.take(message)
-            replayed.append(row)
+            replayed.append(row["task_id"])
             if len(replayed) >= limit:
                 break
-    _announce_sent(app, replayed)
-    return [row["task_id"] for row in replayed]
-
-
-def _announce_sent(app: Any, rows: list[dict]) -> None:
-    """A task-sent event per replayed task, as Celery sends one for a task it publishes, so
-    the history sees the new attempt become due (its wait starts at the replay)."""
-    if not rows:
-        return
-    with app.events.default_dispatcher() as dispatcher:
-        for row in rows:
-            dispatcher.send("task-sent", uuid=row["task_id"], name=row["name"], queue=row["queue"])
+    return replayed
 
 
 def discard(
