@@ -15,9 +15,10 @@ import ast
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -135,12 +136,15 @@ def _task_events(events: Iterable[dict]) -> list[dict]:
     return found
 
 
-def _lock_rows(session: Session, task_ids: list[str]) -> dict[str, TaskRun]:
-    """The rows of ``task_ids``, created empty where missing, locked (PostgreSQL) so two
-    control planes folding events of one task take turns."""
+def _lock_rows(session: Session, task_ids: list[str]) -> dict[str, SimpleNamespace]:
+    """The rows of ``task_ids`` as plain values, created empty where missing, locked
+    (PostgreSQL) so two control planes folding events of one task take turns. Plain values,
+    not ORM objects: the batch is written back in one executemany (``_write_back``), not a
+    unit-of-work flush row by row."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    rows: dict[str, TaskRun] = {}
+    table = TaskRun.__table__
+    rows: dict[str, SimpleNamespace] = {}
     for start in range(0, len(task_ids), 500):
         chunk = task_ids[start : start + 500]
         session.execute(
@@ -148,22 +152,35 @@ def _lock_rows(session: Session, task_ids: list[str]) -> dict[str, TaskRun]:
             .values([{"task_id": t, "state": "PENDING", "updated_at": _NEVER, "retries": 0} for t in chunk])
             .on_conflict_do_nothing(index_elements=["task_id"])
         )
-        query = select(TaskRun).where(TaskRun.task_id.in_(chunk)).execution_options(populate_existing=True)
+        query = select(table).where(table.c.task_id.in_(chunk))
         if dialect == "postgresql":
             query = query.with_for_update()
-        rows.update((r.task_id, r) for r in session.scalars(query))
+        rows.update((r.task_id, SimpleNamespace(**r._mapping)) for r in session.execute(query))
     return rows
 
 
-def _takes_state(run: TaskRun, state: str, when: datetime) -> bool:
+def _write_back(session: Session, runs: Iterable[SimpleNamespace]) -> None:
+    """Every row of the batch in one executemany (SQLAlchemy's bulk UPDATE by primary key)."""
+    columns = [c.name for c in TaskRun.__table__.columns]
+    params = [{c: getattr(run, c) for c in columns} for run in runs]
+    if params:
+        session.execute(update(TaskRun), params)
+
+
+def _takes_state(run: SimpleNamespace, state: str, when: datetime) -> bool:
     """Whether an event moving ``run`` to ``state`` at ``when`` is newer than the one that
-    set its current state (``updated_at``)."""
+    set its current state (``updated_at``). A send never moves a task back from where a
+    worker put it: the publisher stamps task-sent after publishing, so a fast task's
+    task-succeeded can be older than its task-sent (a replay's new attempt shows once a
+    worker receives it)."""
+    if state == "PENDING" and run.state != "PENDING":
+        return False
     if state in FINISHED and run.state not in FINISHED and run.updated_at != _NEVER:
         return when >= run.updated_at - CLOCK_SKEW
     return (when, _RANK[state]) > (run.updated_at, _RANK.get(run.state, -1))
 
 
-def _fill(run: TaskRun, event: dict, tasks: TasksSettings, when: datetime) -> None:
+def _fill(run: SimpleNamespace, event: dict, tasks: TasksSettings, when: datetime) -> None:
     """What an event says besides the state: names, arguments, times, outcome."""
     kind = event["type"]
     if event.get("name") and not run.name:
@@ -210,7 +227,7 @@ def _eta(event: dict) -> datetime | None:
     return eta.astimezone(UTC).replace(tzinfo=None) if eta.tzinfo else eta
 
 
-def _finish(run: TaskRun, event: dict, when: datetime) -> None:
+def _finish(run: SimpleNamespace, event: dict, when: datetime) -> None:
     kind = event["type"]
     run.finished_at = when
     if kind == "task-succeeded":
@@ -225,7 +242,7 @@ def _finish(run: TaskRun, event: dict, when: datetime) -> None:
         run.runtime_s = (when - run.started_at).total_seconds()
 
 
-def _apply(run: TaskRun, event: dict, tasks: TasksSettings) -> None:
+def _apply(run: SimpleNamespace, event: dict, tasks: TasksSettings) -> None:
     when = at(event)
     state, _rank = EVENT_STATES[event["type"]]
     _fill(run, event, tasks, when)
@@ -242,7 +259,7 @@ def _apply(run: TaskRun, event: dict, tasks: TasksSettings) -> None:
         run.finished_at = None  # running again: a replay of a finished task
 
 
-def _problem(run: TaskRun, event: dict) -> EventRow:
+def _problem(run: SimpleNamespace, event: dict) -> EventRow:
     """The infrastructure_events row of a failure or a retry."""
     failed = event["type"] == "task-failed"
     return EventRow(
@@ -283,7 +300,7 @@ def record(session: Session, events: list[dict], *, tasks: TasksSettings, now: d
             run.queue = topology.queue_for(tasks, run.name)  # where the routes sent it
         if event["type"] in ("task-failed", "task-retried") and not duplicate and not already_failed:
             problems.append(_problem(run, event))
-    session.flush()
+    _write_back(session, runs.values())
     write_events(session, problems)
     notify.announce(session, notify.TASKS)
     if problems:

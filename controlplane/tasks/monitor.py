@@ -182,8 +182,8 @@ class TaskMonitor:
                 partitions.ensure_partitions(conn, table="infrastructure_events", days=days)
         with self.sessions.begin() as session:
             recorded = history.record(session, events, tasks=self.settings.tasks, now=utcnow())
-        for message in messages:
-            message.ack()
+        # One ack for the batch: its messages came in order on this one channel.
+        messages[-1].ack(multiple=True)
         self._events, self._messages = [], []
         self.recorded += recorded
 

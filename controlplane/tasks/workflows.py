@@ -26,7 +26,7 @@ from controlplane import audit
 from controlplane.errors import Conflict, NotFound, Rejected
 from controlplane.notify import TASKS, announce
 from controlplane.settings import TasksSettings
-from controlplane.store.models import TaskWorkflow, TaskWorkflowStep
+from controlplane.store.models import TaskRun, TaskWorkflow, TaskWorkflowStep
 from controlplane.tasks import submit
 from controlplane.tasks.workflow_spec import Spec, order
 
@@ -127,10 +127,13 @@ def _describe(exc: Any) -> str:
     return f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
 
 
-def _observe(app: Celery, step: TaskWorkflowStep, now: datetime) -> None:
-    """Take the step's state from the result backend."""
+def _observe(app: Celery, step: TaskWorkflowStep, now: datetime, running: set[str]) -> None:
+    """Take the step's state from the result backend, which records outcomes only
+    (track_started is off); ``running`` are the task ids the history saw start."""
     found = AsyncResult(step.task_id, app=app)
     state = FROM_CELERY.get(found.state, "running")
+    if state == "queued" and step.task_id in running:
+        state = "running"
     if state == step.state:
         return
     if state == "succeeded":
@@ -223,9 +226,12 @@ def advance_one(
     rows = steps_of(session, workflow)
     before = [(s.state, s.reason) for s in rows]
     steps = {s.step: s for s in rows}
+    active = [s.task_id for s in rows if s.state in ACTIVE]
+    started = TaskRun.state.in_(("RECEIVED", "STARTED", "RETRY"))
+    running = set(session.scalars(select(TaskRun.task_id).where(TaskRun.task_id.in_(active), started)))
     for step in rows:
         if step.state in ACTIVE:
-            _observe(app, step, now)
+            _observe(app, step, now, running)
     _stop_dependents(steps, workflow.spec, now)
     spec_steps = {s["id"]: s for s in workflow.spec["steps"]}
     for step in rows:
@@ -267,7 +273,7 @@ def cancel(
     rows = steps_of(session, workflow)
     for step in rows:
         if step.state in ACTIVE:
-            _observe(app, step, now)  # one that just finished keeps its outcome
+            _observe(app, step, now, set())  # one that just finished keeps its outcome
     revoked = [s.task_id for s in rows if s.state in ACTIVE]
     if revoked:
         app.control.revoke(revoked, terminate=True, signal="SIGTERM")
