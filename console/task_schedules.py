@@ -141,68 +141,50 @@ def schedules_page(
     return _page(request, session, role)
 
 
-def _draft(target: str, **form: str) -> dict[str, str]:
+def _draft(target: str, form: dict[str, str]) -> dict[str, str]:
     return {"target": target, **{k: (form.get(k) or "")[:MAX_FIELD] for k in (*FIELDS, "enabled", "version")}}
+
+
+async def _schedule_form(request: Request) -> dict[str, str]:
+    """A schedule form's text fields, its CSRF token checked (create and edit share them)."""
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    check_csrf(request, form.get("csrf", ""))
+    return form
 
 
 @router.post(PAGE)
 def create_schedule(
     request: Request,
-    csrf: str = Form(""),
-    name: str = Form(""),
-    task: str = Form(""),
-    kind: str = Form(""),
-    every_s: str = Form(""),
-    crontab: str = Form(""),
-    run_at: str = Form(""),
-    args: str = Form(""),
-    kwargs: str = Form(""),
-    queue: str = Form(""),
-    priority: str = Form(""),
-    enabled: str = Form(""),
-    role: str = Depends(require_role("operator")),
+    role: str = Depends(require_role("operator")),  # before the form: the role is checked first
+    form: dict[str, str] = Depends(_schedule_form),
     session: Session = DB_SESSION,
 ) -> Response:
     """Create a schedule (as POST /api/v1/tasks/schedules does); audited."""
-    check_csrf(request, csrf)
-    draft = _draft("", name=name, task=task, kind=kind, every_s=every_s, crontab=crontab, run_at=run_at,
-                   args=args, kwargs=kwargs, queue=queue, priority=priority, enabled=enabled)  # fmt: skip
+    draft = _draft("", form)
+    name = draft["name"].strip()
     try:
-        spec = spec_from_form(draft, enabled=bool(enabled))
-        schedules.create(session, name.strip(), spec, app=schedules.celery_for(request.app.state),
+        spec = spec_from_form(draft, enabled=bool(draft["enabled"]))
+        schedules.create(session, name, spec, app=schedules.celery_for(request.app.state),
                          tasks=request.app.state.settings.tasks, actor=actor(request), now=utcnow(),
                          client=client_address(request))  # fmt: skip
     except (Rejected, Conflict) as exc:
         return _refused(request, session, role, exc, draft)
-    return RedirectResponse(f"{PAGE}#schedule-{name.strip()}", status_code=303)
+    return RedirectResponse(f"{PAGE}#schedule-{name}", status_code=303)
 
 
 @router.post(PAGE + "/{name}")
 def edit_schedule(
     request: Request,
     name: str,
-    csrf: str = Form(""),
-    version: str = Form(""),
-    task: str = Form(""),
-    kind: str = Form(""),
-    every_s: str = Form(""),
-    crontab: str = Form(""),
-    run_at: str = Form(""),
-    args: str = Form(""),
-    kwargs: str = Form(""),
-    queue: str = Form(""),
-    priority: str = Form(""),
-    enabled: str = Form(""),
-    role: str = Depends(require_role("operator")),
+    role: str = Depends(require_role("operator")),  # before the form: the role is checked first
+    form: dict[str, str] = Depends(_schedule_form),
     session: Session = DB_SESSION,
 ) -> Response:
     """Replace a schedule if it is still at the version the form was read at; audited."""
-    check_csrf(request, csrf)
-    draft = _draft(name, name=name, task=task, kind=kind, every_s=every_s, crontab=crontab, run_at=run_at,
-                   args=args, kwargs=kwargs, queue=queue, priority=priority, enabled=enabled,
-                   version=version)  # fmt: skip
+    draft = _draft(name, form | {"name": name})
+    version = draft["version"]
     try:
-        spec = spec_from_form(draft, enabled=bool(enabled))
+        spec = spec_from_form(draft, enabled=bool(draft["enabled"]))
         schedules.replace_schedule(session, name, spec, expected_version=parse_version(version),
                                    app=schedules.celery_for(request.app.state),
                                    tasks=request.app.state.settings.tasks, actor=actor(request), now=utcnow(),
