@@ -8,22 +8,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from controlplane.errors import Rejected
-from controlplane.store.db import make_engine, make_sessionmaker
-from controlplane.store.migrate import upgrade
 from controlplane.tasks import analytics
 from tests.support.task_runs import seed_runs
 
 SINCE = datetime(2030, 1, 1)
 UNTIL = SINCE + timedelta(hours=1)
-
-
-@pytest.fixture
-def sessions(tmp_path):  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path}/store.db"
-    upgrade(url)
-    engine = make_engine(url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def test_percentile_is_continuous_like_percentile_cont():

@@ -10,22 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from controlplane.settings import TasksSettings
-from controlplane.store.db import make_engine, make_sessionmaker
-from controlplane.store.migrate import upgrade
 from controlplane.store.models import InfrastructureEvent, TaskRun
 from controlplane.tasks import history
 
 T0 = 1_800_000_000.0
 TASKS = TasksSettings(queues={"celery": 10, "mail": 5}, routes={"mail.*": "mail"})
-
-
-@pytest.fixture
-def sessions(tmp_path):  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path}/store.db"
-    upgrade(url)
-    engine = make_engine(url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def ev(kind: str, at: float, task_id: str = "t1", **fields) -> dict:  # type: ignore[no-untyped-def]
