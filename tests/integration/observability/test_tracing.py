@@ -16,7 +16,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
-from celery import Celery
 from fastapi.testclient import TestClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
@@ -33,6 +32,7 @@ from controlplane.clock import utcnow
 from controlplane.notify import CHANNELS, NOTIFIER
 from controlplane.settings import Settings, TracingSettings, load_settings
 from controlplane.store.migrate import upgrade
+from controlplane.tasks import make_celery
 from tests.support.agents import running_agent
 from tests.support.console import console_login
 from tests.support.processes import free_port
@@ -289,7 +289,7 @@ def test_an_agent_without_opentelemetry_still_pushes(served, spans, tmp_path):
 
 def test_a_task_published_inside_a_trace_carries_it(spans, services):
     require(services.rabbitmq.url, "rabbitmq")
-    celery = Celery("tracing-test", broker=services.rabbitmq.url)
+    celery = make_celery(services)  # the queues as the workers declare them (priority, dead letters)
     with trace.get_tracer("tests").start_as_current_span("application publishes") as root:
         celery.send_task("coreplane.ping", expires=30)  # a ping no worker takes expires unanswered
     trace_id = trace.format_trace_id(root.get_span_context().trace_id)
