@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import httpx
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from controlplane.api.deps import VIEWER
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected
-from controlplane.schemas.ingest import UtcDatetime
+from controlplane.schemas.ingest import UtcDatetime, utc_naive
 from controlplane.store.models import TaskRun
 from controlplane.tasks import analytics, history, inspect
 from controlplane.web import READ_SESSION
@@ -106,10 +106,7 @@ class QueueOut(BaseModel):
 
 
 def _naive(value: datetime | None) -> datetime | None:
-    """A query's time as the store's naive UTC."""
-    if value is None or value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
+    return None if value is None else utc_naive(value)
 
 
 def _encode(run: TaskRun) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from controlplane import notify
+from controlplane.schemas.ingest import utc_naive
 from controlplane.settings import TasksSettings
 from controlplane.store.models import TaskRun
 from controlplane.store.writes import EventRow, write_events
@@ -221,10 +222,9 @@ def _eta(event: dict) -> datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        eta = datetime.fromisoformat(text)
-    except ValueError:
+        return utc_naive(datetime.fromisoformat(text))
+    except ValueError:  # not a time, or its UTC time past year 9999
         return None
-    return eta.astimezone(UTC).replace(tzinfo=None) if eta.tzinfo else eta
 
 
 def _finish(run: SimpleNamespace, event: dict, when: datetime) -> None:

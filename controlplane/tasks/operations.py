@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from celery import Celery
@@ -25,6 +25,7 @@ from controlplane import audit
 from controlplane.actions import lifecycle
 from controlplane.actions.steps import ACTOR, fail, succeed
 from controlplane.errors import Conflict, NotFound, Rejected
+from controlplane.schemas.ingest import utc_naive
 from controlplane.settings import TasksSettings
 from controlplane.store.models import Action, TaskRun, TaskWorkflow
 from controlplane.tasks import dead, submit, workflows
@@ -95,10 +96,9 @@ def _name(params: dict) -> str:
 def parse_since(value: Any) -> datetime:
     """An ISO 8601 moment as naive UTC (the store's convention); Rejected naming params.since."""
     try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return utc_naive(datetime.fromisoformat(str(value)))
     except ValueError:
         raise _bad("since", f"must be an ISO 8601 time such as 2026-11-29T10:00:00Z, not {value!r}") from None
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _check_retry(params: dict) -> None:
@@ -241,8 +241,8 @@ def failures_since(session: Session, runtime: TaskRuntime | None, name: str, sin
     if runtime is not None and len(ids) < MAX_RETRY_FAILED:
         for letter in dead.list_dead(runtime.app, runtime.tasks, limit=MAX_RETRY_FAILED):
             failed_at = letter.get("failed_at")
-            if isinstance(failed_at, datetime) and failed_at.tzinfo is not None:
-                failed_at = failed_at.astimezone(UTC).replace(tzinfo=None)
+            if isinstance(failed_at, datetime):
+                failed_at = utc_naive(failed_at)
             if (
                 letter.get("name") == name
                 and (failed_at is None or failed_at >= since)

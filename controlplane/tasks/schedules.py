@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.errors import Conflict, NotFound, Rejected, TooLarge
+from controlplane.schemas.ingest import utc_naive
 from controlplane.settings import TasksSettings
 from controlplane.store.models import TaskSchedule
 from controlplane.tasks import submit
@@ -86,11 +87,6 @@ def _bad(name: str, why: str) -> Rejected:
     return Rejected.field(f"{name}: {why}", name, why, kind="body")
 
 
-def naive_utc(moment: datetime) -> datetime:
-    """The store's form of an instant: UTC without tzinfo (a naive one is taken as UTC)."""
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
 def parse_crontab(text: str) -> crontab:
     """Celery's crontab of five fields "m h dom mon dow" (UTC); Rejected naming the field."""
     if not isinstance(text, str) or len(text) > MAX_CRONTAB:
@@ -128,7 +124,7 @@ def next_run(spec: ScheduleSpec, *, after: datetime) -> datetime | None:
     if spec.kind == "crontab":
         assert spec.crontab is not None
         start, delta, _ = parse_crontab(spec.crontab).remaining_delta(after.replace(tzinfo=UTC), tz=UTC)
-        return naive_utc(start + delta)
+        return utc_naive(start + delta)
     return None
 
 
@@ -178,7 +174,7 @@ def validate(spec: ScheduleSpec, *, app: Celery, tasks: TasksSettings, now: date
     else:
         if not isinstance(spec.run_at, datetime):
             raise _bad("run_at", "a one-off schedule needs run_at, an ISO 8601 time (UTC unless it says)")
-        run_at = naive_utc(spec.run_at)
+        run_at = utc_naive(spec.run_at)
         if spec.enabled and run_at < now - RUN_AT_SLACK:
             raise _bad("run_at", f"{run_at:%Y-%m-%d %H:%M:%S} UTC is in the past: pick a later time")
         if run_at > now + MAX_RUN_AT_AHEAD:
