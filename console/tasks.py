@@ -21,7 +21,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from jinja2_fragments import render_block
 from kombu.exceptions import OperationalError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console import charts
@@ -31,8 +30,7 @@ from console.session import require_role
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected
 from controlplane.ops.queries import parse_time
-from controlplane.store.models import TaskWorkflow, TaskWorkflowStep
-from controlplane.tasks import analytics, dead, history, inspect
+from controlplane.tasks import analytics, dead, history, inspect, workflows
 from controlplane.tasks.operations import SIGNALS, TaskRuntime
 from controlplane.web import DB_SESSION, status_of
 
@@ -43,7 +41,6 @@ ENGINE_ERRORS = (httpx.HTTPError, OperationalError, OSError)
 
 PAGE_SIZE = 50
 MAX_TEXT = 200  # a filter's name, queue or search words
-STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "REJECTED")
 QUEUED, RUNNING = ("PENDING", "RECEIVED", "RETRY"), ("STARTED",)  # revoke / terminate
 FILTERS = ("state", "name", "queue", "search", "since", "before", "before_id")  # before*: a page's cursor
 INSPECT_TIMEOUT_S = 1.0  # how long the workers page waits for workers to answer a broadcast
@@ -79,11 +76,8 @@ def parse_filters(params: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, 
     for field in ("name", "queue", "search"):
         if len(given.get(field, "")) > MAX_TEXT:
             raise Rejected.field(f"{field} is longer than {MAX_TEXT} characters", field, "too long")
-    state = given.get("state", "").upper() or None
-    if state and state not in STATES:
-        raise Rejected.field(f"state must be one of {', '.join(STATES)}", "state", "invalid")
     query = {
-        "state": state,
+        "state": given.get("state", "").upper() or None,  # checked by history.list_runs
         "name": given.get("name"),
         "queue": given.get("queue"),
         "search": given.get("search"),
@@ -140,7 +134,7 @@ def runs_page(
     request: Request, role: str = Depends(require_role("viewer")), session: Session = DB_SESSION
 ) -> Response:
     params = dict(request.query_params)
-    base = {"form": params, "states": STATES, "can_act": _can_act(role), "section": "runs"}
+    base = {"form": params, "states": history.STATES, "can_act": _can_act(role), "section": "runs"}
     try:
         query, filters = parse_filters(params)
         ctx = runs_listing(session, query, filters)
@@ -236,9 +230,7 @@ def _charts(series: dict[str, list[dict]]) -> list[dict]:
 def workflows_page(
     request: Request, _role: str = Depends(require_role("viewer")), session: Session = DB_SESSION
 ) -> Response:
-    rows = session.scalars(
-        select(TaskWorkflow).order_by(TaskWorkflow.created_at.desc()).limit(WORKFLOW_LIMIT)
-    ).all()
+    rows = workflows.list_workflows(session, limit=WORKFLOW_LIMIT)
     return _render(request, "tasks/workflows.html", {"workflows": rows, "section": "workflows"})
 
 
@@ -249,14 +241,8 @@ def workflow_page(
     role: str = Depends(require_role("viewer")),
     session: Session = DB_SESSION,
 ) -> Response:
-    workflow = session.get(TaskWorkflow, workflow_id)
-    if workflow is None:
-        raise NotFound(f"no workflow {workflow_id}")
-    steps = session.scalars(
-        select(TaskWorkflowStep)
-        .where(TaskWorkflowStep.workflow_id == workflow_id)
-        .order_by(TaskWorkflowStep.step)
-    ).all()
+    workflow = workflows.get(session, workflow_id)
+    steps = workflows.steps_of(session, workflow)
     context = {"workflow": workflow, "steps": steps, "can_act": _can_act(role), "section": "workflows"}
     return _render(request, "tasks/workflow.html", context)
 

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from controlplane import notify
+from controlplane.errors import Rejected
 from controlplane.schemas.ingest import utc_naive
 from controlplane.settings import TasksSettings
 from controlplane.store.models import TaskRun
@@ -363,7 +364,9 @@ def list_runs(
 ) -> list[TaskRun]:
     """Runs newest first (by their last change, ``updated_at``); ``search`` matches each
     word in the task id, name, arguments or exception; ``before`` = (updated_at, task_id)
-    of the last row of the previous page."""
+    of the last row of the previous page. Rejected naming ``state`` when it is not one."""
+    if state is not None and state not in STATES:
+        raise Rejected.field(f"state must be one of {', '.join(STATES)}, not {state!r}", "state", "unknown")
     r = TaskRun
     where: list[Any] = [r.updated_at > _NEVER]
     for column, value in ((r.state, state), (r.name, name), (r.queue, queue)):

@@ -28,7 +28,7 @@ from controlplane.errors import Conflict, NotFound, Rejected
 from controlplane.schemas.ingest import utc_naive
 from controlplane.settings import TasksSettings
 from controlplane.store.models import Action, TaskRun, TaskWorkflow
-from controlplane.tasks import dead, submit, workflows
+from controlplane.tasks import dead, history, submit, workflows
 
 KINDS = (
     "tasks.retry",
@@ -44,7 +44,6 @@ SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1")
 MAX_TASK_IDS = 1000  # ids in one replay or discard
 MAX_RETRY_FAILED = 500  # failures one "retry every failure of a name" re-sends
 MAX_ID = 155
-FINISHED_STATES = ("SUCCESS", "FAILURE", "REVOKED", "REJECTED")
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,7 @@ def _resend(runtime: TaskRuntime, task_id: str) -> str:
     """Send a finished task again, under a new id whose parent is the old one, from what
     the result backend kept of it (``result_extended``: name, args, kwargs, queue)."""
     meta = runtime.app.backend.get_task_meta(task_id)
-    if meta.get("status") not in FINISHED_STATES or not meta.get("name"):
+    if meta.get("status") not in history.FINISHED or not meta.get("name"):
         state = meta.get("status")
         raise OperationFailed(
             f"task {task_id} is not in the dead-letter queue and the result backend has no finished record "
