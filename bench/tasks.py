@@ -48,7 +48,7 @@ from tests.support.processes import coreplane_bin, coreplane_env
 from tests.support.results import Result
 from tests.support.services import ROOT, require
 from tests.support.stores import fresh_schema
-from tests.support.tasks import stop_worker, task_broker, task_settings, tasks_env
+from tests.support.tasks import celery_app, stop_worker, task_broker, task_settings, tasks_env
 from tests.support.timing import until
 
 LATENCY_RATE = float(os.environ.get("BENCH_TASKS_RATE", 50))
@@ -368,7 +368,8 @@ def capture_lag(settings: Settings, work: Path, rate: float = LAG_RATE, seconds:
     with task_broker(settings) as broker, fresh_schema(settings) as url:
         engine = make_engine(url)
         side = coreplane_side(settings, broker)
-        monitor = TaskMonitor(engine, task_settings(settings, broker, modules=[JOBS]))
+        monitored = task_settings(settings, broker, modules=[JOBS])
+        monitor = TaskMonitor(engine, monitored, celery_app(monitored))
         monitor.declare()
         monitor.start()
         poller = _Visibility(engine)

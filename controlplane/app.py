@@ -110,11 +110,11 @@ def _task_runtime(settings: Settings) -> TaskRuntime | None:
     return TaskRuntime(make_celery(settings), settings.tasks)
 
 
-def _task_monitor(engine: Any, settings: Settings) -> TaskMonitor | None:
+def _task_monitor(engine: Any, settings: Settings, runtime: TaskRuntime | None) -> TaskMonitor | None:
     """The thread recording Celery's events, when capturing them and a broker is configured."""
-    if not settings.tasks.capture_events or not (settings.tasks.broker_url or settings.rabbitmq.url):
+    if runtime is None or not settings.tasks.capture_events:
         return None
-    return TaskMonitor(engine, settings)
+    return TaskMonitor(engine, settings, runtime.app)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -124,8 +124,8 @@ def create_app(settings: Settings) -> FastAPI:
     tracing.instrument_engine(engine)
 
     maintenance = StoreMaintenance(engine, settings.retention, settings.tasks)
-    monitor = _task_monitor(engine, settings)
     task_runtime = _task_runtime(settings)
+    monitor = _task_monitor(engine, settings, task_runtime)
     control = ControlLoop(engine, settings.control, task_runtime)
     listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
     live.configure_django(settings.server.channel_layer_url)

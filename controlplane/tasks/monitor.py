@@ -58,13 +58,13 @@ class TaskMonitor:
     """run_once() records what waits in the queue now (tests); start()/stop() run the
     same in a thread that reconnects, with a capped backoff, when the broker goes away."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        from controlplane.tasks.app import make_celery
-
+    def __init__(self, engine: Engine, settings: Settings, app: Any) -> None:
+        """``app``: the process's Celery app (make_celery); the monitor opens its own
+        connections from it."""
         self.engine = engine
         self.settings = settings
         self.sessions = make_sessionmaker(engine)
-        self.app = make_celery(settings, import_modules=False)
+        self.app = app
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._heartbeats: OrderedDict[str, datetime] = OrderedDict()

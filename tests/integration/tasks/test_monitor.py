@@ -31,7 +31,7 @@ def _run(store, task_id):  # type: ignore[no-untyped-def]
 def test_events_become_task_runs_with_times_failures_and_redaction(services, store, tmp_path):
     with task_broker(services) as broker:
         settings = _settings(services, broker, store)
-        monitor = TaskMonitor(store.engine, settings)
+        monitor = TaskMonitor(store.engine, settings, celery_app(settings))
         monitor.declare()
         app = celery_app(settings)
         key = secrets.token_hex(4)
@@ -80,7 +80,8 @@ def test_events_become_task_runs_with_times_failures_and_redaction(services, sto
 def test_events_wait_in_the_durable_queue_until_a_monitor_reads_them(services, store, tmp_path):
     with task_broker(services) as broker:
         settings = _settings(services, broker, store)
-        TaskMonitor(store.engine, settings).declare()  # a control plane ran once, then stopped
+        # a control plane ran once, then stopped
+        TaskMonitor(store.engine, settings, celery_app(settings)).declare()
         app = celery_app(settings)
         with task_worker(settings, log=tmp_path / "worker.log"):
             results = [app.send_task("jobs.add", (i, i)) for i in range(20)]
@@ -94,7 +95,7 @@ def test_events_wait_in_the_durable_queue_until_a_monitor_reads_them(services, s
         assert waiting > 0
         with store.sessions() as session:
             assert session.scalar(sa.select(sa.func.count()).select_from(TaskRun)) == 0
-        monitor = TaskMonitor(store.engine, settings)  # the control plane comes back
+        monitor = TaskMonitor(store.engine, settings, celery_app(settings))  # the control plane comes back
         until(
             "all recorded",
             lambda: monitor.run_once(idle_s=0.3) >= 0 and _all_succeeded(store, results),
