@@ -3,8 +3,9 @@ leading run the catalog's clock (held recoveries, silent instances), action time
 the policy engine and the action plans, in one transaction per round. With a Celery app
 (a broker configured) it also carries out the task operations and moves workflows on, the
 workflows in a transaction of their own so a result backend that is away does not hold up
-the rest. A round runs as soon as an event, an action or a task changes (the notifier
-wakes it) and at least every ``evaluate_interval_s``."""
+the rest. A round runs as soon as an event or an action changes (the notifier wakes it)
+and at least every ``evaluate_interval_s``; a task change (the history's batches, several
+a second under load) wakes only the workflows."""
 
 from __future__ import annotations
 
@@ -59,23 +60,40 @@ class ControlLoop:
             if self.tasks is not None:
                 operations.advance(session, self.tasks, now=now)
             plans.advance(session, now=now)
-        if self.tasks is not None:
-            try:
-                with self.sessions.begin() as session:
-                    workflows.advance(session, self.tasks.app, self.tasks.tasks, now=now)
-            except Exception:  # Redis or RabbitMQ away: the next round tries again
-                log.exception("workflows round failed")
+        self.run_workflows(now)
         return True
 
+    def run_workflows(self, now: datetime | None = None) -> None:
+        """Move running workflows on, in a transaction of their own so a result backend that
+        is away does not hold up the rest of the round."""
+        if self.tasks is None or not self.leadership.is_leader:
+            return
+        try:
+            with self.sessions.begin() as session:
+                workflows.advance(session, self.tasks.app, self.tasks.tasks, now=now or utcnow())
+        except Exception:  # Redis or RabbitMQ away: the next round tries again
+            log.exception("workflows round failed")
+
     def run_forever(self) -> None:
+        # Task changes (a history batch, several a second under load) wake only the
+        # workflows; events, actions and the clock run the whole round, at least every wait_s.
+        channels = (EVENTS, ACTIONS, TASKS) if self.tasks is not None else (EVENTS, ACTIONS)
+        whole_due = 0.0
         while not self._stop.is_set():
-            seen = NOTIFIER.snapshot(EVENTS, ACTIONS, TASKS)
+            seen = NOTIFIER.snapshot(*channels)
+            wait_s = min(self.settings.evaluate_interval_s, self.leadership.renew_every_s())
             try:
-                self.run_once()
+                if time.monotonic() >= whole_due:
+                    self.run_once()
+                    whole_due = time.monotonic() + wait_s
+                else:
+                    self.run_workflows()
             except Exception:  # the loop outlives a bad round (the store restarting, say)
                 log.exception("control round failed")
-            wait_s = min(self.settings.evaluate_interval_s, self.leadership.renew_every_s())
-            NOTIFIER.wait(seen, wait_s)
+            NOTIFIER.wait(seen, max(0.0, whole_due - time.monotonic()))
+            moved = {c for c, g in NOTIFIER.snapshot(*channels).items() if g != seen[c]}
+            if moved - {TASKS}:
+                whole_due = 0.0  # an event or an action: the whole round now
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run_forever, name="control", daemon=True)
