@@ -289,6 +289,59 @@ class TasksSettings(BaseModel):
         return value
 
 
+class MessagingRetrySettings(BaseModel):
+    """The default retry of a queue whose definition has ``retry: true`` (a queue may give
+    its own): ``attempts`` deliveries in all, the n-th retry waiting
+    ``backoff_s * multiplier**(n-1)`` (at most ``backoff_max_s``) in a TTL retry queue."""
+
+    attempts: int = Field(4, ge=1, le=20, description="Deliveries in all, the first included.")
+    backoff_s: float = Field(1.0, gt=0, le=86400, description="Wait before the first retry.")
+    multiplier: float = Field(2.0, ge=1, le=10, description="Each later wait is this many times longer.")
+    backoff_max_s: float = Field(3600.0, gt=0, le=86400 * 7, description="Longest wait between two tries.")
+
+
+class MessagingSettings(BaseModel):
+    """Messaging on RabbitMQ (controlplane.messaging): the topology applications use, their
+    message schemas, publishing and consuming defaults, dead-letter archive and backups."""
+
+    url: str | None = Field(None, description="AMQP URL; the RabbitMQ URL when unset.", repr=False)
+    management_url: str | None = Field(
+        None, description="Management API base URL; RabbitMQ's when unset.", repr=False
+    )
+    definition: dict[str, Any] = Field(
+        default_factory=dict,
+        description='The topology as a JSON object: {"exchanges": [...], "queues": [...], "bindings": '
+        "[...]} (docs/messaging.md); applied with `coreplane messaging apply` or the API, as a diff first.",
+    )
+    schemas: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='Message schemas as a JSON list of {"exchange", "routing_key" (AMQP topic pattern), '
+        'and "json_schema" (an object) or "model" ("package.module:PydanticModel")}.',
+    )
+    retry: MessagingRetrySettings = Field(default_factory=MessagingRetrySettings)
+    prefetch: int = Field(10, ge=1, le=10000, description="Unacked messages a consumer holds at most.")
+    confirm_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Seconds publish() waits for the broker's confirm."
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=128 * 1024 * 1024, description="Largest body publish() accepts."
+    )
+    archive: bool = Field(
+        True, description="Whether `coreplane serve` archives dead-lettered messages into the store."
+    )
+    archive_body_bytes: int = Field(
+        65536, ge=0, le=16 * 1024 * 1024, description="Bytes of a dead letter's body kept in the archive."
+    )
+    dead_days: float = Field(30.0, gt=0, le=3650, description="Days an archived dead letter is kept.")
+    backup_dir: str | None = Field(None, description="Directory scheduled definition backups go to.")
+    backup_bucket: str | None = Field(
+        None, description="S3 bucket scheduled definition backups go to (the S3 settings' server)."
+    )
+    backup_interval_s: float | None = Field(
+        None, gt=0, description="Seconds between two scheduled definition backups; none when unset."
+    )
+
+
 class ControlSettings(BaseModel):
     """The catalog's health machine, the policy engine and leader election."""
 
@@ -384,6 +437,7 @@ class Settings(BaseSettings):
     control: ControlSettings = Field(default_factory=ControlSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     tasks: TasksSettings = Field(default_factory=TasksSettings)
+    messaging: MessagingSettings = Field(default_factory=MessagingSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)

@@ -10,8 +10,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 profile=${1:-dev}
 case $profile in
-run) extras="server,agent,tasks,cache" ;;
-dev) extras="server,agent,tasks,cache,dev" ;;
+run) extras="server,agent,tasks,cache,messaging" ;;
+dev) extras="server,agent,tasks,cache,messaging,dev" ;;
 *) die "usage: $0 run|dev" ;;
 esac
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -497,3 +498,41 @@ class TaskSchedule(Base):
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     updated_by: Mapped[str] = mapped_column(String(100))
+
+
+class MqDeadLetter(Base):
+    """A message dead-lettered on RabbitMQ, archived from its queue's final dead-letter queue
+    (Q.dlq) so that it outlives a purge: where it came from, why it died, its headers and
+    body (capped at ``messaging.archive_body_bytes``), and what operators did with it
+    (controlplane/messaging/archive.py writes it, messaging/dead.py replays or discards it).
+    ``fingerprint`` makes archiving idempotent: a dead letter redelivered after a crash
+    between commit and ack is stored once."""
+
+    __tablename__ = "mq_dead_letters"
+    __table_args__ = (
+        Index("ix_mq_dead_letters_state_dead_at", "state", "dead_at"),
+        Index("ix_mq_dead_letters_queue_dead_at", "queue", "dead_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    vhost: Mapped[str] = mapped_column(String(200), default="/", server_default="/")
+    queue: Mapped[str] = mapped_column(String(200))  # the queue it failed in (Q, not Q.dlq)
+    exchange: Mapped[str] = mapped_column(String(200))  # where it was first published
+    routing_key: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONDoc)  # priority, correlation_id, ...
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body_bytes: Mapped[int] = mapped_column(Integer)  # the original size
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    reason: Mapped[str] = mapped_column(String(50))  # failed invalid rejected expired maxlen delivery_limit
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    dead_at: Mapped[datetime] = mapped_column(DateTime)
+    archived_at: Mapped[datetime] = mapped_column(DateTime)
+    state: Mapped[str] = mapped_column(String(20), default="dead")  # dead | replayed | discarded
+    replay_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    replayed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_by: Mapped[str | None] = mapped_column(String(100))

@@ -17,53 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
-import httpx
 from celery import Celery
 
 from controlplane.settings import Settings
 from tests.support.processes import coreplane_bin, coreplane_env
-from tests.support.services import ROOT, require
+from tests.support.rabbitmq import queue_info, rabbit_vhost
+from tests.support.services import ROOT
 from tests.support.timing import until
 
 JOBS = "tests.integration.tasks.jobs"  # the test tasks every worker here registers
-
-
-def _management(services: Settings) -> tuple[str, tuple[str, str]]:
-    parts = urlsplit(services.rabbitmq.management_url or "")
-    base = urlunsplit((parts.scheme, f"{parts.hostname}:{parts.port}", "", "", ""))
-    return base, (parts.username or "", parts.password or "")
-
-
-@contextmanager
-def task_broker(services: Settings) -> Iterator[str]:
-    """The AMQP URL of a fresh virtual host on the harness's RabbitMQ, deleted afterwards."""
-    require(services.rabbitmq.url, "rabbitmq")
-    require(services.rabbitmq.management_url, "rabbitmq management")
-    base, auth = _management(services)
-    vhost = f"t-{secrets.token_hex(4)}"
-    user = auth[0]
-    with httpx.Client(base_url=base, auth=auth, timeout=10) as api:
-        api.put(f"/api/vhosts/{vhost}").raise_for_status()
-        api.put(
-            f"/api/permissions/{vhost}/{quote(user, safe='')}",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
-        amqp = urlsplit(services.rabbitmq.url or "")
-        try:
-            yield urlunsplit((amqp.scheme, amqp.netloc, f"/{vhost}", "", ""))
-        finally:
-            api.delete(f"/api/vhosts/{vhost}")
-
-
-def queue_info(services: Settings, broker: str, queue: str) -> dict[str, Any]:
-    """RabbitMQ's management view of one queue of ``broker``'s virtual host."""
-    base, auth = _management(services)
-    vhost = urlsplit(broker).path.lstrip("/")
-    answer = httpx.get(f"{base}/api/queues/{vhost}/{quote(queue, safe='')}", auth=auth, timeout=10)
-    answer.raise_for_status()
-    return answer.json()
+task_broker = rabbit_vhost  # a task test's broker: a fresh virtual host of its own
+__all__ = ["queue_info", "task_broker"]
 
 
 def task_settings(services: Settings, broker: str, **tasks: Any) -> Settings:
