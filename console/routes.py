@@ -6,6 +6,9 @@ from console import (
     catalog,
     events,
     explore,
+    messaging,
+    messaging_dead,
+    messaging_queues,
     overview,
     rules,
     settings,
@@ -15,4 +18,7 @@ from console import (
 )
 
 # task_schedules before tasks: /tasks/schedules is matched before /tasks/{task_id}.
-MODULES = (users, overview, catalog, explore, events, actions, rules, agents, task_schedules, tasks, settings)
+MODULES = (
+    users, overview, catalog, explore, events, actions, rules, agents, task_schedules, tasks,
+    messaging_dead, messaging_queues, messaging, settings,
+)  # fmt: skip

@@ -35,6 +35,10 @@ from controlplane.api import (
     health,
     ingest,
     leader_routes,
+    messaging,
+    messaging_admin,
+    messaging_dead,
+    messaging_publish,
     metrics,
     problems,
     rules,
@@ -48,6 +52,7 @@ from controlplane.api import (
 from controlplane.api.deps import VIEWER, authenticate, refuse_nul_bytes
 from controlplane.loops.control import ControlLoop
 from controlplane.loops.store_maintenance import StoreMaintenance
+from controlplane.messaging.connection import runtime as messaging_runtime
 from controlplane.notify import CHANNELS, NOTIFIER, Listener
 from controlplane.schemas.ingest import IngestBatchIn
 from controlplane.settings import Settings
@@ -170,6 +175,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.control = control
     app.state.task_monitor = monitor  # None when not capturing task events
     app.state.task_runtime = task_runtime  # None without a broker
+    app.state.messaging = messaging_runtime(settings)  # None without a broker
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.read_sessionmaker = make_read_sessionmaker(engine)  # for GETs: no write lock
@@ -217,6 +223,10 @@ def create_app(settings: Settings) -> FastAPI:
         task_schedules.router,
         task_control.router,
         tasks.router,
+        messaging_dead.router,
+        messaging_admin.router,
+        messaging_publish.router,
+        messaging.router,
     ):
         api.include_router(router)
     app.include_router(api)

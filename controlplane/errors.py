@@ -16,6 +16,10 @@ class Conflict(Exception):
     pass
 
 
+class Unavailable(Exception):
+    """A backend the request needs (RabbitMQ, say) did not answer: try again later."""
+
+
 class Forbidden(Exception):
     """The caller may not do this, whoever asks: a reserved setting, another agent's data."""
 

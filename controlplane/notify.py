@@ -24,7 +24,8 @@ log = logging.getLogger("coreplane.notify")
 
 EVENTS, ACTIONS, CATALOG = "coreplane_events", "coreplane_actions", "coreplane_catalog"
 TASKS = "coreplane_tasks"  # task runs, workflows or schedules changed
-CHANNELS = (EVENTS, ACTIONS, CATALOG, TASKS)
+MESSAGING = "coreplane_messaging"  # dead letters archived, replayed or discarded
+CHANNELS = (EVENTS, ACTIONS, CATALOG, TASKS, MESSAGING)
 
 
 class Notifier:

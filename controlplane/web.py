@@ -13,7 +13,16 @@ from collections.abc import Iterator
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from controlplane.errors import Conflict, Forbidden, NotFound, Rejected, TooLarge, Unreadable, Unsupported
+from controlplane.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Rejected,
+    TooLarge,
+    Unavailable,
+    Unreadable,
+    Unsupported,
+)
 
 
 def db_session(request: Request) -> Iterator[Session]:
@@ -48,6 +57,7 @@ STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (Unavailable, 503),
 )
 DOMAIN_ERRORS = tuple(kind for kind, _ in STATUSES)
 
