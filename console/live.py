@@ -29,7 +29,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from console.session import console_identity
-from controlplane.notify import ACTIONS, CATALOG, EVENTS, NOTIFIER, TASKS
+from controlplane.notify import ACTIONS, CATALOG, EVENTS, MESSAGING, NOTIFIER, TASKS
 from controlplane.telemetry import LIVE_RENDER_SECONDS
 from controlplane.users import RANK
 
@@ -59,7 +59,7 @@ class LivePage:
 def _pages() -> dict[str, LivePage]:
     # Explicit, like every other registry here; imported late because the page modules
     # import the templates, which import this module's helpers.
-    from console import catalog, events, overview, tasks
+    from console import catalog, events, messaging_dead, overview, tasks
 
     return {
         "overview": LivePage(frozenset({CATALOG, ACTIONS, EVENTS, TICK}), overview.live_blocks),
@@ -68,6 +68,7 @@ def _pages() -> dict[str, LivePage]:
         "events": LivePage(frozenset({EVENTS}), events.live_blocks),
         "tasks": LivePage(frozenset({TASKS}), tasks.live_blocks),
         "task": LivePage(frozenset({TASKS}), tasks.run_live_blocks),
+        "mq-dead": LivePage(frozenset({MESSAGING}), messaging_dead.live_blocks),
     }
 
 
@@ -197,7 +198,7 @@ async def bridge(stop: asyncio.Event, tick_s: float) -> None:
     """Turns store commits (NOTIFIER, fed across processes by PostgreSQL NOTIFY) into one
     channel-layer message per burst, plus a tick every ``tick_s``."""
     layer = get_channel_layer()
-    watched = (CATALOG, ACTIONS, EVENTS, TASKS)
+    watched = (CATALOG, ACTIONS, EVENTS, TASKS, MESSAGING)
     seen = NOTIFIER.snapshot(*watched)
     loop = asyncio.get_running_loop()
     next_tick = loop.time() + tick_s

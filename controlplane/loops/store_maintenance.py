@@ -1,6 +1,7 @@
 """Partitions ahead of time, retention by whole partitions, roll-up and dedupe expiry,
 and the control history: finished actions (their steps and audit trail go with them)
-and rule evaluations; expired console sessions; task history (by age and count). The
+and rule evaluations; expired console sessions; task history (by age and count); archived
+dead letters older than ``messaging.dead_days``. The
 totals /metrics counts live in store_counters and stay."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from controlplane import sessions
 from controlplane.actions.lifecycle import FINISHED
 from controlplane.clock import utcnow
-from controlplane.settings import RetentionSettings, TasksSettings
+from controlplane.settings import MessagingSettings, RetentionSettings, TasksSettings
 from controlplane.store import counters, partitions
 from controlplane.store.models import (
     Action,
@@ -25,6 +26,7 @@ from controlplane.store.models import (
     IngestBatch,
     MetricRollup1h,
     MetricRollup1m,
+    MqDeadLetter,
     RuleEvaluation,
 )
 from controlplane.tasks import history
@@ -45,11 +47,17 @@ class MaintenanceReport:
 
 class StoreMaintenance:
     def __init__(
-        self, engine: Engine, retention: RetentionSettings, tasks: TasksSettings | None = None
+        self,
+        engine: Engine,
+        retention: RetentionSettings,
+        tasks: TasksSettings | None = None,
+        *,
+        messaging: MessagingSettings | None = None,
     ) -> None:
         self.engine = engine
         self.retention = retention
         self.tasks = tasks  # task history's retention; None leaves task runs alone
+        self.messaging = messaging  # the dead-letter archive's; None leaves it alone
 
     def run_once(self, now: datetime | None = None) -> MaintenanceReport:
         now = now or utcnow()
@@ -100,6 +108,9 @@ class StoreMaintenance:
                 delete(m).where(m.metric_type == t, m.timestamp < now - timedelta(days=d))
                 for t, d in shorter.items()
             ]
+            if self.messaging is not None:
+                dead_cutoff = now - timedelta(days=self.messaging.dead_days)
+                stmts.append(delete(MqDeadLetter).where(MqDeadLetter.dead_at < dead_cutoff))
             for stmt in stmts:
                 report.deleted_rows += conn.execute(stmt).rowcount or 0
             report.deleted_rows += sessions.prune_expired(conn, now)
