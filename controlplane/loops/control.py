@@ -1,6 +1,7 @@
 """The control loop of a `coreplane serve` process: take or keep the lead, and while
 leading run the catalog's clock (held recoveries, silent instances), action timeouts,
-the policy engine and the action plans, in one transaction per round. With a Celery app
+the policy engine and the action plans, in one transaction per round. With messaging's
+RabbitMQ it carries out the queue operations (mq.*). With a Celery app
 (a broker configured) it also carries out the task operations and moves workflows on, the
 workflows in a transaction of their own so a result backend that is away does not hold up
 the rest. A round runs as soon as an event or an action changes (the notifier wakes it)
@@ -21,6 +22,8 @@ from controlplane.actions import lifecycle, plans
 from controlplane.catalog import instances
 from controlplane.clock import utcnow
 from controlplane.leader import Leadership
+from controlplane.messaging import operations as mq_operations
+from controlplane.messaging.connection import MessagingRuntime
 from controlplane.notify import ACTIONS, EVENTS, NOTIFIER, TASKS
 from controlplane.policy.engine import PolicyEngine
 from controlplane.settings import ControlSettings
@@ -31,10 +34,15 @@ log = logging.getLogger("coreplane.control")
 
 class ControlLoop:
     def __init__(
-        self, engine: Engine, settings: ControlSettings, tasks: operations.TaskRuntime | None = None
+        self,
+        engine: Engine,
+        settings: ControlSettings,
+        tasks: operations.TaskRuntime | None = None,
+        messaging: MessagingRuntime | None = None,
     ) -> None:
         self.settings = settings
         self.tasks = tasks
+        self.messaging = messaging  # carries out the queue operations (mq.*) when set
         self.leadership = Leadership(engine, settings.lease_s)
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.policy = PolicyEngine()
@@ -59,6 +67,8 @@ class ControlLoop:
             self.policy.run_once(session, now=now)
             if self.tasks is not None:
                 operations.advance(session, self.tasks, now=now)
+            if self.messaging is not None:
+                mq_operations.advance(session, self.messaging, now=now)
             plans.advance(session, now=now)
         self.run_workflows(now)
         return True
