@@ -1,0 +1,110 @@
+"""kill -9 of the broker in the middle of confirmed publishing to a durable queue (quorum and
+classic), on a private RabbitMQ node: after the restart, every confirmed message is
+consumed exactly once. A publish that raised was not confirmed and is not counted: it may
+or may not have reached the queue (the broker may have stored it before it died)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+from kombu import Connection
+
+from controlplane.messaging.connection import broker_errors, connect
+from controlplane.messaging.consumer import Consumer, Delivery
+from controlplane.settings import load_settings
+from tests.support.messaging import declare_definition, settings_for
+from tests.support.messaging_consume import depth
+from tests.support.rabbitmq_private import private_rabbit
+from tests.support.timing import until
+
+MESSAGES = 2000
+PUBLISH_TIMEOUT_S = 60.0
+BODY = b'{"payload": "' + b"x" * 200 + b'"}'
+
+
+class Publishing:
+    """Publishes m0000..m<N-1> once each, with confirms, from a thread; reconnects after
+    the broker died and goes on with the next id."""
+
+    def __init__(self, url: str, queue: str) -> None:
+        self.url, self.queue = url, queue
+        self.confirmed: list[str] = []
+        self.unconfirmed: list[str] = []
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _connected(self) -> Connection:
+        conn = connect(self.url, confirms=True)
+        conn.ensure_connection(max_retries=1)
+        return conn
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            for n in range(MESSAGES):
+                message_id = f"m{n:04d}"
+                if conn is None:
+                    conn = until("the broker to take connections again", self._connected,
+                                 timeout_s=PUBLISH_TIMEOUT_S, every_s=0.2, ignoring=broker_errors())  # fmt: skip
+                try:
+                    channel = conn.default_channel
+                    message = channel.prepare_message(BODY, content_type="application/json", content_encoding="utf-8",
+                                                      properties={"message_id": message_id, "delivery_mode": 2})  # fmt: skip
+                    channel.basic_publish(message, exchange="", routing_key=self.queue, mandatory=True)
+                    self.confirmed.append(message_id)
+                except broker_errors():
+                    self.unconfirmed.append(message_id)
+                    conn.release()
+                    conn = None
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            self.errors.append(exc)
+        finally:
+            if conn is not None:
+                conn.release()
+
+
+@pytest.mark.parametrize("queue_type", ["quorum", "classic"])
+def test_every_confirmed_message_is_consumed_exactly_once_after_a_broker_kill(queue_type):
+    started = time.monotonic()
+    definition = {"queues": [{"name": "durable", "type": queue_type}]}
+    with private_rabbit() as rabbit:
+        runtime = declare_definition(settings_for(load_settings(), rabbit.amqp_url, definition))
+        publishing = Publishing(runtime.url, "durable")
+        publishing.thread.start()
+        until("half the messages confirmed", lambda: len(publishing.confirmed) >= MESSAGES // 2, timeout_s=60)
+        rabbit.kill9()
+        confirmed_at_kill = len(publishing.confirmed)
+        rabbit.restart()
+        publishing.thread.join(PUBLISH_TIMEOUT_S)
+        assert not publishing.thread.is_alive(), "the publisher did not finish"
+        assert not publishing.errors, f"the publisher failed: {publishing.errors!r}"
+        waiting = depth(runtime.url, "durable")
+        consumed: list[str | None] = []
+
+        def record(delivery: Delivery) -> None:
+            consumed.append(delivery.message_id)
+
+        settled = Consumer(runtime, "durable", record, prefetch=200).drain(max_messages=waiting, timeout_s=60)
+        left = depth(runtime.url, "durable")
+    confirmed, unconfirmed = publishing.confirmed, set(publishing.unconfirmed)
+    counts = Counter(consumed)
+    lost = [i for i in confirmed if counts[i] == 0]
+    twice = {i: counts[i] for i in confirmed if counts[i] > 1}
+    stray = sorted(set(counts) - set(confirmed) - unconfirmed)
+    unconfirmed_seen = sorted(unconfirmed & set(counts))
+    report = (
+        f"{queue_type}: {len(confirmed)} confirmed ({confirmed_at_kill} before the kill), "
+        f"{len(unconfirmed)} unconfirmed ({len(unconfirmed_seen)} of them consumed), {len(consumed)} consumed, "
+        f"{len(lost)} confirmed lost, {len(twice)} confirmed consumed twice, {left} left; "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    print(report)
+    assert confirmed_at_kill < MESSAGES and unconfirmed, f"the kill came after the publishing: {report}"
+    assert len(confirmed) + len(unconfirmed) == MESSAGES, report
+    assert not lost, f"lost {lost[:10]}...: {report}"
+    assert not twice, f"twice {list(twice)[:10]}: {report}"
+    assert not stray, f"ids never published: {stray[:10]}: {report}"
+    assert settled == waiting == len(consumed) and left == 0, report
