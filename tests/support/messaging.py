@@ -9,11 +9,20 @@ host, and the definition declared there.
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from controlplane.messaging.connection import MessagingRuntime, connect
 from controlplane.messaging.definition import Declared, expand, parse
 from controlplane.settings import Settings
+from tests.support.processes import coreplane_env, free_port, stop
+from tests.support.serve import ControlPlane, migrate, start_serve
+from tests.support.services import ROOT
 
 
 def settings_for(
@@ -62,3 +71,57 @@ def declare(url: str, declared: list[Declared]) -> None:
                     queue=item.destination, exchange=item.source, routing_key=item.routing_key,
                     arguments=item.arguments,
                 )  # fmt: skip
+
+
+def depth(url: str, queue: str) -> int:
+    """Messages ready in ``queue`` now, from the broker itself (a passive declare), not the
+    management API's statistics, which lag by seconds."""
+    with connect(url, confirms=False) as conn:
+        return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+
+
+def take(url: str, queue: str, limit: int = 1000) -> list[Any]:
+    """Up to ``limit`` messages got (and acked) from ``queue``, oldest first, as py-amqp
+    messages (``.body`` as bytes, ``.properties``, ``.headers``)."""
+    out: list[Any] = []
+    with connect(url, confirms=False) as conn:
+        channel = conn.default_channel
+        while len(out) < limit:
+            message = channel.basic_get(queue=queue, no_ack=True)
+            if message is None:
+                break
+            if isinstance(message.body, str):  # py-amqp decodes a body that names its encoding
+                message.body = message.body.encode(message.properties.get("content_encoding") or "utf-8")
+            out.append(message)
+    return out
+
+
+def messaging_env(settings: Settings) -> dict[str, str]:
+    """``settings``' messaging as `coreplane serve` variables (lower-case names)."""
+    found = settings.messaging
+    return {
+        "messaging__url": found.url or "",
+        "messaging__definition": json.dumps(found.definition),
+        "messaging__schemas": json.dumps(found.schemas),
+        "messaging__max_body_bytes": str(found.max_body_bytes),
+        "messaging__confirm_timeout_s": str(found.confirm_timeout_s),
+    }
+
+
+@contextmanager
+def messaging_serving(settings: Settings, tmp_path: Path, **extra: str) -> Iterator[ControlPlane]:
+    """`coreplane serve` on a fresh SQLite store in ``tmp_path``, with the real services and
+    ``settings``' messaging (a test's vhost), ``extra`` as more COREPLANE_* variables (lower-case
+    names). The repository is on its PYTHONPATH, so schemas may name models under tests/."""
+    port, token = free_port(), secrets.token_urlsafe(32)
+    values = messaging_env(settings) | extra
+    env = coreplane_env(True, database_url=f"sqlite:///{tmp_path}/store.db", admin_token=token,
+                        server__port=str(port), **values)  # fmt: skip
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    migrate(env)
+    log = tmp_path / "serve.log"
+    process = start_serve(env, log)
+    try:
+        yield ControlPlane(f"http://127.0.0.1:{port}", token, env, log)
+    finally:
+        stop(process)
