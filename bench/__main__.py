@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import agent, alerts, cache, console, failover, ingest, query, select1, tasks
+from bench import agent, alerts, cache, console, failover, ingest, messaging, query, select1, tasks
 from controlplane.settings import load_settings
 from tests.support.results import save, table
 
@@ -30,6 +30,9 @@ BENCHMARKS = {
     # task_latency_p99_ms and task_throughput_ratio (coreplane's task library vs bare Celery),
     # task_event_capture_lag_p99_ms (Celery events into the store).
     "tasks": tasks.run,
+    # mq_latency_p99_ms and mq_throughput_ratio (controlplane.messaging vs raw kombu with
+    # confirms), mq_loss_after_broker_kill (a private broker kill -9'd mid-stream).
+    "messaging": messaging.run,
 }
 
 

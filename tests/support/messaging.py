@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from controlplane.messaging.connection import MessagingRuntime, connect
-from controlplane.messaging.definition import Declared, expand, parse
+from controlplane.messaging.definition import expand, parse
+from controlplane.messaging.topology import declare
 from controlplane.settings import Settings
 from tests.support.processes import coreplane_env, free_port, stop
 from tests.support.serve import ControlPlane, migrate, start_serve
@@ -41,36 +42,10 @@ def runtime_for(settings: Settings) -> MessagingRuntime:
 
 def declare_definition(settings: Settings) -> MessagingRuntime:
     """Declare everything ``settings``' definition expands to on its broker (retry and
-    dead-letter queues included) and return the runtime."""
+    dead-letter queues included), through the topology module, and return the runtime."""
     runtime = runtime_for(settings)
     declare(runtime.url, expand(runtime.definition, settings.messaging.retry))
     return runtime
-
-
-def declare(url: str, declared: list[Declared]) -> None:
-    """Declare exchanges, queues and bindings as listed, on one channel. Plain kombu, so the
-    tests of the parts that need queues do not depend on the topology module they may be
-    testing."""
-    with connect(url, confirms=False) as conn:
-        channel = conn.default_channel
-        for item in declared:
-            if item.kind == "exchange":
-                channel.exchange_declare(
-                    exchange=item.name, type=item.type, durable=item.durable,
-                    auto_delete=item.auto_delete, arguments=item.arguments,
-                )  # fmt: skip
-            elif item.kind == "queue":
-                channel.queue_declare(
-                    queue=item.name,
-                    durable=item.durable,
-                    auto_delete=item.auto_delete,
-                    arguments=item.arguments,
-                )
-            else:
-                channel.queue_bind(
-                    queue=item.destination, exchange=item.source, routing_key=item.routing_key,
-                    arguments=item.arguments,
-                )  # fmt: skip
 
 
 def depth(url: str, queue: str) -> int:
