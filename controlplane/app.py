@@ -52,6 +52,9 @@ from controlplane.api import (
 from controlplane.api.deps import VIEWER, authenticate, refuse_nul_bytes
 from controlplane.loops.control import ControlLoop
 from controlplane.loops.store_maintenance import StoreMaintenance
+from controlplane.messaging.archive import Archiver
+from controlplane.messaging.backup import BackupLoop, BackupManagement
+from controlplane.messaging.connection import MessagingRuntime
 from controlplane.messaging.connection import runtime as messaging_runtime
 from controlplane.notify import CHANNELS, NOTIFIER, Listener
 from controlplane.schemas.ingest import IngestBatchIn
@@ -122,16 +125,35 @@ def _task_monitor(engine: Any, settings: Settings, runtime: TaskRuntime | None) 
     return TaskMonitor(engine, settings, runtime.app)
 
 
+def _archiver(engine: Any, settings: Settings, runtime: MessagingRuntime | None) -> Archiver | None:
+    """The thread archiving dead letters into the store, when archiving with a broker."""
+    if runtime is None or not settings.messaging.archive:
+        return None
+    return Archiver(engine, runtime)
+
+
+def _backup_loop(engine: Any, settings: Settings, runtime: MessagingRuntime | None) -> BackupLoop | None:
+    """Scheduled definition backups, when an interval and a directory or bucket are set."""
+    messaging = settings.messaging
+    targets = messaging.backup_dir or messaging.backup_bucket
+    if runtime is None or not messaging.backup_interval_s or not targets:
+        return None
+    return BackupLoop(engine, settings, lambda: BackupManagement.of(runtime))
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app. The store must already be migrated (`coreplane migrate`)."""
     tracing.setup(settings.tracing)
     engine = make_engine(settings.database_url)
     tracing.instrument_engine(engine)
 
-    maintenance = StoreMaintenance(engine, settings.retention, settings.tasks)
+    maintenance = StoreMaintenance(engine, settings.retention, settings.tasks, messaging=settings.messaging)
     task_runtime = _task_runtime(settings)
     monitor = _task_monitor(engine, settings, task_runtime)
-    control = ControlLoop(engine, settings.control, task_runtime)
+    mq_runtime = messaging_runtime(settings)
+    control = ControlLoop(engine, settings.control, task_runtime, messaging=mq_runtime)
+    archiver = _archiver(engine, settings, mq_runtime)
+    backups = _backup_loop(engine, settings, mq_runtime)
     listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
     live.configure_django(settings.server.channel_layer_url)
 
@@ -145,6 +167,10 @@ def create_app(settings: Settings) -> FastAPI:
         control.start()
         if monitor is not None:
             monitor.start()
+        if archiver is not None:
+            archiver.start()
+        if backups is not None:
+            backups.start()
         _answer_waiters_on_stop(app)
         stop_live = asyncio.Event()
         bridge = asyncio.create_task(live.bridge(stop_live, settings.server.live_tick_s))
@@ -155,6 +181,10 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(control.stop)
         if monitor is not None:
             await asyncio.to_thread(monitor.stop)
+        if archiver is not None:
+            await asyncio.to_thread(archiver.stop)
+        if backups is not None:
+            await asyncio.to_thread(backups.stop)
         if listener is not None:
             listener.stop()
         engine.dispose()
@@ -175,7 +205,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.control = control
     app.state.task_monitor = monitor  # None when not capturing task events
     app.state.task_runtime = task_runtime  # None without a broker
-    app.state.messaging = messaging_runtime(settings)  # None without a broker
+    app.state.messaging = mq_runtime  # None without a broker
+    app.state.mq_archiver = archiver  # None when not archiving dead letters
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.read_sessionmaker = make_read_sessionmaker(engine)  # for GETs: no write lock

@@ -511,6 +511,143 @@ def cache_import(source: Annotated[str, typer.Argument(help="A file path, or s3:
     typer.echo(f"coreplane: imported {count} entr{'y' if count == 1 else 'ies'} from {source}")
 
 
+messaging_app = typer.Typer(help="Messaging on RabbitMQ: back up and restore the broker's definitions.")
+app.add_typer(messaging_app, name="messaging")
+
+
+def _backup_management(settings: Settings):
+    from controlplane.messaging.backup import BackupManagement
+    from controlplane.messaging.connection import require, runtime
+
+    return BackupManagement.of(require(runtime(settings)))
+
+
+def _refused(exc: Exception) -> typer.Exit:
+    """A domain error (no broker, broker down, a bad document) as a message and exit code 2."""
+    typer.echo(f"coreplane: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@messaging_app.command("export")
+def messaging_export(
+    to: Annotated[str | None, typer.Option(help="A new file, or s3://bucket/key; stdout when unset.")] = None,
+    vhost_only: Annotated[bool, typer.Option(help="Only messaging's virtual host (no users).")] = False,
+) -> None:
+    """Export the definitions (users' password hashes redacted); a file is made 0600."""
+    import json
+
+    from controlplane.errors import Conflict, Rejected, Unavailable
+    from controlplane.messaging import backup
+
+    settings = _settings()
+    try:
+        with _backup_management(settings) as management:
+            doc = backup.export(management, scope="vhost" if vhost_only else "broker")
+        if to is None:
+            typer.echo(json.dumps(doc, indent=1, sort_keys=True))
+            return
+        if to.startswith("s3://"):
+            bucket, _, key = to.removeprefix("s3://").partition("/")
+            where = f"s3://{bucket}/{backup.to_s3(doc, settings.s3, bucket, key=key or None)}"
+        else:
+            where = str(backup.write_file(doc, to))
+    except (Conflict, Rejected, Unavailable, FileExistsError) as exc:
+        raise _refused(exc) from None
+    typer.echo(f"coreplane: exported {len(doc.get('queues', []))} queue(s) and the rest to {where}", err=True)
+
+
+@messaging_app.command("import")
+def messaging_import(
+    source: Annotated[str, typer.Argument(help="A file written by export (or RabbitMQ's own export).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Load without asking.")] = False,
+) -> None:
+    """Load definitions into the broker (a broker-wide export) or messaging's vhost (a vhost's);
+    users whose hash was redacted are left out."""
+    from controlplane.errors import Conflict, Rejected, Unavailable
+    from controlplane.messaging import backup
+
+    try:
+        doc = backup.read_file(source)
+    except (Rejected, OSError) as exc:
+        raise _refused(exc) from None
+    counts = ", ".join(f"{len(doc[k])} {k}" for k in backup.SECTIONS if doc.get(k))
+    redacted = [u["name"] for u in doc.get("users", []) if u.get("password_hash") == backup.REDACTED]
+    typer.echo(f"coreplane: {source} holds {counts or 'nothing'}; left out (redacted): {redacted or 'none'}")
+    if not yes and not typer.confirm("Load these definitions into RabbitMQ?"):
+        raise typer.Exit(1)
+    try:
+        with _backup_management(_settings()) as management:
+            backup.restore(management, doc)
+    except (Conflict, Rejected, Unavailable) as exc:
+        raise _refused(exc) from None
+    typer.echo("coreplane: definitions loaded")
+
+
+def _topology_or_exit(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call``'s answer; a domain error (no broker, a refused recreate, ...) exits 1 saying why."""
+    from controlplane.errors import Conflict, NotFound, Rejected, Unavailable
+
+    try:
+        return call(*args, **kwargs)
+    except (Conflict, NotFound, Rejected, Unavailable) as exc:
+        typer.echo(f"coreplane: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _show_diff(found: Any, prune: bool) -> None:
+    for item in found.add:
+        typer.echo(f"+ {item.kind} {item.name}")
+    for change in found.change:
+        what = "; ".join(f"{k} {c!r} -> {w!r}" for k, (c, w) in change.differences.items())
+        typer.echo(f"~ {change.wanted.kind} {change.wanted.name} (recreate: {what})")
+    for item in found.remove:
+        typer.echo(f"- {item.kind} {item.name}" + ("" if prune else "  (kept without --prune)"))
+    if found.empty:
+        typer.echo("coreplane: the broker holds the definition", err=True)
+
+
+@messaging_app.command("diff")
+def messaging_diff() -> None:
+    """Show what `apply` would change on RabbitMQ: + declared, ~ recreated, - removed with --prune."""
+    from controlplane.messaging import topology
+    from controlplane.messaging.connection import require, runtime
+
+    settings = _settings()
+    found_runtime = _topology_or_exit(lambda: require(runtime(settings)))
+    found = _topology_or_exit(topology.plan, found_runtime, found_runtime.definition)
+    _show_diff(found, prune=True)
+
+
+@messaging_app.command("apply")
+def messaging_apply(
+    prune: Annotated[
+        bool, typer.Option(help="Also remove what the definition lacks (not the tasks').")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Recreate or prune queues even if they hold messages.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
+) -> None:
+    """Show the diff of COREPLANE_MESSAGING__DEFINITION against RabbitMQ, then apply it once confirmed."""
+    from controlplane import audit
+    from controlplane.messaging import topology
+    from controlplane.messaging.connection import require, runtime
+    from controlplane.messaging.operations import TARGET
+
+    settings = _settings()
+    found_runtime = _topology_or_exit(lambda: require(runtime(settings)))
+    found = _topology_or_exit(topology.plan, found_runtime, found_runtime.definition)
+    _show_diff(found, prune)
+    if found.empty or (not prune and not (found.add or found.change)):
+        return
+    if not yes and not typer.confirm("Apply this to RabbitMQ?"):
+        raise typer.Exit(1)
+    done = _topology_or_exit(topology.apply, found_runtime, found_runtime.definition, prune=prune,
+                             force=force)  # fmt: skip
+    details = {"diff": done.to_dict(), "prune": prune, "force": force, "reason": "coreplane messaging apply"}
+    _user_change(lambda s: audit.record(s, actor="cli", action="mq.apply", target=TARGET, details=details))
+    removed = len(done.remove) if prune else 0
+    typer.echo(f"coreplane: applied: {len(done.add)} added, {len(done.change)} recreated, {removed} removed")
+
+
 dashboards_app = typer.Typer(help="Grafana dashboards (dashboards/json): push them into a Grafana.")
 app.add_typer(dashboards_app, name="dashboards")
 

@@ -447,6 +447,63 @@ def queues() -> grafana.Dashboard:
     ])
 
 
+def messaging() -> grafana.Dashboard:
+    s = SI + ', vhost=~"$vhost", queue=~"$queue"'
+    return dashboard("coreplane-messaging", "coreplane / Messaging (RabbitMQ queues)",
+        "Messaging's queues one by one: depth, ready and unacked, publish/deliver/ack/redeliver "
+        "rates, consumers and their utilisation, the oldest message's age, dead letters arriving "
+        "in each queue's DLQ; and the store's dead-letter archive (mq_dead_letters) by reason.",
+        [*service_variables("coreplane_rabbitmq_queue_messages"),
+         variable("vhost", 'label_values(coreplane_rabbitmq_queue_messages{service=~"$service"}, vhost)'),
+         variable("queue", 'label_values(coreplane_rabbitmq_queue_messages{vhost=~"$vhost"}, queue)')], [
+        prom("Depth per queue", (f"coreplane_rabbitmq_queue_messages{{{s}}}", "{{vhost}} {{queue}}"),
+             description="Messages in each queue, ready and unacked (alert RabbitMQQueueBacklogGrowing)."),
+        prom("Ready and unacked", (
+            f"sum by (queue) (coreplane_rabbitmq_queue_messages_ready{{{s}}})", "ready {{queue}}"),
+             (f"sum by (queue) (coreplane_rabbitmq_queue_messages_unacked{{{s}}})", "unacked {{queue}}"),
+             description="Ready: waiting for a consumer; unacked: delivered, not yet acknowledged."),
+        prom("Publish, deliver and ack rates", (
+            f"sum by (queue) (coreplane_rabbitmq_queue_publish_per_second{{{s}}})", "publish {{queue}}"),
+            (f"sum by (queue) (coreplane_rabbitmq_queue_deliver_per_second{{{s}}})", "deliver {{queue}}"),
+            (f"sum by (queue) (coreplane_rabbitmq_queue_ack_per_second{{{s}}})", "ack {{queue}}"), unit="ops",
+            description="Messages per second over RabbitMQ's last sample, per queue."),
+        prom("Redeliveries", (f"coreplane_rabbitmq_queue_redeliver_per_second{{{s}}}", "{{vhost}} {{queue}}"),
+             unit="ops", description="Messages delivered again (a consumer died or requeued before acking; "
+                                     "alert RabbitMQRedeliveryStorm)."),
+        prom("Consumers", (f"coreplane_rabbitmq_queue_consumers{{{s}}}", "{{vhost}} {{queue}}"),
+             description="Consumers of each queue: 0 with ready messages fires RabbitMQQueueNoConsumer."),
+        prom("Consumer utilisation", (
+            f"coreplane_rabbitmq_queue_consumer_utilisation{{{s}}}", "{{vhost}} {{queue}}"),
+            unit="percentunit",
+            description="Share of time the queue could deliver to its consumers at once: low means the "
+                        "consumers are the bottleneck (slow handlers or a small prefetch)."),
+        prom("Oldest message age", (
+            f"coreplane_rabbitmq_queue_oldest_age_seconds{{{s}}}", "{{vhost}} {{queue}}"),
+             unit="s", description="How long the head message has waited (from its timestamp property; "
+                                   "0 when the queue is empty, none when its messages carry no timestamp)."),
+        prom("Dead letters", (
+            f"coreplane_rabbitmq_queue_dead_letter_per_second{{{s}}}", "arriving/s {{queue}}"),
+            (f"coreplane_rabbitmq_queue_dead_letters{{{s}}}", "in DLQ {{queue}}"),
+            description="Per source queue Q: the rate messages arrive in Q.dlq and what it holds (the "
+                        "archive drains it; alert RabbitMQDeadLetterQueueNotEmpty)."),
+        sql("Archived dead letters by reason", """
+            SELECT $__timeGroupAlias(dead_at, '5m'), reason AS metric, count(*) AS value
+            FROM mq_dead_letters
+            WHERE $__timeFilter(dead_at)
+            GROUP BY 1, 2 ORDER BY 1""",
+            description="Dead letters the archive stored per 5 minutes, by reason (failed: out of "
+                        "retries; invalid: failed its schema; rejected: the handler refused it; "
+                        "expired, maxlen: the broker's own)."),
+        sql("Archived dead letters by queue", """
+            SELECT queue, reason, state, count(*) AS "dead letters", max(dead_at) AS "last"
+            FROM mq_dead_letters
+            WHERE $__timeFilter(dead_at)
+            GROUP BY queue, reason, state ORDER BY 4 DESC LIMIT 50""", table=True,
+            description="The archive (mq_dead_letters) per source queue, reason and state (dead, "
+                        "replayed, discarded); replay them from the console's dead letters page."),
+    ])
+
+
 def mesh() -> grafana.Dashboard:
     s = SI
     servers = f'{s}, server!~"FRONTEND|BACKEND"'
@@ -503,6 +560,7 @@ DASHBOARDS = {
     "search": search,
     "cache": cache,
     "queues": queues,
+    "messaging": messaging,
     "mesh": mesh,
     "load-balancer": load_balancer,
 }

@@ -15,7 +15,9 @@ from pymemcache.client.base import Client
 
 from agents.collectors.registry import collector_class
 from agents.config import TargetConfig
+from tests.support.messaging_analytics import publish
 from tests.support.processes import free_port
+from tests.support.rabbitmq import rabbit_vhost, vhost_of
 from tests.support.services import ROOT, require
 from tests.support.timing import until
 
@@ -242,3 +244,56 @@ def test_haproxy_server_status_and_drain(haproxy_lb):
     after = collector.collect()
     assert figure(after, "coreplane_haproxy_server_drain", proxy="app", server="s1") == 1
     assert figure(after, "coreplane_haproxy_server_drain", proxy="app", server="s2") == 0
+
+
+def test_rabbitmq_per_queue_figures_oldest_age_and_dead_letters_by_source(services):
+    with rabbit_vhost(services) as url:
+        with Connection(url) as conn:
+            for name in ("orders", "orders.dlq"):
+                conn.default_channel.queue_declare(queue=name, durable=True, auto_delete=False)
+        publish(url, "orders", 4, timestamp=int(time.time()) - 90)
+        publish(url, "orders.dlq", 2)
+        vhost = vhost_of(url)
+        collector, _ = collect("rabbitmq", services.rabbitmq.management_url)
+        try:
+
+            def settled():
+                obs = collector.collect()
+                found = {(n, t.get("queue")): v for n, v, t in obs.metrics if t.get("vhost") == vhost}
+                ready = found.get(("coreplane_rabbitmq_queue_dead_letters", "orders")) == 2
+                return (
+                    (obs, found)
+                    if ready and found.get(("coreplane_rabbitmq_queue_messages", "orders")) == 4
+                    else None
+                )
+
+            obs, found = until(
+                "the collector to see 4 in orders and 2 dead", settled, timeout_s=30, every_s=1
+            )
+        finally:
+            collector.close()
+    assert 90 <= found[("coreplane_rabbitmq_queue_oldest_age_seconds", "orders")] < 300
+    assert found[("coreplane_rabbitmq_queue_consumers", "orders")] == 0
+    assert ("coreplane_rabbitmq_queue_dead_letter_per_second", "orders") in found
+    assert ("coreplane_rabbitmq_queue_dead_letters", "orders.dlq") not in found, "tagged with the source"
+    for rate in ("publish", "deliver", "ack", "redeliver"):
+        assert found[(f"coreplane_rabbitmq_queue_{rate}_per_second", "orders")] >= 0
+    assert figure(obs, "coreplane_rabbitmq_dead_letters") >= 2
+    assert "queue(s)" in obs.message
+
+
+def test_rabbitmq_reports_at_most_500_queues_and_says_so(services):
+    with rabbit_vhost(services) as url:
+        with Connection(url) as conn:
+            for i in range(501):  # past the cap whatever else the broker holds
+                conn.default_channel.queue_declare(queue=f"cap-{i:04d}", auto_delete=False)
+        collector, _ = collect("rabbitmq", services.rabbitmq.management_url)
+        try:
+            obs = collector.collect()
+        finally:
+            collector.close()
+    reported = {
+        t["vhost"] + "/" + t["queue"] for n, _, t in obs.metrics if n == "coreplane_rabbitmq_queue_messages"
+    }
+    assert len(reported) == 500
+    assert "capped: the first 500 by name reported" in obs.message

@@ -329,7 +329,12 @@ def test_the_shipped_playbooks_parse():
         "celery-scale-up",
         "celery-scale-up-on-wait",
         "celery-scale-down",
+        "rabbitmq-dead-letters-arriving",
     ]
+    dead = rules[6]  # alerts, never acts: a dry run whose replay names no queue
+    assert (dead.dry_run, dead.action.kind, dead.action.params) == (True, "messaging.replay", {})
+    assert (dead.trigger.metric.name, dead.trigger.metric.op, dead.trigger.metric.threshold) == (
+        "coreplane_rabbitmq_dead_letter_per_second", ">", 0)  # fmt: skip
     failover = rules[0]
     assert failover.trigger.event.match == {"role": "primary"}
     assert (failover.action.kind, failover.cooldown_s, failover.max_concurrency) == ("failover", 30, 1)
