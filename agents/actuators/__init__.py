@@ -18,6 +18,8 @@ ACTUATORS = {
     "cache.flush": "agents.actuators.cache:flush",
     "haproxy.set_server": "agents.actuators.haproxy:set_server",
     "celery.pool": "agents.actuators.celery:pool",
+    "rabbitmq.publish": "agents.actuators.rabbitmq:publish",
+    "rabbitmq.purge": "agents.actuators.rabbitmq:purge",
 }
 
 
@@ -63,7 +65,23 @@ def bind(kind: str, params: dict[str, Any], targets: list[Any]) -> dict[str, Any
         bound.setdefault("broker", next((t.address for t in find("celery", any_instance=True)), None))
     elif kind == "haproxy.set_server":
         bound.setdefault("socket", next((t.address for t in find("haproxy", any_instance=True)), None))
+    elif kind.startswith("rabbitmq."):
+        bound |= _rabbitmq(find("rabbitmq") or find("rabbitmq", any_instance=True), service)
     return bound
+
+
+def _rabbitmq(found: list[Any], service: str) -> dict[str, Any]:
+    """A rabbitmq target's addresses: ``address`` is the management API, ``options.amqp_url``
+    the AMQP URL and ``options.vhost`` the virtual host (else the AMQP URL's, else "/")."""
+    from urllib.parse import unquote, urlsplit
+
+    if not found:
+        raise ActuatorError(f"this agent watches no RabbitMQ in {service!r}")
+    target = found[0]
+    amqp_url = target.options.get("amqp_url")
+    path = urlsplit(amqp_url or "").path
+    vhost = target.options.get("vhost") or (unquote(path[1:]) if len(path) > 1 else "/")
+    return {"management_url": target.address, "amqp_url": amqp_url, "vhost": vhost}
 
 
 def require(params: dict[str, Any], *names: str) -> list[Any]:

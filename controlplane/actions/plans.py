@@ -22,6 +22,8 @@ from controlplane.actions.failover import failover
 from controlplane.actions.steps import ACTOR, add_step, fail, succeed
 from controlplane.catalog.instances import instances_of
 from controlplane.errors import Rejected
+from controlplane.messaging import dead as messaging_dead
+from controlplane.messaging import operations as mq_operations
 from controlplane.store.models import Action, CatalogInstance
 from controlplane.tasks import operations as task_operations
 
@@ -80,12 +82,18 @@ PLANS: dict[str, Callable[[Session, Action, datetime], None]] = {
     # Task operations (target "celery"): the leader's control loop carries them out with its
     # Celery app before these plans run; these only fail them when it has no broker.
     **task_operations.PLANS,
+    # messaging.replay and queue.purge (target "rabbitmq"): steps for the agent watching RabbitMQ.
+    **messaging_dead.PLANS,
+    # Queue management (mq.*, target "rabbitmq"): carried out by the leader's control loop
+    # like the task operations; these only fail them when it has no broker.
+    **mq_operations.PLANS,
 }
 # The agent's actuators (agents.actuators.ACTUATORS), named again so the control plane's
 # actions do not depend on the agent package; tests/unit/agents/test_registries.py keeps them equal.
 AGENT_KINDS = frozenset(
-    {"redis.promote", "redis.repoint", "cache.flush", "haproxy.set_server", "celery.pool"}
-)
+    {"redis.promote", "redis.repoint", "cache.flush", "haproxy.set_server", "celery.pool",
+     "rabbitmq.publish", "rabbitmq.purge"}
+)  # fmt: skip
 
 
 MAX_POOL = 1000  # worker processes a scale action may ask for or bound a pool at
@@ -164,6 +172,8 @@ PARAM_CHECKS: dict[str, Callable[[dict], None]] = {
     "drain": _check_drain,
     "failover": _check_failover,
     **task_operations.PARAM_CHECKS,
+    **messaging_dead.PARAM_CHECKS,
+    **mq_operations.PARAM_CHECKS,
 }
 
 
