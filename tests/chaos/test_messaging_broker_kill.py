@@ -11,10 +11,11 @@ import time
 from collections import Counter
 
 import pytest
-from kombu import Connection
 
-from controlplane.messaging.connection import broker_errors, connect
+from controlplane.errors import Unavailable
+from controlplane.messaging.connection import MessagingRuntime, broker_errors, connect
 from controlplane.messaging.consumer import Consumer, Delivery
+from controlplane.messaging.publisher import BrokerRefused, Publisher
 from controlplane.settings import load_settings
 from tests.support.messaging import declare_definition, settings_for
 from tests.support.messaging_consume import depth, publish_raw
@@ -23,48 +24,45 @@ from tests.support.timing import until
 
 MESSAGES = 2000
 PUBLISH_TIMEOUT_S = 60.0
-BODY = b'{"payload": "' + b"x" * 200 + b'"}'
+BODY = {"payload": "x" * 200}
+CONFIRM_TIMEOUT_S = 1.0
 
 
 class Publishing:
-    """Publishes m0000..m<N-1> once each, with confirms, from a thread; reconnects after
-    the broker died and goes on with the next id."""
+    """Publishes m0000..m<N-1> once each through the Publisher (confirms on) from a thread;
+    after a publish that raised, waits for the broker and goes on with the next id.
 
-    def __init__(self, url: str, queue: str) -> None:
-        self.url, self.queue = url, queue
+    confirm_timeout_s is short (CONFIRM_TIMEOUT_S): the Publisher sends a message again with
+    the same id when its connection drops within that time, and a resend across the restart
+    would make a confirmed id appear twice legitimately (at least once); here a publish the
+    kill interrupts raises instead, and is counted as unconfirmed."""
+
+    def __init__(self, runtime: MessagingRuntime, queue: str) -> None:
+        self.runtime, self.queue = runtime, queue
         self.confirmed: list[str] = []
         self.unconfirmed: list[str] = []
         self.errors: list[BaseException] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _connected(self) -> Connection:
-        conn = connect(self.url, confirms=True)
-        conn.ensure_connection(max_retries=1)
-        return conn
+    def _reachable(self) -> bool:
+        with connect(self.runtime.url) as conn:
+            conn.ensure_connection(max_retries=1)
+        return True
 
     def _run(self) -> None:
-        conn = None
         try:
-            for n in range(MESSAGES):
-                message_id = f"m{n:04d}"
-                if conn is None:
-                    conn = until("the broker to take connections again", self._connected,
-                                 timeout_s=PUBLISH_TIMEOUT_S, every_s=0.2, ignoring=broker_errors())  # fmt: skip
-                try:
-                    channel = conn.default_channel
-                    message = channel.prepare_message(BODY, content_type="application/json", content_encoding="utf-8",
-                                                      properties={"message_id": message_id, "delivery_mode": 2})  # fmt: skip
-                    channel.basic_publish(message, exchange="", routing_key=self.queue, mandatory=True)
-                    self.confirmed.append(message_id)
-                except broker_errors():
-                    self.unconfirmed.append(message_id)
-                    conn.release()
-                    conn = None
+            with Publisher(self.runtime) as publisher:
+                for n in range(MESSAGES):
+                    message_id = f"m{n:04d}"
+                    try:
+                        publisher.publish("", self.queue, BODY, message_id=message_id)
+                        self.confirmed.append(message_id)
+                    except (Unavailable, BrokerRefused):
+                        self.unconfirmed.append(message_id)
+                        until("the broker to take connections again", self._reachable,
+                              timeout_s=PUBLISH_TIMEOUT_S, every_s=0.2, ignoring=broker_errors())  # fmt: skip
         except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
             self.errors.append(exc)
-        finally:
-            if conn is not None:
-                conn.release()
 
 
 @pytest.mark.parametrize("queue_type", ["quorum", "classic"])
@@ -72,8 +70,11 @@ def test_every_confirmed_message_is_consumed_exactly_once_after_a_broker_kill(qu
     started = time.monotonic()
     definition = {"queues": [{"name": "durable", "type": queue_type}]}
     with private_rabbit() as rabbit:
-        runtime = declare_definition(settings_for(load_settings(), rabbit.amqp_url, definition))
-        publishing = Publishing(runtime.url, "durable")
+        settings = settings_for(
+            load_settings(), rabbit.amqp_url, definition, confirm_timeout_s=CONFIRM_TIMEOUT_S
+        )
+        runtime = declare_definition(settings)
+        publishing = Publishing(runtime, "durable")
         publishing.thread.start()
         until("half the messages confirmed", lambda: len(publishing.confirmed) >= MESSAGES // 2, timeout_s=60)
         rabbit.kill9()
