@@ -39,20 +39,15 @@ def broker(services):
         yield declare_definition(settings_for(services, url, WORK, schemas=ORDER_SCHEMA))
 
 
-def stats_settled(services, url: str, queue: str) -> dict:
-    """The management view once it shows nothing waiting and nothing unacked (its
-    statistics lag the queue by a few seconds)."""
-    info = until(
-        f"{queue} empty and nothing unacked in the management stats",
-        lambda: (
-            (i := queue_info(services, url, queue)).get("messages") == 0
-            and i.get("messages_unacknowledged") == 0
-            and i
-        ),
-        timeout_s=20,
-        every_s=0.5,
-    )
-    return info
+def stats_settled(services, url: str, queue: str) -> None:
+    """Until the management view shows nothing waiting and nothing unacked (its statistics
+    lag the queue by a few seconds)."""
+
+    def settled() -> bool:
+        info = queue_info(services, url, queue)
+        return info.get("messages") == 0 and info.get("messages_unacknowledged") == 0
+
+    until(f"{queue} empty and nothing unacked in the management stats", settled, timeout_s=20, every_s=0.5)
 
 
 def test_a_handler_that_returns_acks_and_gets_the_decoded_delivery(services, broker):
