@@ -260,7 +260,9 @@ def test_rabbitmq_per_queue_figures_oldest_age_and_dead_letters_by_source(servic
             def settled():
                 obs = collector.collect()
                 found = {(n, t.get("queue")): v for n, v, t in obs.metrics if t.get("vhost") == vhost}
-                ready = found.get(("coreplane_rabbitmq_queue_dead_letters", "orders")) == 2
+                # The head message's timestamp may be reported a statistics refresh after the depth.
+                aged = ("coreplane_rabbitmq_queue_oldest_age_seconds", "orders") in found
+                ready = aged and found.get(("coreplane_rabbitmq_queue_dead_letters", "orders")) == 2
                 return (
                     (obs, found)
                     if ready and found.get(("coreplane_rabbitmq_queue_messages", "orders")) == 4

@@ -30,14 +30,18 @@ def _rows(management: Management, session=None) -> dict[str, dict]:
     return {row["name"]: row for row in analytics.queue_stats(management, session)}
 
 
-def _settled(management: Management, orders: int, dlq: int, session=None) -> dict[str, dict]:
+def _settled(
+    management: Management, orders: int, dlq: int, session=None, aged: bool = False
+) -> dict[str, dict]:
     """The rows once the management API's statistics (refreshed every few seconds) show
-    ``orders`` messages in orders and ``dlq`` in orders.dlq."""
+    ``orders`` messages in orders and ``dlq`` in orders.dlq (and, ``aged``, the head message's
+    timestamp, which its statistics may report a refresh after the depth)."""
 
     def seen() -> dict | None:
         rows = _rows(management, session)
         found = (rows.get("orders", {}).get("depth"), rows.get("orders.dlq", {}).get("depth"))
-        return rows if found == (orders, dlq) else None
+        waiting = aged and rows.get("orders", {}).get("oldest_age_s") is None
+        return rows if found == (orders, dlq) and not waiting else None
 
     return until("the management API to count the messages", seen, timeout_s=30, every_s=0.5)
 
@@ -60,7 +64,7 @@ def test_queue_stats_folds_the_dlq_and_ages_the_head_message(services):
         publish(url, "orders.dlq", 2)
         publish(url, "audit", 1)  # no timestamp property: no age
         with Management.of(runtime) as management:
-            rows = _settled(management, 5, 2)
+            rows = _settled(management, 5, 2, aged=True)
     orders, dlq, audit = rows["orders"], rows["orders.dlq"], rows["audit"]
     assert (orders["type"], orders["ready"], orders["unacked"], orders["consumers"]) == ("classic", 5, 0, 0)
     assert orders["dlq_depth"] == 2, "orders' row carries its DLQ's depth"
