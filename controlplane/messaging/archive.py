@@ -100,7 +100,7 @@ class Archiver:
                 with connect(self.runtime.url, confirms=False, heartbeat=30) as conn:
                     conn.ensure_connection(max_retries=1)
                     failures = 0
-                    self._consume(conn, idle_s=None, deadline=time.monotonic() + RECHECK_S)
+                    self._consume(conn, idle_s=None, deadline=None)
             except Exception as exc:  # noqa: BLE001 - broker or store away: keep trying, never die
                 failures += 1
                 self._drop_batch()
@@ -130,16 +130,22 @@ class Archiver:
             )
         return found
 
-    def _consume(self, conn: Connection, *, idle_s: float | None, deadline: float) -> None:
+    def _consume(self, conn: Connection, *, idle_s: float | None, deadline: float | None) -> None:
+        """Archive until stopped, ``deadline`` (monotonic) or ``idle_s`` without a message; a
+        queue missing from the broker ends the round after RECHECK_S, to look for it again."""
         present = self._present(conn)
         if not present:
             self._stop.wait(0 if idle_s is not None else RECHECK_S)
             return
+        if len(present) < len(self.queues):
+            recheck = time.monotonic() + RECHECK_S
+            deadline = recheck if deadline is None else min(deadline, recheck)
         queues = [Queue(name, no_declare=True) for name in present]
         channel = conn.channel()
         with Consumer(channel, queues=queues, on_message=self._on_message, prefetch_count=FLUSH_MESSAGES):
             idle_since = time.monotonic()
-            while not self._stop.is_set() and time.monotonic() < deadline:
+            while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                conn.heartbeat_check()  # a broker gone silent is noticed, not waited on forever
                 wait = FLUSH_S - (time.monotonic() - self._first_at) if self._messages else 1.0
                 try:
                     conn.drain_events(timeout=max(0.01, wait))
@@ -204,12 +210,10 @@ def store_rows(session: Session, rows: list[dict[str, Any]]) -> int:
         if fresh:
             session.execute(insert(MqDeadLetter), fresh)
         return len(fresh)
-    written = 0
-    for row in rows:  # one statement each: rowcount tells a new row from a known one
-        stmt = maker(MqDeadLetter).values(**row).on_conflict_do_nothing(index_elements=["fingerprint"])
-        result: Any = session.execute(stmt)  # a CursorResult: an INSERT's
-        written += result.rowcount or 0
-    return written
+    # One statement for the batch; RETURNING says which rows were new (rowcount is not
+    # reliable for INSERT .. ON CONFLICT across drivers).
+    stmt = maker(MqDeadLetter).values(rows).on_conflict_do_nothing(index_elements=["fingerprint"])
+    return len(session.execute(stmt.returning(MqDeadLetter.id)).all())
 
 
 def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

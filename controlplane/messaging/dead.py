@@ -411,19 +411,41 @@ PLANS: dict[str, Callable[[Session, Action, datetime], None]] = {REPLAY: replay_
 PARAM_CHECKS: dict[str, Callable[[dict], None]] = {REPLAY: check_replay, PURGE: check_purge}
 
 
-def describe(session: Session, kind: str, params: dict) -> list[str]:
-    """What the operation will do, in plain words, for the console's preview."""
-    if kind == PURGE:
-        return [f"Delete every message waiting in queue {params.get('queue')} (its consumers never get them)",
-                "Carried out by the agent watching RabbitMQ, through the management API"]  # fmt: skip
-    if kind == "messaging.discard":
-        return [f"Mark {_count(session, params)} archived dead letter(s) discarded: kept for the record, "
-                "never replayed; nothing is sent to RabbitMQ"]  # fmt: skip
+def describe_purge(session: Session, params: dict) -> list[str]:
+    return [
+        f"Delete every message waiting in queue {params.get('queue')} (its consumers never get them)",
+        "Carried out by the agent watching RabbitMQ, through the management API",
+    ]
+
+
+def describe_discard(session: Session, params: dict) -> list[str]:
+    return [
+        f"Mark {_count(session, params)} archived dead letter(s) discarded: kept for the record, "
+        "never replayed; nothing is sent to RabbitMQ"
+    ]
+
+
+def describe_replay(session: Session, params: dict) -> list[str]:
     rows = select_rows(session, params)
     cut = sum(r.truncated for r in rows)
-    lines = [f"Publish {len(rows) - cut} archived dead letter(s) again to their original exchange and "
-             "routing key, with their message id and x-coreplane-replayed set, each confirmed by the broker",
-             "Carried out by the agent watching RabbitMQ; the ones it published become replayed"]  # fmt: skip
+    lines = [
+        f"Publish {len(rows) - cut} archived dead letter(s) again to their original exchange and "
+        "routing key, with their message id and x-coreplane-replayed set, each confirmed by the broker",
+        "Carried out by the agent watching RabbitMQ; the ones it published become replayed",
+    ]
     if cut:
         lines.append(f"{cut} cannot be replayed: the archive cut their body at its cap")
     return lines
+
+
+# The previews, by kind (messaging/operations.py's DESCRIBE holds the two actions' too).
+DESCRIBE: dict[str, Callable[[Session, dict], list[str]]] = {
+    REPLAY: describe_replay,
+    PURGE: describe_purge,
+    "messaging.discard": describe_discard,
+}
+
+
+def describe(session: Session, kind: str, params: dict) -> list[str]:
+    """What the operation will do, in plain words, for the console's preview."""
+    return DESCRIBE[kind](session, params)

@@ -26,7 +26,7 @@ from controlplane import audit
 from controlplane.actions import lifecycle
 from controlplane.actions.steps import ACTOR, fail, succeed
 from controlplane.errors import Conflict, NotFound, Rejected, Unavailable
-from controlplane.messaging import topology
+from controlplane.messaging import dead, topology
 from controlplane.messaging.connection import (
     NOT_CONFIGURED,
     MessagingRuntime,
@@ -431,6 +431,9 @@ DESCRIBE: dict[str, Callable[[Session, dict], list[str]]] = {
     "mq.move": _describe_move,
     "mq.policy": _describe_policy,
     "mq.policy_delete": _describe_policy_delete,
+    # messaging.replay and queue.purge, carried out by an agent (messaging/dead.py).
+    dead.REPLAY: dead.describe_replay,
+    dead.PURGE: dead.describe_purge,
 }
 
 
