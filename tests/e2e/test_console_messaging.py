@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 
 import httpx
 
-from controlplane.messaging import definition as d
-from controlplane.messaging.connection import connect
 from tests.support.console import console_users
 from tests.support.messaging import declare_definition, settings_for
-from tests.support.messaging_analytics import publish
+from tests.support.messaging_analytics import publish, publish_dead_letter
 from tests.support.rabbitmq import rabbit_vhost
 from tests.support.serve import private_serve
 from tests.support.timing import until
@@ -23,18 +20,6 @@ from tests.support.timing import until
 DEFINITION = {
     "queues": [{"name": "orders", "retry": {"attempts": 2}}, {"name": "audit", "dead_letter": False}]
 }
-
-
-def _dead_letter(url: str) -> None:
-    """What the consumer helper publishes when a message has failed its last attempt."""
-    headers = {d.HEADER_QUEUE: "orders", d.HEADER_REASON: "failed", d.HEADER_ATTEMPT: 2,
-               d.HEADER_EXCHANGE: "", d.HEADER_ROUTING_KEY: "orders", d.HEADER_ERROR: "ValueError: bad",
-               d.HEADER_FAILED_AT: datetime.now(UTC).isoformat()}  # fmt: skip
-    with connect(url) as conn:
-        conn.Producer().publish(
-            b'{"id": 7}', exchange="", routing_key="orders.dlq", headers=headers,
-            content_type="application/json", content_encoding="binary",
-        )  # fmt: skip
 
 
 def _row(page: str, queue: str) -> str:
@@ -55,7 +40,7 @@ def test_a_viewer_sees_queues_depths_and_archived_dead_letters(services, tmp_pat
     with rabbit_vhost(services) as url:
         declare_definition(settings_for(services, url, DEFINITION))
         publish(url, "orders", 3)
-        _dead_letter(url)
+        publish_dead_letter(url, "orders")
         serve = private_serve(tmp_path, messaging__url=url, messaging__definition=json.dumps(DEFINITION))
         with serve as (cp_url, token, _log):
             viewer = console_users(cp_url, token, vera="viewer")["vera"]

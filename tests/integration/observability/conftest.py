@@ -25,6 +25,7 @@ from agents.config import TargetConfig
 from agents.daemon import default_config
 from tests.support.agents import running_agent, running_worker
 from tests.support.console import console_login
+from tests.support.messaging_analytics import messaging_estate
 from tests.support.processes import free_port, wait_ready
 from tests.support.serve import start_serve
 from tests.support.services import ROOT, SERVICES_ENV, require
@@ -198,6 +199,9 @@ def estate(services, tmp_path_factory):
         env |= {k: v for k, v in dotenv_values(SERVICES_ENV).items() if v is not None}
         env |= {"COREPLANE_DATABASE_URL": database_url, "COREPLANE_ADMIN_TOKEN": token,
                 "COREPLANE_SERVER__PORT": str(port), "COREPLANE_LOG_LEVEL": "warning"}  # fmt: skip
+        # Messaging on a vhost of its own, with a dead letter the archive stores: the
+        # messaging dashboard's per-queue and archive panels then have figures.
+        env |= stack.enter_context(messaging_estate(services))
         serve = start_serve(env, tmp / "serve.log")
         stack.callback(lambda: (serve.terminate(), serve.wait(timeout=15)))
         url = f"http://127.0.0.1:{port}"

@@ -21,8 +21,8 @@ from tests.support.services import ROOT
 from tests.support.timing import until
 
 DASHBOARDS = ROOT / "dashboards"
-EXPECTED = {"overview", "control-plane", "tasks", "realtime", "storage", "search", "cache", "queues",
-            "mesh", "load-balancer"}  # fmt: skip
+EXPECTED = {"overview", "control-plane", "tasks", "messaging", "realtime", "storage", "search", "cache",
+            "queues", "mesh", "load-balancer"}  # fmt: skip
 # Grafana's own names, not dashboard variables.
 BUILTIN = re.compile(r"^__(timeFilter|timeGroupAlias|timeGroup|interval|rate_interval|range|all)")
 VARIABLE = re.compile(r"\$\{?(\w+)")
