@@ -4,8 +4,9 @@
 queue of messaging's virtual host), with each queue's final dead-letter queue folded into its
 row and, given a store session, the dead letters archived from it in the last hour.
 ``series`` is the history of one queue's figure, from what the RabbitMQ collector
-(agents/collectors/rabbitmq.py) pushed to the store, through the same checked query as
-GET /api/v1/metrics (controlplane/ops/queries.py).
+(agents/collectors/rabbitmq.py) pushed to the store, read by the store's series query as
+GET /api/v1/metrics reads it (raw points or roll-ups as the step allows), within this
+module's own bounds on the window and the number of steps.
 
 Rates are messages per second over RabbitMQ's last sample (its management API's
 ``*_details.rate``); the oldest message's age comes from ``head_message_timestamp``, which
@@ -26,8 +27,8 @@ from sqlalchemy.orm import Session
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected
 from controlplane.messaging.definition import DLQ_SUFFIX, NAME_RE, dlq_name, source_queue
-from controlplane.ops.queries import series_query
 from controlplane.store.models import MqDeadLetter
+from controlplane.store.queries import SeriesQuery, pick_source
 from controlplane.store.queries import series as store_series
 
 MAX_QUEUES = 500  # rows of one answer: a vhost with more is cut, named first by name
@@ -170,9 +171,8 @@ def series(
         )
     _check_queue(queue, "queue")
     check_window(since, until, step_s)
-    tags = [f"queue={queue}", *([f"vhost={vhost}"] if vhost else [])]
-    query, source = series_query(
-        metric_type=METRICS[metric], start=since, end=until, step_s=step_s, tags=tags,
-        group_by="vhost", rollup_1m_days=rollup_1m_days,
-    )  # fmt: skip
-    return store_series(session, query, source)
+    tags = {"queue": queue, **({"vhost": vhost} if vhost else {})}
+    query = SeriesQuery(metric_type=METRICS[metric], start=since, end=until, step_s=step_s, tags=tags,
+                        group_by="vhost")  # fmt: skip
+    # The same choice of raw points or roll-ups as GET /api/v1/metrics (ops/queries.py).
+    return store_series(session, query, pick_source(query, oldest_1m=until - timedelta(days=rollup_1m_days)))
