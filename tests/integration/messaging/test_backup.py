@@ -24,6 +24,8 @@ from tests.support.messaging import declare_definition, settings_for
 from tests.support.messaging_analytics import app_client, app_settings, token_of
 from tests.support.processes import coreplane_bin, coreplane_env
 from tests.support.rabbitmq import management, rabbit_vhost, vhost_of
+from tests.support.serve import private_serve
+from tests.support.timing import until
 
 TOPOLOGY = {
     "exchanges": [{"name": "orders", "type": "topic"}, {"name": "fan", "type": "fanout"}],
@@ -214,3 +216,18 @@ def test_the_cli_exports_to_a_file_and_imports_it_back(services, tmp_path):
         assert loaded.returncode == 0, loaded.stderr
         assert "7 queues" in loaded.stdout
         assert _normalised(mgmt.definitions()) == before
+
+
+def test_serve_writes_scheduled_backups_when_an_interval_is_set(services, tmp_path):
+    folder = tmp_path / "scheduled"
+    with rabbit_vhost(services) as url:
+        settings = {
+            "messaging__url": url,
+            "messaging__backup_dir": str(folder),
+            "messaging__backup_interval_s": "1",
+        }
+        with private_serve(tmp_path, **settings) as (_url, _token, log):
+            found = until("two scheduled backups", lambda: sorted(folder.glob("*.json"))[1:] and sorted(folder.glob("*.json")),
+                          timeout_s=30, every_s=0.2, logs=log.read_text)  # fmt: skip
+    assert {stat.S_IMODE(p.stat().st_mode) for p in found} == {0o600}
+    assert {u["password_hash"] for u in json.loads(found[0].read_text())["users"]} == {REDACTED}
