@@ -36,6 +36,21 @@ def _settings(**overrides: object) -> Settings:
     return settings
 
 
+def _check_messaging(settings: Settings) -> None:
+    """Refuse to start on a messaging definition or schema that does not load, naming the
+    entry to fix, rather than on the first publish."""
+    from controlplane.errors import Rejected
+    from controlplane.messaging.connection import runtime
+    from controlplane.messaging.validation import Schemas
+
+    try:
+        if runtime(settings) is not None:
+            Schemas(settings.messaging.schemas)
+    except Rejected as exc:
+        typer.echo(f"coreplane: invalid messaging configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _var_dir() -> Path:
     """Where the local files go: ``COREPLANE_VAR`` (as scripts/lib.sh reads it), else ./var."""
     return Path(os.environ.get("COREPLANE_VAR") or "var")
@@ -103,6 +118,7 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    _check_messaging(settings)
     url = settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}/"
     if settings.server.workers > 1:
         # Each worker process builds the app from the same environment.

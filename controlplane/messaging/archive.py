@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.clock import utcnow
 from controlplane.messaging import definition as d
-from controlplane.messaging.connection import MessagingRuntime, connect
+from controlplane.messaging.connection import MessagingRuntime, body_bytes, connect
 from controlplane.notify import MESSAGING, announce
 from controlplane.schemas.ingest import utc_naive
 from controlplane.store.db import make_sessionmaker
@@ -231,7 +231,7 @@ def dead_letter_row(message: Any, *, vhost: str, queue: str, keep_bytes: int) ->
     headers = dict(message.headers or {})
     props = message.properties or {}
     death = _death(headers, queue)
-    body = bytes(message.body or b"")
+    body = body_bytes(message)
     if d.HEADER_REASON in headers:
         reason = str(headers[d.HEADER_REASON])
         source = str(headers.get(d.HEADER_QUEUE) or queue)
@@ -281,7 +281,7 @@ def dead_letter_row(message: Any, *, vhost: str, queue: str, keep_bytes: int) ->
 
 
 def _bare_row(message: Any, *, vhost: str, queue: str, keep_bytes: int) -> dict[str, Any]:
-    body = bytes(message.body or b"")
+    body = body_bytes(message)
     return {
         "id": uuid.uuid4(), "vhost": vhost[:200], "queue": queue[:200], "exchange": "", "routing_key": queue,
         "fingerprint": hashlib.sha256(json.dumps([vhost, queue, body.hex()[:4096]]).encode()).hexdigest(),

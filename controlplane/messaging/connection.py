@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from kombu import Connection
@@ -46,6 +47,15 @@ def connect(url: str, *, confirms: bool = True, heartbeat: float = 0) -> Connect
         heartbeat=heartbeat,
         transport_options={"confirm_publish": confirms},
     )
+
+
+def body_bytes(message: Any) -> bytes:
+    """A received message's body as bytes: py-amqp hands over a str when the message names
+    a content_encoding (kombu's JSON serializer does), bytes otherwise."""
+    body = message.body
+    if isinstance(body, str):
+        return body.encode(message.content_encoding or "utf-8")
+    return bytes(body or b"")
 
 
 def broker_errors() -> tuple[type[BaseException], ...]:

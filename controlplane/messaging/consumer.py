@@ -40,7 +40,7 @@ from kombu import Queue as KombuQueue
 
 from controlplane.errors import NotFound, Rejected, Unavailable
 from controlplane.messaging import definition as defn
-from controlplane.messaging.connection import MessagingRuntime, broker_errors, connect
+from controlplane.messaging.connection import MessagingRuntime, body_bytes, broker_errors, connect
 from controlplane.messaging.validation import Schemas
 
 log = logging.getLogger("coreplane.messaging.consumer")
@@ -263,7 +263,7 @@ class Consumer:
         props = message.properties or {}
         exchange = str(headers.get(defn.HEADER_EXCHANGE, info.get("exchange", "")))
         routing_key = str(headers.get(defn.HEADER_ROUTING_KEY, info.get("routing_key", "")))
-        raw = _raw_body(message)
+        raw = body_bytes(message)
         body = _decode(raw, message.content_type)
         try:
             self.schemas.check(exchange, routing_key, body)
@@ -293,7 +293,7 @@ class Consumer:
         try:
             channel = self._publisher().default_channel
             amqp_message = channel.prepare_message(
-                _raw_body(message),
+                body_bytes(message),
                 priority=props.get("priority"),
                 content_type=message.content_type,
                 content_encoding=message.content_encoding,
@@ -328,14 +328,6 @@ class Consumer:
             # Already broken, most likely: closing it is all that is left to do.
             with contextlib.suppress(Exception):
                 conn.release()
-
-
-def _raw_body(message: Any) -> bytes:
-    """The body's bytes: py-amqp hands over a str when the message names a content_encoding."""
-    body = message.body
-    if isinstance(body, str):
-        return body.encode(message.content_encoding or "utf-8")
-    return bytes(body)
 
 
 def _decode(body: bytes, content_type: str | None) -> Any:

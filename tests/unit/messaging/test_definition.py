@@ -73,7 +73,10 @@ def test_expand_gives_each_queue_its_dead_letter_and_retry_queues_in_declaring_o
                               "x-dead-letter-routing-key": "orders.created"}  # fmt: skip
     assert by_name[("queue", "orders.created.dlq")].arguments == {"x-queue-type": "quorum"}
     # 4 attempts: 3 retry queues, waiting 1, 2, then 3 s (the cap), each back to the queue.
-    ttls = [by_name[("queue", retry_queue_name("orders.created", n))].arguments["x-message-ttl"] for n in (1, 2, 3)]
+    ttls = [
+        by_name[("queue", retry_queue_name("orders.created", n))].arguments["x-message-ttl"]
+        for n in (1, 2, 3)
+    ]
     assert ttls == [1000, 2000, 3000]
     assert ("queue", retry_queue_name("orders.created", 4)) not in by_name
     back = by_name[("queue", "orders.created.retry.1")].arguments

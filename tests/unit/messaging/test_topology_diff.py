@@ -11,7 +11,9 @@ DEFAULTS = MessagingRetrySettings()
 
 
 def queue(name: str, **arguments: object) -> Declared:
-    return Declared(kind="queue", name=name, type="classic", arguments={"x-queue-type": "classic", **arguments})
+    return Declared(
+        kind="queue", name=name, type="classic", arguments={"x-queue-type": "classic", **arguments}
+    )
 
 
 def wanted(raw: dict) -> list[Declared]:
@@ -34,7 +36,10 @@ def test_changed_arguments_or_type_are_a_recreate_naming_what_differs():
     changes = {c.wanted.name: c for c in found.change}
     assert set(changes) == {"q", "e"} and all(c.recreate for c in found.change)
     assert changes["q"].differences == {
-        "arguments": ({"x-queue-type": "classic", "x-max-priority": 5}, {"x-queue-type": "classic", "x-max-priority": 9})
+        "arguments": (
+            {"x-queue-type": "classic", "x-max-priority": 5},
+            {"x-queue-type": "classic", "x-max-priority": 9},
+        )
     }
     assert changes["e"].differences == {"type": ("direct", "topic")}
     as_dict = found.to_dict()["change"][0]
@@ -62,7 +67,11 @@ def test_remove_lists_what_the_definition_lacks_bindings_first_and_never_the_tas
         Declared(kind="exchange", name="celeryev", type="topic"), _binding("celery", "celery", "celery"),
     ]  # fmt: skip
     found = diff([], on_broker, protected=Protected.of(tasks))
-    assert [(d.kind, d.name) for d in found.remove] == [("binding", "old/old/k"), ("queue", "old"), ("exchange", "old")]
+    assert [(d.kind, d.name) for d in found.remove] == [
+        ("binding", "old/old/k"),
+        ("queue", "old"),
+        ("exchange", "old"),
+    ]
     # Without the tasks' names, they would be removed too: protection is what keeps them.
     # (Celery's workers' own queues, celeryev.* and *.pidbox, are kept whatever the settings.)
     assert len(diff([], on_broker).remove) == len(on_broker) - 2
@@ -71,5 +80,7 @@ def test_remove_lists_what_the_definition_lacks_bindings_first_and_never_the_tas
 def test_the_dead_exchange_of_messaging_is_not_the_tasks_dead_queue():
     # Both are called coreplane.dead by default; one is an exchange, the other a queue.
     tasks = TasksSettings()
-    found = diff([], [Declared(kind="exchange", name="coreplane.dead", type="direct")], protected=Protected.of(tasks))
+    found = diff(
+        [], [Declared(kind="exchange", name="coreplane.dead", type="direct")], protected=Protected.of(tasks)
+    )
     assert [(d.kind, d.name) for d in found.remove] == [("exchange", "coreplane.dead")]
