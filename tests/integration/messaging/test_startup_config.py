@@ -29,4 +29,6 @@ def test_serve_refuses_a_messaging_setting_that_does_not_load(tmp_path, name, va
     assert migrated.returncode == 0, migrated.stderr.decode()
     serve = subprocess.run([coreplane_bin(), "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert serve.returncode == 2, serve.stderr[-2000:]
-    assert f"invalid messaging configuration: COREPLANE_MESSAGING__{named}" in serve.stderr, serve.stderr[-2000:]
+    assert f"invalid messaging configuration: COREPLANE_MESSAGING__{named}" in serve.stderr, serve.stderr[
+        -2000:
+    ]
