@@ -6,6 +6,7 @@ the same dead letter delivered twice is one row; the thread in a serve archives 
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,3 +163,22 @@ def test_the_consumer_helpers_dead_letters_are_archived_with_its_verdict(store, 
         assert "KeyError" in poison.error and bytes(poison.body) == b'{"poison": true}'
         assert (refused.reason, refused.routing_key) == ("rejected", "order.refused")
         assert "nobody wants it" in refused.error
+
+
+def test_a_dead_letter_kombu_serialized_as_json_is_archived_with_its_bytes(store, services):
+    """kombu's JSON serializer names a content_encoding, so py-amqp hands the archiver a str
+    body: it is stored as the bytes that were sent, not refused."""
+    from kombu import Producer
+
+    with rabbit_vhost(services) as url:
+        runtime = declare_definition(settings_for(services, url, DEFINITION))
+        with connect(url) as conn:
+            Producer(conn.default_channel).publish(
+                {"order": "é-1"}, exchange="", routing_key="orders.dlq", serializer="json",
+                message_id="kombu-json", headers={d.HEADER_REASON: "failed", d.HEADER_QUEUE: "orders"},
+            )  # fmt: skip
+        assert Archiver(store.engine, runtime).run_once(idle_s=0.5) == 1
+        (row,) = _rows(store)
+        assert row.message_id == "kombu-json" and row.reason == "failed"
+        assert json.loads(bytes(row.body)) == {"order": "é-1"}
+        assert row.body_bytes == len(bytes(row.body)) and not row.truncated
