@@ -30,6 +30,9 @@ PAGES = {
     "/tasks/analytics": "viewer",
     "/tasks/workflows": "viewer",
     "/tasks/schedules": "viewer",
+    "/messaging": "viewer",
+    "/messaging/topology": "viewer",
+    "/messaging/dead-letters": "viewer",
     "/users": "admin",
     "/settings": "admin",
 }
@@ -40,6 +43,10 @@ POSTS = {
     "/rules": "admin",
     "/rules/preview": "operator",
     "/tasks/schedules": "operator",
+    "/messaging/operations/preview": "operator",
+    "/messaging/operations/confirm": "operator",
+    "/messaging/dead-letters/preview": "operator",
+    "/messaging/dead-letters/confirm": "operator",
     "/users": "admin",
     "/settings": "admin",
 }
