@@ -527,7 +527,9 @@ def cache_import(source: Annotated[str, typer.Argument(help="A file path, or s3:
     typer.echo(f"coreplane: imported {count} entr{'y' if count == 1 else 'ies'} from {source}")
 
 
-messaging_app = typer.Typer(help="Messaging on RabbitMQ: back up and restore the broker's definitions.")
+messaging_app = typer.Typer(
+    help="Messaging on RabbitMQ: the topology diff and apply, definition backups and restores."
+)
 app.add_typer(messaging_app, name="messaging")
 
 
