@@ -19,13 +19,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane import audit
-from controlplane.actions import lifecycle
-from controlplane.actions.steps import ACTOR, fail, succeed
-from controlplane.errors import Conflict, NotFound, Rejected, Unavailable
+from controlplane.actions import carried
+from controlplane.actions.carried import OperationFailed, Outcome
+from controlplane.errors import Rejected
 from controlplane.messaging import dead, topology
 from controlplane.messaging.connection import (
     NOT_CONFIGURED,
@@ -56,10 +54,6 @@ MAX_DECLARE_BINDINGS = 50
 MAX_POLICY_PRIORITY = 999
 APPLY_TO = ("queues", "exchanges", "all")
 OVERFLOWS = ("drop-head", "reject-publish", "reject-publish-dlx")
-
-
-class OperationFailed(Exception):
-    """The operation could not be carried out; the action fails with this reason."""
 
 
 # -- parameters ------------------------------------------------------------------------
@@ -206,8 +200,6 @@ PARAM_CHECKS: dict[str, Callable[[dict], None]] = {
 
 # -- carrying them out -------------------------------------------------------------------
 
-Outcome = tuple[str, dict[str, Any]]
-
 
 def _apply(runtime: MessagingRuntime, params: dict) -> Outcome:
     given = "definition" in params
@@ -314,47 +306,25 @@ CARRY_OUT: dict[str, Callable[[MessagingRuntime, dict], Outcome]] = {
 
 
 def carry_out(session: Session, runtime: MessagingRuntime, action: Action, now: datetime) -> None:
-    """Do one pending operation and end its action; who asked and why go to the audit log."""
-    lifecycle.move(session, action, "running", actor=ACTOR, now=now, note="carried out by the control plane")
-    try:
-        note, output = CARRY_OUT[action.kind](runtime, action.params or {})
-    except (OperationFailed, Rejected, Conflict, NotFound, Unavailable) as exc:
-        return fail(session, action, str(exc), now)
-    except broker_errors() as exc:
-        return fail(session, action, f"RabbitMQ refused: {type(exc).__name__}: {exc}", now)
-    audit.record(
-        session,
-        actor=action.requested_by,
-        action=action.kind,
-        target=TARGET,
-        details={"action": str(action.id), "reason": action.reason, "params": action.params, "note": note},
-    )
-    return succeed(session, action, now, note, **output)
+    """Do one pending operation and end its action, audited (actions/carried.py)."""
+    carried.carry_out(
+        session, action, now, lambda: CARRY_OUT[action.kind](runtime, action.params or {}),
+        target=TARGET, backend_errors=broker_errors(), backend="RabbitMQ",
+    )  # fmt: skip
 
 
 def advance(session: Session, runtime: MessagingRuntime, *, now: datetime) -> int:
     """Carry out every pending queue operation, oldest first (the leader's control loop,
     before the other plans); returns how many."""
-    pending = session.scalars(
-        select(Action).where(Action.kind.in_(KINDS), Action.state == "pending").order_by(Action.created_at)
-    )
-    done = 0
-    for action in list(pending):
+    actions = carried.pending(session, KINDS)
+    for action in actions:
         carry_out(session, runtime, action, now)
-        done += 1
-    return done
+    return len(actions)
 
 
-def without_broker(session: Session, action: Action, now: datetime) -> None:
-    """The plan of every queue operation when the leader has no RabbitMQ (``advance`` carries
-    them out first when it has one)."""
-    if action.state in ("pending", "running"):
-        if action.state == "pending":
-            lifecycle.move(session, action, "running", actor=ACTOR, now=now)
-        fail(session, action, NOT_CONFIGURED, now)
-
-
-PLANS: dict[str, Callable[[Session, Action, datetime], None]] = dict.fromkeys(KINDS, without_broker)
+PLANS: dict[str, Callable[[Session, Action, datetime], None]] = dict.fromkeys(
+    KINDS, carried.unavailable(NOT_CONFIGURED)
+)
 
 
 # -- the preview -------------------------------------------------------------------------

@@ -21,9 +21,8 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane import audit
-from controlplane.actions import lifecycle
-from controlplane.actions.steps import ACTOR, fail, succeed
+from controlplane.actions import carried
+from controlplane.actions.carried import OperationFailed, Outcome
 from controlplane.errors import Conflict, NotFound, Rejected
 from controlplane.schemas.ingest import utc_naive
 from controlplane.settings import TasksSettings
@@ -52,10 +51,6 @@ class TaskRuntime:
 
     app: Celery
     tasks: TasksSettings
-
-
-class OperationFailed(Exception):
-    """The operation could not be carried out; the action fails with this reason."""
 
 
 # -- parameters ------------------------------------------------------------------------
@@ -215,9 +210,7 @@ def _retry_ids(runtime: TaskRuntime, task_ids: list[str]) -> dict[str, Any]:
     return {"replayed": sorted(replayed), "resent": resent, "not_retried": missing}
 
 
-def _retry(
-    session: Session, runtime: TaskRuntime, action: Action, now: datetime
-) -> tuple[str, dict[str, Any]]:
+def _retry(session: Session, runtime: TaskRuntime, action: Action, now: datetime) -> Outcome:
     task_id = _params(action)["task_id"]
     done = _retry_ids(runtime, [task_id])
     if done["not_retried"]:
@@ -251,9 +244,7 @@ def failures_since(session: Session, runtime: TaskRuntime | None, name: str, sin
     return ids[:MAX_RETRY_FAILED]
 
 
-def _retry_failed(
-    session: Session, runtime: TaskRuntime, action: Action, now: datetime
-) -> tuple[str, dict[str, Any]]:
+def _retry_failed(session: Session, runtime: TaskRuntime, action: Action, now: datetime) -> Outcome:
     name, since = _params(action)["name"], parse_since(_params(action)["since"])
     ids = failures_since(session, runtime, name, since)
     done = _retry_ids(runtime, ids)
@@ -261,9 +252,7 @@ def _retry_failed(
     return f"{count} of {len(ids)} failure(s) of {name} since {_params(action)['since']} retried", done
 
 
-def _cancel(
-    session: Session, runtime: TaskRuntime, action: Action, now: datetime
-) -> tuple[str, dict[str, Any]]:
+def _cancel(session: Session, runtime: TaskRuntime, action: Action, now: datetime) -> Outcome:
     params = _params(action)
     terminate, signal = bool(params.get("terminate", False)), params.get("signal", "SIGTERM")
     runtime.app.control.revoke(params["task_id"], terminate=terminate, signal=signal)
@@ -275,9 +264,7 @@ def _cancel(
     }
 
 
-def _purge(
-    session: Session, runtime: TaskRuntime, action: Action, now: datetime
-) -> tuple[str, dict[str, Any]]:
+def _purge(session: Session, runtime: TaskRuntime, action: Action, now: datetime) -> Outcome:
     queue = _params(action)["queue"]
     if queue not in runtime.tasks.queues:
         raise OperationFailed(f"unknown queue {queue!r}; declared: {', '.join(runtime.tasks.queues)}")
@@ -286,24 +273,18 @@ def _purge(
     return f"{purged} message(s) purged from {queue}", {"queue": queue, "purged": purged}
 
 
-def _replay(
-    session: Session, runtime: TaskRuntime, action: Action, now: datetime
-) -> tuple[str, dict[str, Any]]:
+def _replay(session: Session, runtime: TaskRuntime, action: Action, now: datetime) -> Outcome:
     ids, name = _params(action).get("task_ids"), _params(action).get("name")
     replayed = dead.replay(runtime.app, runtime.tasks, task_ids=set(ids) if ids else None, name=name)
     return f"{len(replayed)} dead letter(s) replayed", {"replayed": replayed}
 
 
-def _discard(
-    session: Session, runtime: TaskRuntime, action: Action, now: datetime
-) -> tuple[str, dict[str, Any]]:
+def _discard(session: Session, runtime: TaskRuntime, action: Action, now: datetime) -> Outcome:
     discarded = dead.discard(runtime.app, runtime.tasks, task_ids=set(_params(action)["task_ids"]))
     return f"{len(discarded)} dead letter(s) discarded", {"discarded": discarded}
 
 
-def _workflow_cancel(
-    session: Session, runtime: TaskRuntime, action: Action, now: datetime
-) -> tuple[str, dict[str, Any]]:
+def _workflow_cancel(session: Session, runtime: TaskRuntime, action: Action, now: datetime) -> Outcome:
     workflow_id = uuid.UUID(_params(action)["workflow_id"])
     try:
         revoked = workflows.cancel(
@@ -314,7 +295,7 @@ def _workflow_cancel(
     return f"workflow {workflow_id} cancelled; {len(revoked)} step(s) revoked", {"revoked": revoked}
 
 
-CARRY_OUT: dict[str, Callable[[Session, TaskRuntime, Action, datetime], tuple[str, dict[str, Any]]]] = {
+CARRY_OUT: dict[str, Callable[[Session, TaskRuntime, Action, datetime], Outcome]] = {
     "tasks.retry": _retry,
     "tasks.retry_failed": _retry_failed,
     "tasks.cancel": _cancel,
@@ -336,54 +317,26 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
 
 
 def carry_out(session: Session, runtime: TaskRuntime, action: Action, now: datetime) -> None:
-    """Do one pending task operation and end its action; who asked and why go to the audit log."""
-    lifecycle.move(session, action, "running", actor=ACTOR, now=now, note="carried out by the control plane")
-    try:
-        note, output = CARRY_OUT[action.kind](session, runtime, action, now)
-    except (OperationFailed, Rejected) as exc:
-        return fail(session, action, str(exc), now)
-    except _broker_errors() as exc:
-        return fail(
-            session, action, f"the broker or result backend refused: {type(exc).__name__}: {exc}", now
-        )
-    audit.record(
-        session,
-        actor=action.requested_by,
-        action=action.kind,
-        target=TARGET,
-        details={"action": str(action.id), "reason": action.reason, "params": action.params, "note": note},
-    )
-    return succeed(session, action, now, note, **output)
+    """Do one pending task operation and end its action, audited (actions/carried.py)."""
+    carried.carry_out(
+        session, action, now, lambda: CARRY_OUT[action.kind](session, runtime, action, now),
+        target=TARGET, backend_errors=_broker_errors(), backend="the broker or result backend",
+    )  # fmt: skip
 
 
 def advance(session: Session, runtime: TaskRuntime, *, now: datetime) -> int:
     """Carry out every pending task operation (the leader's control loop, before the other
     plans); returns how many."""
-    pending = session.scalars(
-        select(Action).where(Action.kind.in_(KINDS), Action.state == "pending").order_by(Action.created_at)
-    )
-    done = 0
-    for action in list(pending):
+    actions = carried.pending(session, KINDS)
+    for action in actions:
         carry_out(session, runtime, action, now)
-        done += 1
-    return done
+    return len(actions)
 
 
-def without_broker(session: Session, action: Action, now: datetime) -> None:
-    """The plan of every task operation when the leader has no broker (``advance`` carries
-    them out first when it has one)."""
-    if action.state in ("pending", "running"):
-        if action.state == "pending":
-            lifecycle.move(session, action, "running", actor=ACTOR, now=now)
-        fail(
-            session,
-            action,
-            "the leader has no Celery broker: set COREPLANE_RABBITMQ__URL or COREPLANE_TASKS__BROKER_URL",
-            now,
-        )
-
-
-PLANS: dict[str, Callable[[Session, Action, datetime], None]] = dict.fromkeys(KINDS, without_broker)
+NO_BROKER = "the leader has no Celery broker: set COREPLANE_RABBITMQ__URL or COREPLANE_TASKS__BROKER_URL"
+PLANS: dict[str, Callable[[Session, Action, datetime], None]] = dict.fromkeys(
+    KINDS, carried.unavailable(NO_BROKER)
+)
 
 
 # -- the preview -------------------------------------------------------------------------
