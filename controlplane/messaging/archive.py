@@ -15,7 +15,6 @@ import base64
 import hashlib
 import json
 import logging
-import threading
 import time
 import uuid
 from datetime import UTC, date, datetime
@@ -32,6 +31,7 @@ from controlplane.clock import utcnow
 from controlplane.messaging import definition as d
 from controlplane.messaging.connection import MessagingRuntime, body_bytes, connect
 from controlplane.notify import MESSAGING, announce
+from controlplane.queue_reader import QueueReader
 from controlplane.schemas.ingest import utc_naive
 from controlplane.store.db import make_sessionmaker
 from controlplane.store.models import MqDeadLetter
@@ -40,7 +40,6 @@ log = logging.getLogger("coreplane.messaging.archive")
 
 FLUSH_MESSAGES = 100  # also the prefetch: the thread holds one batch at most
 FLUSH_S = 0.2
-BACKOFF_MAX_S = 10.0
 RECHECK_S = 30.0  # how often queues missing from the broker are looked for again
 # What a dead letter's headers keep: JSON-safe, each text capped, nesting and counts bounded.
 HEADER_TEXT_MAX = 2000
@@ -56,17 +55,19 @@ def dead_letter_queues(runtime: MessagingRuntime) -> list[str]:
     return [d.dlq_name(q.name) for q in runtime.definition.queues if q.dead_letter]
 
 
-class Archiver:
+class Archiver(QueueReader):
     """run_once() archives what waits in the dead-letter queues now (tests); start()/stop()
     do the same in a thread that reconnects, with a capped backoff, when the broker goes away."""
+
+    thread_name = "mq-dead-letter-archive"
+    log = log
 
     def __init__(self, engine: Engine, runtime: MessagingRuntime) -> None:
         self.engine = engine
         self.runtime = runtime
         self.sessions = make_sessionmaker(engine)
         self.queues = dead_letter_queues(runtime)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         # The one batch: owned by the consuming thread, nothing else touches it.
         self._rows: list[dict[str, Any]] = []
         self._messages: list[Any] = []
@@ -77,36 +78,18 @@ class Archiver:
         """Archive the dead letters waiting now: until none comes for ``idle_s`` (or
         ``max_s`` passed). Returns the rows written."""
         before = self.archived
-        with connect(self.runtime.url, confirms=False) as conn:
-            self._consume(conn, idle_s=idle_s, deadline=time.monotonic() + max_s)
+        with self.connection() as conn:
+            self.consume(conn, idle_s=idle_s, deadline=time.monotonic() + max_s)
         return self.archived - before
 
     def start(self) -> None:
         if not self.queues:
             log.info("dead-letter archive: the definition has no dead-letter queue; not started")
             return
-        self._thread = threading.Thread(target=self._run, name="mq-dead-letter-archive", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                with connect(self.runtime.url, confirms=False, heartbeat=30) as conn:
-                    conn.ensure_connection(max_retries=1)
-                    failures = 0
-                    self._consume(conn, idle_s=None, deadline=None)
-            except Exception as exc:  # noqa: BLE001 - broker or store away: keep trying, never die
-                failures += 1
-                self._drop_batch()
-                if failures == 1 or failures % 30 == 0:
-                    log.warning("dead-letter archive: %s (%d failure(s) in a row); retrying", exc, failures)
-                self._stop.wait(min(0.5 * 2 ** min(failures, 10), BACKOFF_MAX_S))
+    def connection(self) -> Connection:
+        return connect(self.runtime.url, confirms=False, heartbeat=30)
 
     def _present(self, conn: Connection) -> list[str]:
         """The dead-letter queues the broker has (a passive declare each, on a channel of its
@@ -130,7 +113,7 @@ class Archiver:
             )
         return found
 
-    def _consume(self, conn: Connection, *, idle_s: float | None, deadline: float | None) -> None:
+    def consume(self, conn: Connection, *, idle_s: float | None, deadline: float | None) -> None:
         """Archive until stopped, ``deadline`` (monotonic) or ``idle_s`` without a message; a
         queue missing from the broker ends the round after RECHECK_S, to look for it again."""
         present = self._present(conn)
@@ -188,7 +171,7 @@ class Archiver:
         self._rows, self._messages = [], []
         self.archived += written
 
-    def _drop_batch(self) -> None:
+    def drop_batch(self) -> None:
         """After a lost connection: its unacked messages go back to the queues by themselves."""
         self._rows, self._messages = [], []
 

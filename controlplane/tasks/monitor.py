@@ -23,6 +23,7 @@ from kombu import Connection, Consumer, Queue, binding
 from sqlalchemy import Engine
 
 from controlplane.clock import utcnow
+from controlplane.queue_reader import QueueReader
 from controlplane.settings import Settings
 from controlplane.store import partitions
 from controlplane.store.db import make_sessionmaker
@@ -35,7 +36,6 @@ FLUSH_S = 0.2
 QUEUE_TTL_MS = 24 * 3600 * 1000
 QUEUE_MAX_LENGTH = 1_000_000
 MAX_WORKERS_KNOWN = 1000
-BACKOFF_MAX_S = 10.0
 
 
 def events_queue(app: Any, settings: Settings) -> Queue:
@@ -54,9 +54,12 @@ def events_queue(app: Any, settings: Settings) -> Queue:
     )
 
 
-class TaskMonitor:
+class TaskMonitor(QueueReader):
     """run_once() records what waits in the queue now (tests); start()/stop() run the
     same in a thread that reconnects, with a capped backoff, when the broker goes away."""
+
+    thread_name = "task-monitor"
+    log = log
 
     def __init__(self, engine: Engine, settings: Settings, app: Any) -> None:
         """``app``: the process's Celery app (make_celery); the monitor opens its own
@@ -65,8 +68,7 @@ class TaskMonitor:
         self.settings = settings
         self.sessions = make_sessionmaker(engine)
         self.app = app
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._heartbeats: OrderedDict[str, datetime] = OrderedDict()
         self._lock = threading.Lock()
         # The one batch: owned by the consuming thread, nothing else touches it.
@@ -89,35 +91,14 @@ class TaskMonitor:
         """Record the events waiting now: until none comes for ``idle_s`` (or ``max_s``
         passed). Returns the task events recorded."""
         before = self.recorded
-        with self.app.connection_for_read() as conn:
-            self._consume(conn, idle_s=idle_s, deadline=time.monotonic() + max_s)
+        with self.connection() as conn:
+            self.consume(conn, idle_s=idle_s, deadline=time.monotonic() + max_s)
         return self.recorded - before
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="task-monitor", daemon=True)
-        self._thread.start()
+    def connection(self) -> Connection:
+        return self.app.connection_for_read()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                with self.app.connection_for_read() as conn:
-                    conn.ensure_connection(max_retries=1)
-                    failures = 0
-                    self._consume(conn, idle_s=None, deadline=None)
-            except Exception as exc:  # noqa: BLE001 - broker or store away: keep trying, never die
-                failures += 1
-                self._drop_batch()
-                if failures == 1 or failures % 30 == 0:
-                    log.warning("task events: %s (%d failure(s) in a row); retrying", exc, failures)
-                self._stop.wait(min(0.5 * 2 ** min(failures, 10), BACKOFF_MAX_S))
-
-    def _consume(self, conn: Connection, *, idle_s: float | None, deadline: float | None) -> None:
+    def consume(self, conn: Connection, *, idle_s: float | None, deadline: float | None) -> None:
         queue = events_queue(self.app, self.settings)
         with Consumer(conn.default_channel, queues=[queue], callbacks=[self._on_message], accept=["json"],
                       prefetch_count=FLUSH_EVENTS, on_decode_error=self._unreadable):  # fmt: skip
@@ -187,6 +168,6 @@ class TaskMonitor:
         self._events, self._messages = [], []
         self.recorded += recorded
 
-    def _drop_batch(self) -> None:
+    def drop_batch(self) -> None:
         """After a lost connection: its unacked messages go back to the queue by themselves."""
         self._events, self._messages = [], []
