@@ -187,9 +187,10 @@ def _confirm_page(request: Request, session: Session, kind: str, params: dict, f
                   action_url: str) -> Response:  # fmt: skip
     # The key makes a confirmation posted twice (a double click, the back button) one action.
     form = {k: v for k, v in form.items() if k != "csrf"} | {"idempotency_key": f"console-{uuid.uuid4().hex}"}
-    context = {"kind": kind, "params": params, "form": form, "steps": dead.describe(session, kind, params),
-               "action_url": action_url}  # fmt: skip
-    return render(request, "messaging/_dead_confirm.html", context)
+    context = {"kind": kind, "target": dead.TARGET, "params": params, "form": form, "ask_reason": True,
+               "steps": dead.describe(session, kind, params), "action_url": action_url,
+               "back": "/messaging/dead-letters"}  # fmt: skip
+    return render(request, "action_confirm.html", context)
 
 
 @router.post("/messaging/dead-letters/preview")

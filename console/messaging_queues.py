@@ -184,8 +184,9 @@ async def preview(
     steps = await asyncio.to_thread(_steps, session, _runtime(request), kind, params)
     back = form.get("back", "")
     back = back if back.startswith("/messaging/") else "/messaging/topology"  # a link of ours only
-    context = {"kind": kind, "params": params, "form": form, "steps": steps, "back": back}
-    return render(request, "messaging/_queue_confirm.html", context)
+    context = {"kind": kind, "target": operations.TARGET, "params": params, "form": form, "steps": steps,
+               "back": back, "action_url": "/messaging/operations/confirm"}  # fmt: skip
+    return render(request, "action_confirm.html", context)
 
 
 @router.post("/messaging/operations/confirm")
