@@ -99,6 +99,16 @@ def _out(action: Action) -> ActionOut:
     return ActionOut.model_validate(action, from_attributes=True)
 
 
+def request_action(
+    session: Session, who: Principal, kind: str, target: str, params: dict, reason: str | None
+) -> ActionOut:
+    """An area's operation asked for over the API (a purge, a replay, ...), made an action
+    (checked, stored, audited) like any other; answered 202 by the route."""
+    wanted = ActionRequest(kind=kind, target=target, params=params, reason=reason or f"{kind} over the API")
+    action, _created = create(session, wanted, actor=f"{who.kind}:{who.name}", now=utcnow())
+    return _out(action)
+
+
 @router.post("/actions", status_code=201, response_model=ActionOut)
 def create_action(
     request: Request,

@@ -14,15 +14,13 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from controlplane.api.actions import ActionOut
+from controlplane.api.actions import ActionOut, request_action
 from controlplane.api.deps import OPERATOR, VIEWER, Principal, read_body
-from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected, Unreadable
 from controlplane.messaging import operations, topology
 from controlplane.messaging.connection import MessagingRuntime, require
 from controlplane.messaging.definition import expand, parse
 from controlplane.messaging.management import Management
-from controlplane.ops.actions import ActionRequest, create_action
 from controlplane.web import DB_SESSION
 
 router = APIRouter(prefix="/messaging", tags=["messaging"])
@@ -72,11 +70,7 @@ def _runtime(request: Request) -> MessagingRuntime:
 
 
 def _operation(session: Session, who: Principal, kind: str, params: dict, reason: str | None) -> ActionOut:
-    wanted = ActionRequest(
-        kind=kind, target=operations.TARGET, params=params, reason=reason or f"{kind} over the API"
-    )
-    action, _ = create_action(session, wanted, actor=f"{who.kind}:{who.name}", now=utcnow())
-    return ActionOut.model_validate(action, from_attributes=True)
+    return request_action(session, who, kind, operations.TARGET, params, reason)
 
 
 def _queue(runtime: MessagingRuntime, name: str) -> dict[str, Any]:

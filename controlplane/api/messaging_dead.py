@@ -12,12 +12,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.orm import Session
 
-from controlplane.api.actions import ActionOut
+from controlplane.api.actions import ActionOut, request_action
 from controlplane.api.deps import OPERATOR, VIEWER, Principal
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound
 from controlplane.messaging import dead
-from controlplane.ops.actions import ActionRequest, create_action
 from controlplane.schemas.ingest import Text, UtcDatetime, utc_naive
 from controlplane.web import DB_SESSION, READ_SESSION
 
@@ -116,10 +115,7 @@ def replay_dead_letters(
     if not dead.select_rows(session, params):
         raise NotFound("no archived dead letter in state dead matches: nothing to replay")
     dead.refuse_truncated(session, params)
-    wanted = ActionRequest(kind=dead.REPLAY, target=dead.TARGET, params=params,
-                           reason=body.reason or "messaging.replay over the API")  # fmt: skip
-    action, _ = create_action(session, wanted, actor=_who(who), now=utcnow())
-    return ActionOut.model_validate(action, from_attributes=True)
+    return request_action(session, who, dead.REPLAY, dead.TARGET, params, body.reason)
 
 
 @router.post("/dead-letters/discard", response_model=Discarded)
@@ -135,8 +131,6 @@ def purge_queue(
     name: str, body: PurgeIn | None = None, who: Principal = Depends(OPERATOR), session: Session = DB_SESSION
 ) -> ActionOut:
     dead.check_queue_name(name, "name", kind="path")
-    params = {"queue": name}
-    wanted = ActionRequest(kind=dead.PURGE, target=dead.TARGET, params=params,
-                           reason=(body.reason if body else None) or "queue.purge over the API")  # fmt: skip
-    action, _ = create_action(session, wanted, actor=_who(who), now=utcnow())
-    return ActionOut.model_validate(action, from_attributes=True)
+    return request_action(
+        session, who, dead.PURGE, dead.TARGET, {"queue": name}, body.reason if body else None
+    )

@@ -15,11 +15,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from controlplane.api.actions import ActionOut
+from controlplane.api.actions import ActionOut, request_action
 from controlplane.api.deps import OPERATOR, VIEWER, Principal
 from controlplane.clock import utcnow
 from controlplane.errors import Conflict
-from controlplane.ops.actions import ActionRequest, create_action
 from controlplane.schemas.ingest import Text, UtcDatetime
 from controlplane.store.models import TaskWorkflow
 from controlplane.tasks import operations, submit, workflow_spec, workflows
@@ -119,11 +118,7 @@ def _runtime(request: Request) -> TaskRuntime:
 
 
 def _operation(session: Session, who: Principal, kind: str, params: dict, reason: str | None) -> ActionOut:
-    wanted = ActionRequest(
-        kind=kind, target=operations.TARGET, params=params, reason=reason or f"{kind} over the API"
-    )
-    action, _ = create_action(session, wanted, actor=f"{who.kind}:{who.name}", now=utcnow())
-    return ActionOut.model_validate(action, from_attributes=True)
+    return request_action(session, who, kind, operations.TARGET, params, reason)
 
 
 def _detail(session: Session, workflow: TaskWorkflow) -> WorkflowDetail:
