@@ -17,8 +17,8 @@ from controlplane.messaging.connection import MessagingRuntime, broker_errors, c
 from controlplane.messaging.consumer import Consumer, Delivery
 from controlplane.messaging.publisher import BrokerRefused, Publisher
 from controlplane.settings import load_settings
-from tests.support.messaging import declare_definition, settings_for
-from tests.support.messaging_consume import depth, publish_raw
+from tests.support.messaging import declare_definition, depth, settings_for
+from tests.support.messaging_consume import publish_raw
 from tests.support.rabbitmq_private import private_rabbit
 from tests.support.timing import until
 

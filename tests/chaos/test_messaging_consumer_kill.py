@@ -11,8 +11,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.support.messaging import declare_definition, settings_for
-from tests.support.messaging_consume import depth, publish_raw
+from tests.support.messaging import declare_definition, depth, settings_for
+from tests.support.messaging_consume import publish_raw
 from tests.support.processes import coreplane_env, spawn, stop
 from tests.support.rabbitmq import queue_info, rabbit_vhost
 from tests.support.services import ROOT

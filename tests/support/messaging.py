@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from controlplane.messaging.connection import MessagingRuntime, connect
+from controlplane.messaging.connection import MessagingRuntime, body_bytes, connect
 from controlplane.messaging.definition import expand, parse
 from controlplane.messaging.topology import declare
 from controlplane.settings import Settings
@@ -65,8 +65,7 @@ def take(url: str, queue: str, limit: int = 1000) -> list[Any]:
             message = channel.basic_get(queue=queue, no_ack=True)
             if message is None:
                 break
-            if isinstance(message.body, str):  # py-amqp decodes a body that names its encoding
-                message.body = message.body.encode(message.properties.get("content_encoding") or "utf-8")
+            message.body = body_bytes(message)  # py-amqp decodes a body that names its encoding
             out.append(message)
     return out
 

@@ -11,8 +11,8 @@ import pytest
 from controlplane.errors import NotFound, Rejected
 from controlplane.messaging import definition as defn
 from controlplane.messaging.consumer import Consumer, Delivery, Reject, Requeue
-from tests.support.messaging import declare_definition, runtime_for, settings_for
-from tests.support.messaging_consume import depth, get_all, publish_raw
+from tests.support.messaging import declare_definition, depth, runtime_for, settings_for, take
+from tests.support.messaging_consume import publish_raw
 from tests.support.rabbitmq import queue_info, rabbit_vhost
 from tests.support.timing import until
 
@@ -80,7 +80,7 @@ def test_reject_dead_letters_at_once_with_the_reason(broker):
         raise Reject("customer 7 is closed")
 
     assert Consumer(broker, "work", handler).drain(max_messages=1, timeout_s=10) == 1
-    dead = get_all(broker.url, "work.dlq")
+    dead = take(broker.url, "work.dlq")
     assert len(dead) == 1
     headers = dead[0].headers
     assert dead[0].properties["message_id"] == message_id
@@ -117,7 +117,7 @@ def test_an_invalid_message_is_dead_lettered_with_the_field_and_never_handled(br
     seen: list[Delivery] = []
     assert Consumer(broker, "work", seen.append).drain(max_messages=2, timeout_s=10) == 2
     assert seen == []
-    dead = {m.properties["message_id"]: m.headers for m in get_all(broker.url, "work.dlq")}
+    dead = {m.properties["message_id"]: m.headers for m in take(broker.url, "work.dlq")}
     assert set(dead) == {bad_field, not_json}
     assert {h[defn.HEADER_REASON] for h in dead.values()} == {"invalid"}
     assert dead[bad_field][defn.HEADER_ERROR].startswith("body.id: 'seven' is not of type 'integer'")

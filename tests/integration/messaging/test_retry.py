@@ -12,8 +12,8 @@ import pytest
 
 from controlplane.messaging import definition as defn
 from controlplane.messaging.consumer import Consumer, Delivery, Retry
-from tests.support.messaging import declare_definition, settings_for
-from tests.support.messaging_consume import depth, get_all, publish_raw
+from tests.support.messaging import declare_definition, depth, settings_for, take
+from tests.support.messaging_consume import publish_raw
 from tests.support.rabbitmq import rabbit_vhost
 from tests.support.timing import until
 
@@ -73,7 +73,7 @@ def test_a_poison_message_is_retried_with_the_backoff_then_dead_lettered(broker)
         assert wanted - EARLY_TOLERANCE_S <= gap <= wanted + LATE_TOLERANCE_S, (
             f"retry {n} came {gap} s after the try before it, wanted {wanted} s; all gaps {gaps}"
         )
-    (dead,) = get_all(broker.url, "poison.dlq")
+    (dead,) = take(broker.url, "poison.dlq")
     headers = dead.headers
     assert dead.properties["message_id"] == message_id
     assert headers[defn.HEADER_REASON] == "failed"
@@ -111,7 +111,7 @@ def test_an_error_message_is_capped(broker):
         raise RuntimeError("x" * 5000)
 
     assert Consumer(broker, "once", handler).drain(max_messages=1, timeout_s=10) == 1
-    (dead,) = get_all(broker.url, "once.dlq")
+    (dead,) = take(broker.url, "once.dlq")
     error = dead.headers[defn.HEADER_ERROR]
     assert len(error) == defn.ERROR_MAX and error.startswith("RuntimeError: xxx")
 
@@ -126,6 +126,6 @@ def test_a_queue_without_retry_dead_letters_the_first_failure(broker):
 
     assert Consumer(broker, "once", handler).drain(max_messages=1, timeout_s=10) == 1
     assert calls == [1]
-    (dead,) = get_all(broker.url, "once.dlq")
+    (dead,) = take(broker.url, "once.dlq")
     assert (dead.headers[defn.HEADER_REASON], dead.headers[defn.HEADER_ATTEMPT]) == ("failed", 1)
     assert dead.headers[defn.HEADER_ERROR] == "KeyError: 'missing'"
