@@ -60,6 +60,7 @@ class Archiver(QueueReader):
     do the same in a thread that reconnects, with a capped backoff, when the broker goes away."""
 
     thread_name = "mq-dead-letter-archive"
+    flush_items, flush_s = FLUSH_MESSAGES, FLUSH_S
     log = log
 
     def __init__(self, engine: Engine, runtime: MessagingRuntime) -> None:
@@ -71,7 +72,6 @@ class Archiver(QueueReader):
         # The one batch: owned by the consuming thread, nothing else touches it.
         self._rows: list[dict[str, Any]] = []
         self._messages: list[Any] = []
-        self._first_at = 0.0
         self.archived = 0  # rows written (a redelivered dead letter is not counted twice)
 
     def run_once(self, idle_s: float = 0.5, max_s: float = 30.0) -> int:
@@ -126,22 +126,10 @@ class Archiver(QueueReader):
         queues = [Queue(name, no_declare=True) for name in present]
         channel = conn.channel()
         with Consumer(channel, queues=queues, on_message=self._on_message, prefetch_count=FLUSH_MESSAGES):
-            idle_since = time.monotonic()
-            while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
-                conn.heartbeat_check()  # a broker gone silent is noticed, not waited on forever
-                wait = FLUSH_S - (time.monotonic() - self._first_at) if self._messages else 1.0
-                try:
-                    conn.drain_events(timeout=max(0.01, wait))
-                    idle_since = time.monotonic()
-                except TimeoutError:
-                    if idle_s is not None and not self._messages and time.monotonic() - idle_since >= idle_s:
-                        break
-                if self._messages and (
-                    len(self._messages) >= FLUSH_MESSAGES or time.monotonic() - self._first_at >= FLUSH_S
-                ):
-                    self._flush()
-            if self._messages:
-                self._flush()
+            self.drain(conn, idle_s=idle_s, deadline=deadline)
+
+    def buffered(self) -> int:
+        return len(self._messages)
 
     def _on_message(self, message: Any) -> None:
         if not self._messages:
@@ -159,7 +147,7 @@ class Archiver(QueueReader):
         self._rows.append(row)
         self._messages.append(message)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Write the batch in one transaction, then ack its messages."""
         rows, messages = _unique(self._rows), self._messages
         with self.sessions.begin() as session:

@@ -59,6 +59,7 @@ class TaskMonitor(QueueReader):
     same in a thread that reconnects, with a capped backoff, when the broker goes away."""
 
     thread_name = "task-monitor"
+    flush_items, flush_s = FLUSH_EVENTS, FLUSH_S
     log = log
 
     def __init__(self, engine: Engine, settings: Settings, app: Any) -> None:
@@ -74,7 +75,6 @@ class TaskMonitor(QueueReader):
         # The one batch: owned by the consuming thread, nothing else touches it.
         self._events: list[dict] = []
         self._messages: list[Any] = []
-        self._first_at = 0.0
         self.recorded = 0
 
     def heartbeats(self) -> dict[str, datetime]:
@@ -102,24 +102,10 @@ class TaskMonitor(QueueReader):
         queue = events_queue(self.app, self.settings)
         with Consumer(conn.default_channel, queues=[queue], callbacks=[self._on_message], accept=["json"],
                       prefetch_count=FLUSH_EVENTS, on_decode_error=self._unreadable):  # fmt: skip
-            idle_since = time.monotonic()
-            while not self._stop.is_set():
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    break
-                wait = FLUSH_S - (now - self._first_at) if self._events else 1.0
-                try:
-                    conn.drain_events(timeout=max(0.01, wait))
-                    idle_since = time.monotonic()
-                except TimeoutError:
-                    if idle_s is not None and not self._messages and time.monotonic() - idle_since >= idle_s:
-                        break
-                if self._messages and (
-                    len(self._events) >= FLUSH_EVENTS or time.monotonic() - self._first_at >= FLUSH_S
-                ):
-                    self._flush()
-            if self._messages:
-                self._flush()
+            self.drain(conn, idle_s=idle_s, deadline=deadline)
+
+    def buffered(self) -> int:
+        return len(self._events)
 
     def _on_message(self, body: Any, message: Any) -> None:
         events = body if isinstance(body, list) else [body]
@@ -154,7 +140,7 @@ class TaskMonitor(QueueReader):
                 while len(self._heartbeats) > MAX_WORKERS_KNOWN:
                     self._heartbeats.popitem(last=False)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Record the batch in one transaction, then ack its messages."""
         events, messages = self._events, self._messages
         days = history.problem_days(events)
