@@ -72,22 +72,6 @@ def _pages() -> dict[str, LivePage]:
     }
 
 
-def configure_django(channel_layer_url: str | None) -> None:
-    """Channels reads its channel layer from Django settings: in memory (one process) by
-    default, Redis when several processes should share groups."""
-    import django
-    from django.conf import settings
-
-    if settings.configured:
-        return
-    layer: dict[str, Any] = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
-    if channel_layer_url:
-        layer = {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                 "CONFIG": {"hosts": [channel_layer_url]}}  # fmt: skip
-    settings.configure(CHANNEL_LAYERS={"default": layer}, INSTALLED_APPS=[], USE_TZ=True)
-    django.setup()
-
-
 # Close code for a socket whose session ended (logout, disable, role or password change):
 # a policy violation, which the htmx ws extension does not retry (it retries 1006/1012/1013).
 SESSION_ENDED = 1008
@@ -105,7 +89,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.name = query.pop("page", "")
         self.page = _pages().get(self.name)
         self.params = query
-        if self.role not in RANK or not _same_origin(self.scope):
+        if self.role not in RANK or not same_origin(self.scope):
             await self.close(code=4403)  # before accept: the browser sees a refused handshake
             return
         if self.page is None:
@@ -173,7 +157,7 @@ CONNECTIONS: set[ConsoleConsumer] = set()
 _RENDERS: dict[tuple, asyncio.Future] = {}
 
 
-def _same_origin(scope: dict) -> bool:
+def same_origin(scope: dict) -> bool:
     """A websocket carries cookies cross-site; refuse a page served from elsewhere."""
     headers = dict(scope.get("headers") or [])
     origin, host = headers.get(b"origin", b"").decode(), headers.get(b"host", b"").decode()

@@ -23,7 +23,7 @@ from console import errors as console_errors
 from console import live, routes
 from console.limits import LoginLimiter
 from console.security_headers import SecurityHeaders
-from console.session import LoginRequired
+from console.session import LoginRequired, console_identity
 from controlplane import __version__, auth, telemetry, tracing
 from controlplane.api import (
     actions,
@@ -41,6 +41,7 @@ from controlplane.api import (
     messaging_publish,
     metrics,
     problems,
+    realtime,
     rules,
     settings_routes,
     task_control,
@@ -57,12 +58,19 @@ from controlplane.messaging.backup import BackupLoop, BackupManagement
 from controlplane.messaging.connection import MessagingRuntime
 from controlplane.messaging.connection import runtime as messaging_runtime
 from controlplane.notify import CHANNELS, NOTIFIER, Listener
+from controlplane.realtime.connection import Endpoint as RealtimeEndpoint
+from controlplane.realtime.hub import Hub
+from controlplane.realtime.layer import configure_django
+from controlplane.realtime.protocol import FORBIDDEN_ORIGIN
+from controlplane.realtime.runtime import Realtime
+from controlplane.realtime.tokens import Grant
 from controlplane.schemas.ingest import IngestBatchIn
 from controlplane.settings import Settings
 from controlplane.store.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from controlplane.tasks import make_celery
 from controlplane.tasks.monitor import TaskMonitor
 from controlplane.tasks.operations import TaskRuntime
+from controlplane.users import RANK
 
 log = logging.getLogger("coreplane.serve")
 
@@ -96,6 +104,7 @@ def _answer_waiters_on_stop(app: FastAPI) -> None:
 
     def stopping() -> None:
         app.state.stopping = True
+        app.state.realtime_hub.drain()  # before uvicorn closes the sockets: "reconnect", then 1012
         for channel in CHANNELS:
             NOTIFIER.fire(channel)
 
@@ -155,7 +164,7 @@ def create_app(settings: Settings) -> FastAPI:
     archiver = _archiver(engine, settings, mq_runtime)
     backups = _backup_loop(engine, settings, mq_runtime)
     listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
-    live.configure_django(settings.server.channel_layer_url)
+    configure_django(settings.server.channel_layer_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -172,11 +181,14 @@ def create_app(settings: Settings) -> FastAPI:
         if backups is not None:
             backups.start()
         _answer_waiters_on_stop(app)
+        await app.state.realtime_hub.start()
         stop_live = asyncio.Event()
         bridge = asyncio.create_task(live.bridge(stop_live, settings.server.live_tick_s))
         yield
         stop_live.set()
         bridge.cancel()
+        app.state.realtime_hub.drain()
+        await app.state.realtime_hub.stop()
         loop.cancel()
         await asyncio.to_thread(control.stop)
         if monitor is not None:
@@ -215,6 +227,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.admin_token_digest, secret = _bootstrap_credentials(app, settings)
     app.state.login_limiter = LoginLimiter()
+    app.state.realtime = Realtime.of(settings, secret)
+    app.state.realtime_hub = Hub(app.state.realtime)
 
     app.add_middleware(
         SessionMiddleware,
@@ -258,6 +272,7 @@ def create_app(settings: Settings) -> FastAPI:
         messaging_admin.router,
         messaging_publish.router,
         messaging.router,
+        realtime.router,
     ):
         api.include_router(router)
     app.include_router(api)
@@ -267,10 +282,23 @@ def create_app(settings: Settings) -> FastAPI:
     for module in routes.MODULES:
         app.include_router(module.router)
     app.router.routes.append(WebSocketRoute("/ws/console", live.endpoint()))
+    app.router.routes.append(WebSocketRoute("/ws/rt", RealtimeEndpoint(_console_grant)))
     app.mount("/static", StaticFiles(directory=Path(console.__file__).parent / "static"), name="static")
     app.add_middleware(SecurityHeaders)  # CSP, nosniff, framing: every answer, pages and API
     tracing.instrument_app(app)
     return app
+
+
+def _console_grant(scope: dict) -> Grant | int | None:
+    """A console page's `/ws/rt`: its session (viewers join, operators publish too), from a
+    page of the same origin only."""
+    identity = console_identity(scope["app"], dict(scope.get("session") or {}))
+    if identity is None:
+        return None
+    if not live.same_origin(scope):
+        return FORBIDDEN_ORIGIN
+    publish = ("*",) if RANK[identity.role] >= RANK["operator"] else ()
+    return Grant(f"console:{identity.username}", ("*",), publish, None)
 
 
 def _add_component_schemas(app: FastAPI) -> None:

@@ -342,6 +342,47 @@ class MessagingSettings(BaseModel):
     )
 
 
+class RealtimeSettings(BaseModel):
+    """Realtime websockets for applications (controlplane.realtime, `/ws/rt`): rooms,
+    presence, history with recovery, schemas and the limits each connection lives under."""
+
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL keeping presence and room history; the channel layer's when unset, "
+        "in memory (one process, `make run`) when both are unset.",
+        repr=False,
+    )
+    heartbeat_s: float = Field(
+        10.0, ge=0.2, le=300,
+        description="Clients send a frame (a ping at least) this often; a connection silent for 1.5 "
+        "periods is closed (4408) and leaves presence, and presence a dead server held expires after 2.",
+    )  # fmt: skip
+    token_ttl_s: int = Field(900, ge=10, le=86400, description="Default lifetime of a realtime token.")
+    history_count: int = Field(1000, ge=1, le=100_000, description="Messages kept per room at most.")
+    history_age_s: float = Field(86400.0, gt=0, le=30 * 86400, description="Seconds a room message is kept.")
+    frame_max_bytes: int = Field(
+        65536, ge=256, le=4 * 1024 * 1024, description="Largest frame a client may send (refused past it)."
+    )
+    rate_per_s: float = Field(50.0, gt=0, le=100_000, description="Frames per second a connection may send.")
+    rate_burst: int = Field(100, ge=1, le=100_000, description="Frames a connection may send at once.")
+    max_subscriptions: int = Field(100, ge=1, le=10_000, description="Rooms one connection may be in.")
+    send_queue: int = Field(
+        1000, ge=10, le=1_000_000,
+        description="Frames waiting for one slow client at most; past it the client is disconnected (4409).",
+    )  # fmt: skip
+    abuse_limit: int = Field(
+        20, ge=1, le=10_000,
+        description="Refused frames (too large, too fast, invalid) a connection may send per minute "
+        "before it is closed (4429).",
+    )  # fmt: skip
+    max_connections: int = Field(50_000, ge=1, le=1_000_000, description="Open connections per process.")
+    schemas: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='Message schemas as a JSON list of {"room": glob ("chat:*"), "json_schema": {...}}; '
+        "a message must pass every schema whose glob matches its room.",
+    )
+
+
 class ControlSettings(BaseModel):
     """The catalog's health machine, the policy engine and leader election."""
 
@@ -438,6 +479,7 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     tasks: TasksSettings = Field(default_factory=TasksSettings)
     messaging: MessagingSettings = Field(default_factory=MessagingSettings)
+    realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)

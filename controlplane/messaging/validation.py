@@ -20,13 +20,12 @@ from functools import lru_cache
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]  # no stubs installed
-import referencing
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from controlplane import json_schemas
 from controlplane.errors import Rejected, TooLarge
 
 MAX_SCHEMAS = 200
-MAX_SCHEMA_BYTES = 64 * 1024
 SETTING = "COREPLANE_MESSAGING__SCHEMAS"
 
 
@@ -122,30 +121,10 @@ def _load(raw: Any, where: str) -> Schema:
         raise Rejected.field(f"{path}: {err['msg']}", path, err["msg"], kind="body") from None
     pattern = tuple(entry.routing_key.split("."))
     if entry.json_schema is not None:
-        return Schema(entry.exchange, pattern, _validator(entry.json_schema, where), None, where)
+        check = json_schemas.validator(entry.json_schema, f"{where}.json_schema")
+        return Schema(entry.exchange, pattern, check, None, where)
     assert entry.model is not None
     return Schema(entry.exchange, pattern, None, _import_model(entry.model, f"{where}.model"), entry.model)
-
-
-def _validator(schema: dict[str, Any], where: str) -> jsonschema.protocols.Validator:
-    size = len(json.dumps(schema, separators=(",", ":")).encode())
-    if size > MAX_SCHEMA_BYTES:
-        raise TooLarge.field(
-            f"{where}.json_schema is {size} bytes of JSON, over the cap of {MAX_SCHEMA_BYTES}",
-            f"{where}.json_schema", "too large", kind="body",
-        )  # fmt: skip
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise Rejected.field(
-            f"{where}.json_schema is not valid JSON Schema (Draft 2020-12): {exc.message}",
-            f"{where}.json_schema", exc.message, kind="body",
-        ) from None  # fmt: skip
-    # An empty registry: a "$ref" to a remote URL fails instead of fetching it from the
-    # network at every check; "format" is checked (an "email" that is not one fails).
-    return jsonschema.Draft202012Validator(
-        schema, registry=referencing.Registry(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
 
 
 def _import_model(reference: str, where: str) -> type[BaseModel]:
@@ -178,14 +157,10 @@ def _decoded(raw: bytes, exchange: str, routing_key: str) -> Any:
 
 
 def _check_json_schema(validator: jsonschema.protocols.Validator, body: Any, source: str) -> None:
-    try:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(body))
-    except referencing.exceptions.Unresolvable as exc:
-        raise Rejected.field(
-            f"{source}: a $ref cannot be resolved: {exc}", "body", "schema $ref", "body"
-        ) from None
+    error = json_schemas.first_error(validator, body, "body")
     if error is not None:
-        _refuse(list(error.absolute_path), error.message, source)
+        field, reason = error
+        raise Rejected.field(f"{field}: {reason} (schema {source})", field, reason, kind="body")
 
 
 def _check_model(model: type[BaseModel], body: Any, source: str) -> None:
@@ -197,5 +172,5 @@ def _check_model(model: type[BaseModel], body: Any, source: str) -> None:
 
 
 def _refuse(path: list[Any], reason: str, source: str) -> None:
-    field = "body" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    field = json_schemas.field_name("body", path)
     raise Rejected.field(f"{field}: {reason} (schema {source})", field, reason, kind="body")
