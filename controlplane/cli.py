@@ -146,6 +146,8 @@ def serve(
         # httptools with a cap on the request head (it has none of its own): 431 past it.
         http=BoundedHeadProtocol,
         h11_max_incomplete_event_size=settings.server.max_header_bytes,
+        # A realtime frame over the setting gets an error frame; one over this, 1009 and the end.
+        ws_max_size=max(1 << 20, 4 * settings.realtime.frame_max_bytes),
     )
 
 
