@@ -56,7 +56,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.refusals: deque[float] = deque()
         self.tokens_left, self.refilled = float(self.settings.rate_burst), time.monotonic()
         grant = await self._authenticate()
-        await self.accept()
+        # A browser that sent its token as a subprotocol needs ours echoed, or it drops the socket.
+        offered = self.scope.get("subprotocols", ())
+        await self.accept(protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None)
         if isinstance(grant, int):
             metrics.CLOSED.labels("refused").inc()
             await self.close(code=grant, reason=self._refusal)
@@ -72,7 +74,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def _authenticate(self) -> Grant | int:
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        token = (query.get("token") or [None])[-1]
+        prefix = protocol.TOKEN_SUBPROTOCOL
+        offered = [p for p in self.scope.get("subprotocols", ()) if p.startswith(prefix)]
+        token = offered[-1][len(prefix) :] if offered else (query.get("token") or [None])[-1]
         if token:
             if self.rt.secret is None:
                 self._refusal = "realtime tokens are not accepted here"
@@ -85,9 +89,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         found = await asyncio.to_thread(type(self).session_grant, self.scope)
         if isinstance(found, Grant):
             return found
-        self._refusal = (
-            "a cross-origin page" if found else "a realtime token (?token=) or a console session is needed"
-        )
+        self._refusal = "a cross-origin page" if found else "a realtime token or a console session is needed"
         return found or protocol.UNAUTHENTICATED
 
     async def disconnect(self, code: int) -> None:

@@ -23,6 +23,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+# A token may come as a subprotocol, ``new WebSocket(url, [SUBPROTOCOL, TOKEN_SUBPROTOCOL +
+# token])``, which keeps it out of access logs (a query string is logged); ``?token=`` works too.
+SUBPROTOCOL = "coreplane.rt.v1"
+TOKEN_SUBPROTOCOL = "token."  # noqa: S105 - a prefix, not a secret
 TYPES = frozenset({"subscribe", "unsubscribe", "publish", "presence", "history", "ping"})
 ROOM = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 ROOM_RULE = "1 to 128 of A-Z a-z 0-9 _ . : @ -"
