@@ -23,6 +23,7 @@ COLLECTORS = {
     "http": "agents.collectors.http:HttpCollector",
     "host": "agents.collectors.host:HostCollector",
     "cache": "agents.collectors.cache:CacheCollector",
+    "realtime": "agents.collectors.realtime:RealtimeCollector",
 }
 
 
