@@ -17,10 +17,11 @@ render per change: twenty operators on the overview cost one render, not twenty.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -52,14 +53,16 @@ COALESCE_S = 0.2  # a burst of commits becomes one push
 @dataclass(frozen=True)
 class LivePage:
     channels: frozenset[str]
-    # (app, query parameters, role) -> the page's live blocks, each an element with an id
-    render: Callable[[Any, dict[str, str], str], dict[str, str]]
+    # (app, query parameters, role) -> the page's live blocks, each an element with an id;
+    # a coroutine function for a page whose figures come from an async client (realtime's
+    # rooms: its Redis client belongs to the server's event loop, not to a worker thread's)
+    render: Callable[[Any, dict[str, str], str], dict[str, str] | Awaitable[dict[str, str]]]
 
 
 def _pages() -> dict[str, LivePage]:
     # Explicit, like every other registry here; imported late because the page modules
     # import the templates, which import this module's helpers.
-    from console import catalog, events, messaging_dead, overview, tasks
+    from console import catalog, events, messaging_dead, overview, realtime, tasks
 
     return {
         "overview": LivePage(frozenset({CATALOG, ACTIONS, EVENTS, TICK}), overview.live_blocks),
@@ -69,6 +72,7 @@ def _pages() -> dict[str, LivePage]:
         "tasks": LivePage(frozenset({TASKS}), tasks.live_blocks),
         "task": LivePage(frozenset({TASKS}), tasks.run_live_blocks),
         "mq-dead": LivePage(frozenset({MESSAGING}), messaging_dead.live_blocks),
+        "realtime": LivePage(frozenset({TICK}), realtime.live_blocks),
     }
 
 
@@ -149,7 +153,12 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         page, role = self.page, self.role
         assert page is not None and role is not None  # connect() accepts only a known page and role
         with LIVE_RENDER_SECONDS.labels(self.name).time():
-            return await asyncio.to_thread(page.render, self.scope["app"], self.params, role)
+            blocks: Any  # the blocks, or (a coroutine function's) an awaitable of them
+            if inspect.iscoroutinefunction(page.render):
+                blocks = page.render(self.scope["app"], self.params, role)
+            else:
+                blocks = await asyncio.to_thread(page.render, self.scope["app"], self.params, role)
+            return await blocks if inspect.isawaitable(blocks) else blocks
 
 
 CONNECTIONS: set[ConsoleConsumer] = set()

@@ -10,6 +10,7 @@ from console import (
     messaging_dead,
     messaging_queues,
     overview,
+    realtime,
     rules,
     settings,
     task_schedules,
@@ -20,5 +21,5 @@ from console import (
 # task_schedules before tasks: /tasks/schedules is matched before /tasks/{task_id}.
 MODULES = (
     users, overview, catalog, explore, events, actions, rules, agents, task_schedules, tasks,
-    messaging_dead, messaging_queues, messaging, settings,
+    messaging_dead, messaging_queues, messaging, realtime, settings,
 )  # fmt: skip
