@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from redis.exceptions import RedisError
 
 from controlplane.errors import Rejected, TooLarge
 from controlplane.realtime import metrics, protocol, tokens
@@ -132,7 +133,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             error = exc.errors[0] if exc.errors else {}
             code = "too_large" if isinstance(exc, TooLarge) else "invalid_data"
             self._refuse(FrameError(code, str(exc), error.get("field"), frame.id))
-        except (OSError, ConnectionError, TimeoutError) as exc:
+        # redis-py's errors (a refused connection included) are no OSError: without them a
+        # Redis outage ended the socket (1006) instead of answering `unavailable`.
+        except (OSError, ConnectionError, TimeoutError, RedisError) as exc:
             self._send(
                 protocol.error_frame(
                     FrameError("unavailable", f"try again: {type(exc).__name__}", None, frame.id)

@@ -1,6 +1,7 @@
 """RedisRooms on the real Redis: one sequence per room that concurrent writers never give
 twice nor skip, history bounded by count (exact MAXLEN) and age, presence that expires
-and is announced gone by exactly one process, the rooms' listing. Each test keeps its keys
+and is announced gone by exactly one process, the rooms' listing; and a Redis that does
+not answer gives clients an error frame, not a dead socket. Each test keeps its keys
 under its own prefix and deletes them after."""
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import pytest
 import redis
 
 from controlplane.realtime.rooms import RedisRooms
-from tests.support.realtime import redis_url, room
+from tests.support.processes import free_port
+from tests.support.realtime import Client, mint, redis_url, room, rt_serve, ws_url
 
 pytestmark = pytest.mark.integration
 
@@ -200,3 +202,23 @@ def test_the_listing_shows_recent_rooms_first_with_sequence_and_presence(prefix)
             client.close()
 
     run(prefix, test, age_s=3600)
+
+
+def test_rooms_whose_redis_does_not_answer_give_unavailable_and_the_connection_stays():
+    # The channel layer in memory, history and presence on a Redis address nobody listens on.
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with rt_serve(redis=False, realtime__redis_url=dead) as cp:
+        name = room("down")
+
+        async def go() -> None:
+            client = await Client.open(ws_url(cp, mint(cp, "ann", [name])))
+            try:
+                refused = await client.call("subscribe", name, timeout=30)
+                assert (refused["type"], refused["code"]) == ("error", "unavailable"), refused
+                published = await client.call("publish", name, data={"a": 1}, timeout=30)
+                assert (published["type"], published["code"]) == ("error", "unavailable"), published
+                assert (await client.call("ping"))["type"] == "pong"  # still open
+            finally:
+                await client.close()
+
+        asyncio.run(go())
