@@ -33,6 +33,7 @@ PAGES = {
     "/messaging": "viewer",
     "/messaging/topology": "viewer",
     "/messaging/dead-letters": "viewer",
+    "/realtime": "viewer",
     "/users": "admin",
     "/settings": "admin",
 }
