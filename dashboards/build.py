@@ -344,9 +344,56 @@ def tasks() -> grafana.Dashboard:
 
 def realtime() -> grafana.Dashboard:
     s = SI
-    return dashboard("coreplane-realtime", "coreplane / Realtime (Channels)",
-        "The Channels layer's round trip and the console's own websockets.",
-        service_variables("coreplane_channels_up"), [
+    # The serves' own /metrics (job coreplane): each process counts the members connected to
+    # it. The agent's realtime collector re-exposes its figures under coreplane-backends,
+    # hence the job.
+    r = 'job="coreplane", instance=~"$serve"'
+    delivery = f"sum by (le) (rate(coreplane_rt_delivery_seconds_bucket{{{r}}}[5m]))"
+    return dashboard("coreplane-realtime", "coreplane / Realtime (websockets)",
+        "/ws/rt on every serve process: connections open and opened/closed, room messages in and "
+        "out per room kind, fan-out, delivery latency, dropped and refused frames, presence; the "
+        "Channels layer's round trip and the console's own websockets.",
+        [*service_variables("coreplane_channels_up"),
+         variable("serve", 'label_values(coreplane_rt_connections{job="coreplane"}, instance)')], [
+        prom("Connections open", (f"sum(coreplane_rt_connections{{{r}}})", "open"), kind="stat", width=6),
+        prom("Rooms with members", (f"sum(coreplane_rt_rooms{{{r}}})", "rooms"), kind="stat", width=6),
+        prom("Room memberships", (f"sum(coreplane_rt_presence{{{r}}})", "members"), kind="stat", width=6),
+        prom("Delivery p99 (5 min)", (f"histogram_quantile(0.99, {delivery})", "p99"), kind="stat",
+             width=6, unit="s", description="Alert RealtimeDeliveryP99High over 50 ms."),
+        prom("Connections open per serve", (f"sum by (instance) (coreplane_rt_connections{{{r}}})",
+                                            "{{instance}}")),
+        prom("Connections opened and closed per second", (
+            f"sum(rate(coreplane_rt_connections_opened_total{{{r}}}[5m]))", "opened"),
+            (f"sum by (reason) (rate(coreplane_rt_connections_closed_total{{{r}}}[5m]))",
+             "closed {{reason}}"),
+            unit="ops", description="Closed by reason: client, idle, too_slow, abuse, restart, refused "
+                                    "(alert RealtimeConnectionChurn)."),
+        prom("Messages in per second by room kind", (
+            f"sum by (kind) (rate(coreplane_rt_messages_in_total{{{r}}}[5m]))", "{{kind}}"), unit="ops",
+            description="Room messages published (a room chat:42 is of kind chat:*)."),
+        prom("Messages out per second by room kind", (
+            f"sum by (kind) (rate(coreplane_rt_messages_out_total{{{r}}}[5m]))", "{{kind}}"), unit="ops",
+            description="Message frames queued to members: messages in times their fan-out."),
+        prom("Fan-out size", (
+            f"sum(rate(coreplane_rt_fanout_members_sum{{{r}}}[5m])) "
+            f"/ sum(rate(coreplane_rt_fanout_members_count{{{r}}}[5m]))", "mean"),
+            ("histogram_quantile(0.95, sum by (le) "
+             f"(rate(coreplane_rt_fanout_members_bucket{{{r}}}[5m])))", "p95"),
+            description="Members of one process a room message went to."),
+        prom("Delivery latency (p50, p95, p99)", *[(
+            f"histogram_quantile({q}, {delivery})", f"p{round(q * 100)}") for q in (0.5, 0.95, 0.99)],
+            unit="s", description="From publish to the frame handed to the member's socket."),
+        prom("Frames dropped and refused per second", (
+            f"sum(rate(coreplane_rt_frames_dropped_total{{{r}}}[5m])) or vector(0)", "dropped (too slow)"),
+            (f"sum(rate(coreplane_rt_frames_refused_total{{{r}}}[5m])) or vector(0)", "refused"),
+            unit="ops", description="Dropped: frames for clients too slow to read them (closed 4409; "
+                                    "alert RealtimeDropRateHigh). Refused: client frames answered with "
+                                    "an error (invalid, too large, rate limited, forbidden...)."),
+        prom("Presence by room kind", (f"sum by (kind) (coreplane_rt_presence{{{r}}})", "{{kind}}"),
+             description="Room memberships held, per room kind."),
+        prom("Gap fills per second", (f"sum(rate(coreplane_rt_gap_fills_total{{{r}}}[5m]))", "gap fills"),
+             unit="ops", description="Room messages read back from history because the channel layer "
+                                     "lost or reordered them."),
         *health_panels("channels"),
         prom("Channel layer up", (f"coreplane_channels_up{{{s}}}", "{{instance}}")),
         prom("Round trip through the channel layer", (

@@ -48,3 +48,19 @@ def test_the_tasks_dashboard_shows_queues_outcomes_per_task_and_the_task_history
         assert f"{metric}{{" in exprs, f"no panel reads {metric}"
     history = [t["rawSql"] for t in queries if "FROM task_runs" in t.get("rawSql", "")]
     assert len(history) == 2 and any("percentile_cont(0.95)" in q for q in history)
+
+
+def test_the_realtime_dashboard_shows_each_realtime_figure():
+    """Each figure a serve's /metrics has for /ws/rt (controlplane/realtime/metrics.py) has a
+    panel, on the serves' own job and the dashboard's serve variable."""
+    realtime = json.loads((DASHBOARDS / "json" / "realtime.json").read_text())
+    assert realtime["title"] == "coreplane / Realtime (websockets)"
+    exprs = " ".join(t.get("expr", "") for p in realtime["panels"] for t in p["targets"])
+    for metric in ("coreplane_rt_connections", "coreplane_rt_connections_opened_total",
+                   "coreplane_rt_connections_closed_total", "coreplane_rt_messages_in_total",
+                   "coreplane_rt_messages_out_total", "coreplane_rt_fanout_members_sum",
+                   "coreplane_rt_delivery_seconds_bucket", "coreplane_rt_frames_dropped_total",
+                   "coreplane_rt_frames_refused_total", "coreplane_rt_presence", "coreplane_rt_rooms"):  # fmt: skip
+        assert f'{metric}{{job="coreplane", instance=~"$serve"}}' in exprs, f"no panel reads {metric}"
+    assert all(f"histogram_quantile({q}, sum by (le) (rate(coreplane_rt_delivery_seconds_bucket" in exprs
+               for q in (0.5, 0.95, 0.99))  # fmt: skip

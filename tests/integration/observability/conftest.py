@@ -19,7 +19,8 @@ import httpx
 import pytest
 import yaml
 from dotenv import dotenv_values
-from websockets.sync.client import connect
+from websockets.exceptions import WebSocketException
+from websockets.sync.client import ClientConnection, connect
 
 from agents.config import TargetConfig
 from agents.daemon import default_config
@@ -33,6 +34,7 @@ from tests.support.stores import fresh_schema
 
 SHIPPED_CONFIG = ROOT / "alerts" / "prometheus.yml"
 RENDER = ROOT / "scripts" / "prometheus-config.sh"  # fills the addresses in; fails on a lost placeholder
+RT_ROOM = "estate:traffic"  # the realtime dashboard's room kind estate:*
 SCRAPE_S = 2  # the shipped 15 s, shortened so a test sees rates within seconds
 # A rule that always holds, in dry run: the engine records an evaluation and does nothing.
 PROBE_RULES = """
@@ -121,13 +123,15 @@ def mesh_haproxy(tmp: Path, upstream_port: int):
 
 class Traffic:
     """What an estate in use does, every second: range queries, requests through the mesh,
-    Celery tasks, an operator's open overview. Without it a rate is 0/0 and a latency has
-    no sample."""
+    Celery tasks, an operator's open overview, a realtime room message to a member and a
+    realtime connection opened and closed. Without it a rate is 0/0 and a latency has no
+    sample."""
 
     def __init__(self, estate: Estate, mesh_port: int, celery) -> None:  # type: ignore[no-untyped-def]
         self.estate, self.mesh_port, self.celery = estate, mesh_port, celery
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+        self.member: ClientConnection | None = None  # the realtime room's member
 
     def _run(self) -> None:
         admin = {"Authorization": f"Bearer {self.estate.token}"}
@@ -148,6 +152,31 @@ class Traffic:
                              params={"metric_type": "coreplane_redis_up", "service_name": "redis"})  # fmt: skip
                     http.get(f"http://127.0.0.1:{self.mesh_port}/healthz")
                 self.celery.send_task("coreplane.ping", queue=self.estate.queue, ignore_result=True)
+                self._realtime(http, admin, {"Cookie": cookie, "Origin": self.estate.url})
+
+    def _realtime(self, http: httpx.Client, admin: dict, headers: dict) -> None:
+        """A message to the room the member (held open, on the console session) is in, read by
+        it, with a ping so it is never idle; a second connection opened and closed. A member
+        the server closed is opened again on the next round."""
+        rt = self.estate.url.replace("http", "ws") + "/ws/rt"
+        try:
+            if self.member is None:
+                # Held across rounds, so not in a with block (legacy=True says that is meant).
+                self.member = connect(rt, additional_headers=headers, legacy=True)
+                self.member.send(json.dumps({"type": "subscribe", "room": RT_ROOM, "id": 1}))
+            with contextlib.suppress(httpx.HTTPError):
+                http.post(f"{self.estate.url}/api/v1/realtime/rooms/{RT_ROOM}/messages", headers=admin,
+                          json={"data": {"traffic": True}})  # fmt: skip
+            self.member.send(json.dumps({"type": "ping", "id": 2}))
+            with contextlib.suppress(TimeoutError):
+                while self.member.recv(timeout=0):
+                    pass
+            with connect(rt, additional_headers=headers):
+                pass
+        except (OSError, WebSocketException):
+            if self.member is not None:
+                self.member.close()
+            self.member = None
 
     def __enter__(self) -> Traffic:
         self.thread.start()
@@ -156,6 +185,8 @@ class Traffic:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(timeout=10)
+        if self.member is not None:
+            self.member.close()
 
 
 def _setup_store(url: str, admin: dict, tmp: Path) -> Path:
