@@ -181,14 +181,21 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 if frame.since is None
                 else await self.rt.rooms.since(room, frame.since, self.settings.history_count)
             )
+            # A ``since`` past this process's feed: the feed lags the store (the client read
+            # further through another server), or, past the store's sequence too, the room
+            # started over (a memory server restarted): then go live from the room's sequence,
+            # or every message up to the old ``since`` would be held back as a repeat.
+            ahead = frame.since is not None and frame.since > start
+            reset = ahead and frame.since > await self.rt.rooms.last_seq(room)
         except BaseException:
             self.recovering.pop(room, None)
             self.hub.leave(self, room)
             raise
-        last = start if frame.since is None else frame.since
+        last = start if frame.since is None or reset else frame.since
         reply: dict[str, Any] = {"room": room, "seq": start}
         if frame.since is not None:
-            reply["recovered"] = missed[0].seq == frame.since + 1 if missed else frame.since == start
+            caught_up = start <= frame.since and not reset
+            reply["recovered"] = missed[0].seq == frame.since + 1 if missed else caught_up
             reply["missed"] = len(missed)
         self._send(protocol.reply("subscribed", frame.id, **reply))
         for m in missed:

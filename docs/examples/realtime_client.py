@@ -123,6 +123,8 @@ class Follower:
             # History no longer reaches back to ``since``: some messages are gone for good
             # (reload the state from the application here).
             log(f"history no longer reaches back to {self.last}: reloading the state")
+            if self.last is not None and frame["seq"] < self.last:
+                self.last = frame["seq"]  # the room started over (a memory server restarted)
         if self.last is None:
             self.last = frame["seq"]
         log(f"subscribed to {frame['room']} at {frame['seq']} (missed {frame.get('missed', 0)})")

@@ -77,6 +77,42 @@ def test_the_python_example_follows_a_room_across_a_server_restart(tmp_path):
             stop(process)
 
 
+def test_the_python_example_follows_a_room_that_started_over_on_a_restarted_memory_server(tmp_path):
+    # Without Redis a restart forgets every room: its sequence starts over at 1. The client
+    # resumes with since=2, is told it did not recover, and follows the new sequence.
+    name, port = room("docs-mem"), free_port()
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    process = None
+    try:
+        with rt_serve(redis=False, port=port) as one:  # type: ignore[arg-type]
+            token = mint(one, "reader", [name], ttl_s=3600)
+            argv = [sys.executable, str(EXAMPLES / "realtime_client.py"), "--url", ws_url(one),
+                    "--room", name, "--token", token, "--count", "4", "--heartbeat", "1"]  # fmt: skip
+            with out.open("wb") as stdout, err.open("wb") as stderr:
+                process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+            logs = err.read_text
+            until("the subscription", lambda: f"subscribed to {name} at 0" in logs(), WAIT_S, logs=logs)
+            assert [publish(one, name, {"n": n}) for n in (1, 2)] == [1, 2]
+            until("two messages", lambda: len(printed(out)) >= 2, WAIT_S, logs=logs)
+        with rt_serve(one.env["COREPLANE_DATABASE_URL"], redis=False, port=port) as two:  # type: ignore[arg-type]
+            until(
+                "the resubscription",
+                lambda: logs().count(f"subscribed to {name} at 0") == 2,
+                WAIT_S,
+                logs=logs,
+            )
+            assert [publish(two, name, {"n": n}) for n in (3, 4)] == [1, 2]  # the room started over
+            process.wait(timeout=WAIT_S)
+        assert process.returncode == 0, logs()
+        lines = printed(out)
+        assert [(line["seq"], line["data"]) for line in lines] == [
+            (1, {"n": 1}), (2, {"n": 2}), (1, {"n": 3}), (2, {"n": 4})]  # fmt: skip
+        assert "history no longer reaches back to 2" in logs()
+    finally:
+        if process is not None:
+            stop(process)
+
+
 def _page_script() -> str:
     page = (EXAMPLES / "realtime_client.html").read_text()
     found = re.search(r'<script id="realtime-client">(.*?)</script>', page, re.S)
