@@ -9,6 +9,7 @@ import contextlib
 import json
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from controlplane.realtime import protocol
 from tests.support.realtime import Client, mint, room, rt_serve, ws_url
@@ -190,3 +191,43 @@ def test_a_silent_client_is_closed_4408_while_a_pinging_one_stays(limited):
         await talker.close()
 
     run(scenario())
+
+
+def test_a_frame_past_the_servers_websocket_cap_closes_1009(limited):
+    # Past 4x the frame cap (at least 1 MiB) uvicorn refuses the frame before the consumer
+    # reads it: the connection closes with the protocol's "message too big".
+    async def scenario() -> int:
+        client = await Client.open(ws_url(limited, mint(limited, "huge", ["free:*"])))
+        await client.ws.send("x" * ((1 << 20) + 1))
+        return await close_code(client)
+
+    assert run(scenario()) == 1009
+
+
+def test_connections_past_the_process_cap_are_closed_1013():
+    with rt_serve(realtime__max_connections="2") as cp:
+        token = mint(cp, "ful", ["free:*"])
+
+        async def scenario() -> None:
+            held = [await Client.open(ws_url(cp, token)) for _ in range(2)]
+            for client in held:
+                assert (await client.call("ping"))["type"] == "pong"
+            assert await close_code(await Client.open(ws_url(cp, token))) == protocol.FULL
+            await held[0].close()
+
+            async def admitted() -> bool:
+                client = await Client.open(ws_url(cp, token))
+                answer = await client.call("ping") if client.ws.close_code is None else None
+                ok = answer is not None and answer.get("type") == "pong"
+                await client.close()
+                return ok
+
+            # The freed place is taken once the server has seen the close (polled, not slept).
+            for _ in range(100):
+                with contextlib.suppress(ConnectionClosed):
+                    if await admitted():
+                        return
+                await asyncio.sleep(0.1)
+            raise AssertionError("a closed connection never freed its place")
+
+        run(scenario())
