@@ -1,7 +1,8 @@
 """The realtime collector against a real `coreplane serve` on the Redis channel layer: the
 first scrape gives the gauges and no rate; after a client subscribed and messages went
 through /ws/rt, the second gives connections, per-second rates in total and per room kind,
-delivery quantiles and the fan-out; a serve that is down makes collect() raise."""
+delivery quantiles and the fan-out; a real agent stores them under the target's name; a
+serve that is down makes collect() raise."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agents.collectors.realtime import RealtimeCollector, quantile
 from agents.config import TargetConfig
 from agents.http import HTTPError
+from tests.support.agents import running_agent
 from tests.support.processes import free_port
 from tests.support.realtime import Client, mint, room, rt_serve, ws_url
 from tests.support.timing import until
@@ -107,6 +109,40 @@ def check_second(obs, kind: str) -> None:  # type: ignore[no-untyped-def]
     assert 0 < p50 <= p95 <= p99 < 60, (p50, p95, p99)
     assert figures(obs, "coreplane_rt_fanout_mean")[""] >= 1
     assert obs.status == "passing" and "connection" in obs.message
+
+
+def stored(cp, metric: str, **tags: str) -> float:  # type: ignore[no-untyped-def]
+    """The largest value of ``metric`` the store holds for service realtime (0 when none)."""
+    answer = httpx.get(
+        f"{cp.url}/api/v1/metrics",
+        params={"metric_type": metric, "service_name": "realtime", "agg": "max",
+                "tags": [f"{k}={v}" for k, v in tags.items()]},
+        headers={"Authorization": f"Bearer {cp.token}"}, timeout=10,
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    values = [v for s in answer.json()["series"] for _, v in s["points"] if v is not None]
+    return max(values, default=0.0)
+
+
+def test_an_agent_stores_the_figures_under_the_target_name(tmp_path):
+    name = room("stored")
+    kind = name.split(":", 1)[0] + ":*"
+    with rt_serve() as cp:
+        watch = target(cp.url).model_copy(update={"interval_s": 0.5})
+        with running_agent(cp.url, cp.token, tmp_path, watch, name="rt-agent"):
+
+            async def scenario() -> None:
+                client = await exchange(cp, name)
+                try:
+                    until("the stored out rate of the room's kind and delivery p99",
+                          lambda: stored(cp, "coreplane_rt_messages_out_per_second", kind=kind) > 0
+                          and stored(cp, "coreplane_rt_delivery_p99_seconds") > 0,
+                          timeout_s=30, every_s=0.5)  # fmt: skip
+                finally:
+                    await client.close()
+
+            asyncio.run(asyncio.wait_for(scenario(), SCENARIO_S))
+        assert stored(cp, "coreplane_rt_connections") >= 1
 
 
 def test_a_serve_that_is_down_makes_collect_raise():
