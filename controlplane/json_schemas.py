@@ -41,7 +41,12 @@ def first_error(check: jsonschema.protocols.Validator, value: Any, root: str) ->
         return root, f"a $ref in the schema cannot be resolved: {exc}"
     if error is None:
         return None
-    return field_name(root, list(error.absolute_path)), error.message
+    path = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        # A missing property is named itself ("data.text"), not its parent: that is the
+        # field the sender has to add.
+        path += [name for name in error.validator_value if name not in error.instance][:1]
+    return field_name(root, path), error.message
 
 
 def field_name(root: str, path: list[Any]) -> str:

@@ -120,8 +120,7 @@ def test_a_publish_through_the_api_reaches_a_subscribed_client_with_its_seq(cp, 
         (messages_path("free:nojson"), {"content": b"{not json"}, 400, None),
         (messages_path("free:x"), {"json": {"data": 1, "extra": 2}}, 422, "extra"),
         (messages_path("free:x"), {"json": {"sender": "s"}}, 422, "data"),
-        # A missing property is named by the object that lacks it (jsonschema's path).
-        (messages_path("chat:api"), {"json": {"data": {}}}, 422, "data"),
+        (messages_path("chat:api"), {"json": {"data": {}}}, 422, "data.text"),
         (messages_path("chat:api"), {"json": {"data": {"text": 3}}}, 422, "data.text"),
     ],
     ids=[
@@ -142,8 +141,6 @@ def test_a_bad_publish_is_refused_naming_the_field(operator, path, send, status,
     assert answer.headers["content-type"].startswith("application/problem+json"), answer.headers
     if field is not None:
         assert field in problem_fields(answer), answer.text
-    if field == "data" and "chat:" in path:
-        assert "text" in answer.json()["detail"], answer.text
 
 
 def test_a_message_the_schema_accepts_is_published(operator):

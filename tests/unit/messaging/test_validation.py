@@ -63,11 +63,11 @@ def test_json_schema_error_names_the_field_path() -> None:
     assert field_of(exc) == "body.id"
 
 
-def test_a_missing_required_property_names_the_body() -> None:
+def test_a_missing_required_property_is_named() -> None:
     schemas = Schemas([{"exchange": "orders", "routing_key": "#", "json_schema": ORDER_SCHEMA}])
     with pytest.raises(Rejected) as exc:
         schemas.check("orders", "x", {"id": 1})
-    assert field_of(exc) == "body"
+    assert field_of(exc) == "body.lines"
     assert "'lines' is a required property" in str(exc.value)
 
 

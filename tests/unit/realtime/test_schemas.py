@@ -25,7 +25,7 @@ def test_an_error_names_the_field_at_fault():
     field, reason = schemas.error("chat:1", {"text": "too long"})
     assert field == "data.text" and "too long" in reason
     field, reason = schemas.error("chat:1", {})
-    assert field == "data" and "'text' is a required property" in reason
+    assert field == "data.text" and "'text' is a required property" in reason
     nested = {"type": "array", "items": {"type": "integer"}}
     assert RoomSchemas([{"room": "n", "json_schema": nested}]).error("n", [1, "x"])[0] == "data[1]"
 
