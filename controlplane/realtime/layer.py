@@ -10,6 +10,7 @@ from typing import Any
 # (100) is what loses group messages under a burst (channels_redis #62); a realtime
 # process channel takes one message per publish, and a gap is read back from history.
 CAPACITY = 10_000
+LAYER_CONNECTIONS = 2_000  # Redis connections one process's layer may open at once
 
 
 def configure_django(channel_layer_url: str | None) -> None:
@@ -23,7 +24,11 @@ def configure_django(channel_layer_url: str | None) -> None:
         "CONFIG": {"capacity": CAPACITY},
     }
     if channel_layer_url:
+        # channels_redis's pool (redis-py's default) raises "Too many connections" past 100
+        # sends in flight instead of waiting: 1,000 members joining a room at once (a
+        # reconnect storm) each announce a join, and publishes failed with 503 meanwhile.
+        host = {"address": channel_layer_url, "max_connections": LAYER_CONNECTIONS}
         layer = {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                 "CONFIG": {"hosts": [channel_layer_url], "capacity": CAPACITY}}  # fmt: skip
+                 "CONFIG": {"hosts": [host], "capacity": CAPACITY}}  # fmt: skip
     settings.configure(CHANNEL_LAYERS={"default": layer}, INSTALLED_APPS=[], USE_TZ=True)
     django.setup()

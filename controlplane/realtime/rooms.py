@@ -83,7 +83,13 @@ class RedisRooms:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop] = aioredis.Redis.from_url(self.url, decode_responses=True)
+            # A pool that waits for a free connection: redis-py's default one raises "Too many
+            # connections" past 100 commands in flight, which a burst of subscribes (1,000
+            # members joining a room) reaches, failing publishes and presence with it.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url, decode_responses=True, max_connections=100, timeout=10
+            )
+            client = self._clients[loop] = aioredis.Redis.from_pool(pool)
             client.rt_append = client.register_script(_APPEND)  # type: ignore[attr-defined]
         return client
 
