@@ -70,14 +70,9 @@ def parse(text: str) -> Frame:
     if not isinstance(raw, dict):
         raise FrameError("invalid_frame", "a frame is a JSON object {type, room, id, data}")
     frame_id = raw.get("id")
-    if frame_id is not None and not (
-        isinstance(frame_id, int | str)
-        and not isinstance(frame_id, bool)
-        and len(str(frame_id)) <= MAX_ID_CHARS
-    ):
-        raise FrameError(
-            "invalid_frame", f"id is a string or an integer of at most {MAX_ID_CHARS} characters", "id"
-        )
+    if frame_id is not None and not _valid_id(frame_id):
+        detail = f"id is a string or an integer of {MAX_ID_CHARS} characters at most"
+        raise FrameError("invalid_frame", detail, "id")
     kind, room = raw.get("type"), raw.get("room")
     if kind not in TYPES:
         raise FrameError("invalid_frame", f"type is one of {', '.join(sorted(TYPES))}", "type", frame_id)
