@@ -375,6 +375,11 @@ class RealtimeSettings(BaseModel):
         description="Refused frames (too large, too fast, invalid) a connection may send per minute "
         "before it is closed (4429).",
     )  # fmt: skip
+    presence_events_max: int = Field(
+        100, ge=0, le=100_000,
+        description="Rooms with more members present than this do not broadcast join and leave events "
+        "(N members joining would cost N² frames); a presence frame still lists who is there.",
+    )  # fmt: skip
     max_connections: int = Field(50_000, ge=1, le=1_000_000, description="Open connections per process.")
     schemas: list[dict[str, Any]] = Field(
         default_factory=list,

@@ -60,6 +60,7 @@ class Rooms(Protocol):
     async def last_seqs(self, rooms: list[str]) -> list[int]: ...
     async def since(self, room: str, after: int, limit: int) -> list[Stored]: ...
     async def present(self, room: str) -> list[tuple[str, str]]: ...  # (connection, user)
+    async def present_count(self, room: str) -> int: ...
     async def enter(self, room: str, conn: str, user: str, expires_at: float) -> bool: ...
     async def leave(self, room: str, conn: str, user: str) -> bool: ...
     async def refresh(self, entries: list[tuple[str, str, str]], expires_at: float) -> None: ...
@@ -127,6 +128,9 @@ class RedisRooms:
     async def present(self, room: str) -> list[tuple[str, str]]:
         members = await self._redis().zrangebyscore(self._key("who", room), time.time(), "+inf")
         return [(m.split("|", 1)[0], m.split("|", 1)[1]) for m in members]
+
+    async def present_count(self, room: str) -> int:
+        return int(await self._redis().zcount(self._key("who", room), time.time(), "+inf"))
 
     async def enter(self, room: str, conn: str, user: str, expires_at: float) -> bool:
         return bool(await self._redis().zadd(self._key("who", room), {f"{conn}|{user}": expires_at}))
@@ -222,6 +226,9 @@ class MemoryRooms:
         now = time.time()
         found = self.rooms.get(room)
         return [key for key, until in found.who.items() if until > now] if found else []
+
+    async def present_count(self, room: str) -> int:
+        return len(await self.present(room))
 
     async def enter(self, room: str, conn: str, user: str, expires_at: float) -> bool:
         r = self._room(room)

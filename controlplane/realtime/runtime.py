@@ -98,7 +98,12 @@ class Realtime:
         return seq
 
     async def announce(self, room: str, kind: str, conn: str, user: str) -> None:
-        """A presence event (``join`` or ``leave``) to everyone in the room; not stored."""
+        """A presence event (``join`` or ``leave``) to everyone in the room; not stored. Not
+        in a room with more than ``presence_events_max`` members: N members joining would
+        cost N² frames (1,000 joining: half a million), and the members of a room that big
+        ask ``presence`` when they need it."""
+        if await self.rooms.present_count(room) > self.settings.presence_events_max:
+            return
         frame = protocol.dumps({"type": kind, "room": room, "user": user, "client": conn, "ts": time.time()})
         await self.layer.group_send(group(room), {"type": "rt.event", "room": room, "frame": frame})
 
