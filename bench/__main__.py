@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import agent, alerts, cache, console, failover, ingest, messaging, query, select1, tasks
+from bench import agent, alerts, cache, console, failover, ingest, messaging, query, realtime, select1, tasks
 from controlplane.settings import load_settings
 from tests.support.results import save, table
 
@@ -33,6 +33,10 @@ BENCHMARKS = {
     # mq_latency_p99_ms and mq_throughput_ratio (controlplane.messaging vs raw kombu with
     # confirms), mq_loss_after_broker_kill (a private broker kill -9'd mid-stream).
     "messaging": messaging.run,
+    # ws_broadcast_p99_ms and ws_broadcast_drops (1,000 members, vs the bare Channels consumer's
+    # group_send), ws_connections_per_gb, ws_resume_gap, and the history store's decision
+    # (docs/decisions/0009): rt_history_append_p99_ms and rt_history_append_msgs_per_s.
+    "realtime": realtime.run,
 }
 
 
