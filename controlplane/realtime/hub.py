@@ -67,7 +67,11 @@ class Hub:
         self._kinds: set[str] = set()  # presence kinds reported once, set to 0 when empty
 
     async def start(self) -> None:
-        self.channel = await self.rt.layer.new_channel("rt.hub.")
+        # The default prefix: channels_redis gives a process ONE receive loop (one lock) for
+        # the "specific.<client>!" list every consumer's channel lives on; a channel under
+        # another prefix would hold that lock through its own 5 s pops and starve the
+        # console's live pages (they got a tick every few seconds, or none).
+        self.channel = await self.rt.layer.new_channel()
         self._tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._maintain())]
 
     async def stop(self) -> None:
