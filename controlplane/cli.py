@@ -148,6 +148,7 @@ def serve(
         h11_max_incomplete_event_size=settings.server.max_header_bytes,
         # A realtime frame over the setting gets an error frame; one over this, 1009 and the end.
         ws_max_size=max(1 << 20, 4 * settings.realtime.frame_max_bytes),
+        ws_per_message_deflate=settings.realtime.compression,
     )
 
 

@@ -380,6 +380,11 @@ class RealtimeSettings(BaseModel):
         description="Rooms with more members present than this do not broadcast join and leave events "
         "(N members joining would cost N² frames); a presence frame still lists who is there.",
     )  # fmt: skip
+    compression: bool = Field(
+        False,
+        description="Offer permessage-deflate on websockets. Off: a room message goes to each member "
+        "compressed anew (one context per socket), which costs more CPU than the fan-out itself.",
+    )
     max_connections: int = Field(50_000, ge=1, le=1_000_000, description="Open connections per process.")
     schemas: list[dict[str, Any]] = Field(
         default_factory=list,
