@@ -5,14 +5,26 @@ refusal names the first field at fault the way a person would write it (``data.i
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 import referencing
+from pydantic import BaseModel, ValidationError
 
 from controlplane.errors import Rejected, TooLarge
 
 MAX_SCHEMA_BYTES = 64 * 1024
+Entry = TypeVar("Entry", bound=BaseModel)
+
+
+def entry(model: type[Entry], raw: Any, where: str) -> Entry:
+    """One entry of a schemas setting, or Rejected naming its field (``where`` + the path)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        path = where + "".join(f".{p}" for p in err["loc"])
+        raise Rejected.field(f"{path}: {err['msg']}", path, err["msg"], kind="body") from None
 
 
 def validator(schema: dict[str, Any], where: str) -> jsonschema.protocols.Validator:

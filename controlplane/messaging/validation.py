@@ -113,12 +113,7 @@ def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
 
 
 def _load(raw: Any, where: str) -> Schema:
-    try:
-        entry = SchemaEntry.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        path = where + "".join(f".{p}" for p in err["loc"])
-        raise Rejected.field(f"{path}: {err['msg']}", path, err["msg"], kind="body") from None
+    entry = json_schemas.entry(SchemaEntry, raw, where)
     pattern = tuple(entry.routing_key.split("."))
     if entry.json_schema is not None:
         check = json_schemas.validator(entry.json_schema, f"{where}.json_schema")

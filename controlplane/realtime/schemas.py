@@ -12,10 +12,10 @@ from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane import json_schemas
-from controlplane.errors import Rejected, TooLarge
+from controlplane.errors import TooLarge
 
 MAX_SCHEMAS = 200
 SETTING = "COREPLANE_REALTIME__SCHEMAS"
@@ -38,12 +38,7 @@ class RoomSchemas:
         self.entries: list[tuple[str, Any]] = []
         for i, raw in enumerate(entries):
             where = f"{SETTING}[{i}]"
-            try:
-                entry = RoomSchema.model_validate(raw)
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                path = where + "".join(f".{p}" for p in err["loc"])
-                raise Rejected.field(f"{path}: {err['msg']}", path, err["msg"], kind="body") from None
+            entry = json_schemas.entry(RoomSchema, raw, where)
             self.entries.append(
                 (entry.room, json_schemas.validator(entry.json_schema, f"{where}.json_schema"))
             )
