@@ -22,7 +22,7 @@ from tests.support.messaging_consume import publish_raw
 from tests.support.rabbitmq_private import private_rabbit
 from tests.support.timing import until
 
-MESSAGES = 2000
+MESSAGES = 1000
 PUBLISH_TIMEOUT_S = 60.0
 BODY = {"payload": "x" * 200}
 CONFIRM_TIMEOUT_S = 1.0
