@@ -26,4 +26,6 @@ def test_the_tasks_bench_measures_both_sides_and_the_capture(services, tmp_path)
     assert capture.sent == 20 and len(capture.lags_ms) + sum(capture.stuck.values()) == 20
     assert capture.lags_ms and all(0 <= ms < 60_000 for ms in capture.lags_ms), capture
     lag = tasks.lag_result(capture, rate=20)
-    assert lag.baseline is None and lag.ratio == round(lag.ours / 1000, 3)
+    # The ratio comes from the unrounded p99 (247.54 ms gives 0.248 while the shown 247.5
+    # would give 0.247): equal to the shown figure's within one step of the rounding.
+    assert lag.baseline is None and abs(lag.ratio - lag.ours / 1000) <= 0.0011, lag
