@@ -48,9 +48,11 @@ async def _vanish(cp: ControlPlane, name: str, *, stop: bool) -> tuple[float, fl
     event and to presence without it."""
     watcher = await Client.open(ws_url(cp, mint(cp, "watcher", [name])))
     pinger = asyncio.create_task(keep_alive([watcher], HEARTBEAT_S / 2))
+    # The watcher is in the room before the member joins, or the member's join event can go
+    # out before the watcher is in the group to hear it.
+    assert (await watcher.call("subscribe", name))["type"] == "subscribed"
     child = await asyncio.to_thread(ChildMember, ws_url(cp, mint(cp, "vanishing", [name])), name)
     try:
-        assert (await watcher.call("subscribe", name))["type"] == "subscribed"
         joined = await watcher.expect("join", user="vanishing")
         assert await asyncio.to_thread(presence_users, cp, name) == {"watcher", "vanishing"}
         os.kill(child.process.pid, signal.SIGSTOP if stop else signal.SIGKILL)
