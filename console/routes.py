@@ -13,6 +13,7 @@ from console import (
     realtime,
     rules,
     settings,
+    storage,
     task_schedules,
     tasks,
     users,
@@ -21,5 +22,5 @@ from console import (
 # task_schedules before tasks: /tasks/schedules is matched before /tasks/{task_id}.
 MODULES = (
     users, overview, catalog, explore, events, actions, rules, agents, task_schedules, tasks,
-    messaging_dead, messaging_queues, messaging, realtime, settings,
+    messaging_dead, messaging_queues, messaging, realtime, storage, settings,
 )  # fmt: skip

@@ -44,6 +44,11 @@ from controlplane.api import (
     realtime,
     rules,
     settings_routes,
+    storage,
+    storage_admin,
+    storage_analytics,
+    storage_backup,
+    storage_shares,
     task_control,
     task_schedules,
     tasks,
@@ -66,6 +71,8 @@ from controlplane.realtime.runtime import Realtime
 from controlplane.realtime.tokens import Grant
 from controlplane.schemas.ingest import IngestBatchIn
 from controlplane.settings import Settings
+from controlplane.storage.client import Storage
+from controlplane.storage.loop import StorageLoop
 from controlplane.store.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from controlplane.tasks import make_celery
 from controlplane.tasks.monitor import TaskMonitor
@@ -150,6 +157,11 @@ def _backup_loop(engine: Any, settings: Settings, runtime: MessagingRuntime | No
     return BackupLoop(engine, settings, lambda: BackupManagement.of(runtime))
 
 
+def _storage(settings: Settings) -> Storage | None:
+    """The S3 clients application storage uses, when an S3 endpoint is set."""
+    return Storage.of(settings) if settings.s3.endpoint else None
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app. The store must already be migrated (`coreplane migrate`)."""
     tracing.setup(settings.tracing)
@@ -164,6 +176,12 @@ def create_app(settings: Settings) -> FastAPI:
     archiver = _archiver(engine, settings, mq_runtime)
     backups = _backup_loop(engine, settings, mq_runtime)
     listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
+    storage_runtime = _storage(settings)
+    storage_loop = (
+        StorageLoop(engine, storage_runtime, lambda: control.leadership.is_leader)
+        if storage_runtime
+        else None
+    )
     configure_django(settings.server.channel_layer_url)
 
     @asynccontextmanager
@@ -180,6 +198,8 @@ def create_app(settings: Settings) -> FastAPI:
             archiver.start()
         if backups is not None:
             backups.start()
+        if storage_loop is not None:
+            storage_loop.start()
         _answer_waiters_on_stop(app)
         await app.state.realtime_hub.start()
         stop_live = asyncio.Event()
@@ -197,6 +217,8 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.to_thread(archiver.stop)
         if backups is not None:
             await asyncio.to_thread(backups.stop)
+        if storage_loop is not None:
+            await asyncio.to_thread(storage_loop.stop)
         if listener is not None:
             listener.stop()
         engine.dispose()
@@ -219,6 +241,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.task_runtime = task_runtime  # None without a broker
     app.state.messaging = mq_runtime  # None without a broker
     app.state.mq_archiver = archiver  # None when not archiving dead letters
+    app.state.storage = storage_runtime  # None without an S3 endpoint
+    app.state.storage_loop = storage_loop
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.read_sessionmaker = make_read_sessionmaker(engine)  # for GETs: no write lock
@@ -273,11 +297,19 @@ def create_app(settings: Settings) -> FastAPI:
         messaging_publish.router,
         messaging.router,
         realtime.router,
+        # Fixed paths (/storage/buckets, /shares, /mirrors, ...) before /storage/{bucket}/...
+        storage_admin.router,
+        storage_shares.router,
+        storage_backup.router,
+        storage_analytics.router,
+        storage.router,
     ):
         api.include_router(router)
     app.include_router(api)
     # Its own credential (the webhook token): Alertmanager holds no coreplane token.
     app.include_router(webhooks.router, prefix="/api/v1", dependencies=[Depends(refuse_nul_bytes)])
+    # A share link's token is its credential: a browser follows it with no coreplane login.
+    app.include_router(storage_shares.public, dependencies=[Depends(refuse_nul_bytes)])
     _add_component_schemas(app)
     for module in routes.MODULES:
         app.include_router(module.router)

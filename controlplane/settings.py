@@ -393,6 +393,42 @@ class RealtimeSettings(BaseModel):
     )
 
 
+class StorageSettings(BaseModel):
+    """Object storage for applications (controlplane.storage, /api/v1/storage) on the S3
+    server of ``s3`` (any S3 API: SeaweedFS in the harness), and its mirror for backups."""
+
+    part_size_mb: int = Field(
+        16, ge=5, le=512,
+        description="Multipart part size for uploads of unknown or large length (S3's minimum is 5 MiB).",
+    )  # fmt: skip
+    max_object_gb: float = Field(
+        50.0, gt=0, le=5000, description="Largest object an upload may store (refused past it)."
+    )
+    default_quota_gb: float | None = Field(
+        None, gt=0, description="Quota of a bucket created without one (none: unlimited)."
+    )
+    presign_ttl_s: int = Field(
+        60, ge=5, le=3600, description="Lifetime of the presigned URL a share link redirects to."
+    )
+    presign_max_s: int = Field(
+        7 * 86400,
+        ge=60,
+        le=7 * 86400,
+        description="Longest expiry a presigned URL may be given (S3's cap: 7 days).",
+    )
+    share_max_days: int = Field(90, ge=1, le=3650, description="Longest a share link may live.")
+    loop_interval_s: float = Field(
+        30.0, ge=0.2, le=3600,
+        description="How often the leader checks lifecycle rules, scheduled mirrors and bucket usage.",
+    )  # fmt: skip
+    mirror_endpoint: str | None = Field(
+        None, description="A second S3 endpoint (host:port) to mirror buckets to; the first one when unset."
+    )
+    mirror_access_key: str | None = Field(None, description="Access key of the mirror endpoint.")
+    mirror_secret_key: str | None = Field(None, description="Secret key of the mirror endpoint.", repr=False)
+    mirror_secure: bool = Field(False, description="Use HTTPS to reach the mirror endpoint.")
+
+
 class ControlSettings(BaseModel):
     """The catalog's health machine, the policy engine and leader election."""
 
@@ -490,6 +526,7 @@ class Settings(BaseSettings):
     tasks: TasksSettings = Field(default_factory=TasksSettings)
     messaging: MessagingSettings = Field(default_factory=MessagingSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)

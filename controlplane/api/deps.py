@@ -18,6 +18,8 @@ from sqlalchemy import select
 
 from controlplane.auth import digest
 from controlplane.errors import Rejected, TooLarge
+from controlplane.storage.access import Caller
+from controlplane.storage.client import NotConfigured, Storage
 from controlplane.store.models import Agent, ApiToken
 
 _bearer = HTTPBearer(auto_error=False, description="Admin, agent or API token.")
@@ -119,3 +121,19 @@ VIEWER = allow(min_role="viewer")
 OPERATOR = allow(min_role="operator")
 ADMIN = allow(min_role="admin")
 AGENT_OR_ADMIN = allow(min_role="admin", agents=True)
+
+
+def storage_of(request: Request) -> Storage:
+    """The process's S3 clients (``app.state.storage``); 503 when storage is not configured."""
+    found = request.app.state.storage
+    if found is None:
+        raise NotConfigured("object storage is not configured: set COREPLANE_S3__ENDPOINT (host:port)")
+    return found
+
+
+def caller_of(principal: Principal = Depends(authenticate)) -> Caller:
+    """Whom storage's grants are checked against: an API token by its name and role (the
+    admin token is an admin; agents hold no storage grants)."""
+    if principal.kind == "agent":
+        raise HTTPException(403, "agents have no access to application storage")
+    return Caller(principal.name, principal.role)

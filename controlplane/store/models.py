@@ -536,3 +536,107 @@ class MqDeadLetter(Base):
     replay_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     replayed_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class StorageBucket(Base):
+    """A bucket coreplane manages on the S3 server (controlplane/storage/buckets.py): its
+    quota, which coreplane enforces, the usage last counted against it, and its lifecycle
+    rules in coreplane's format (controlplane/storage/lifecycle.py). The objects themselves
+    live only on the server."""
+
+    __tablename__ = "storage_buckets"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    objects: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    usage_at: Mapped[datetime | None] = mapped_column(DateTime)  # when usage was last counted in full
+    lifecycle: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
+    lifecycle_on_server: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class StorageGrant(Base):
+    """What one coreplane user or role may do in one bucket (controlplane/storage/access.py):
+    ``subject`` is ``user:<name>`` (a console user or an API token's name) or
+    ``role:<role>``; ``level`` is read < write < admin."""
+
+    __tablename__ = "storage_grants"
+    __table_args__ = (UniqueConstraint("bucket", "subject"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    bucket: Mapped[str] = mapped_column(String(63), index=True)
+    subject: Mapped[str] = mapped_column(String(120))
+    level: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class StorageShare(Base):
+    """A revocable share link ``/s/{token}`` (controlplane/storage/shares.py): only the
+    token's digest is kept; each download redirects to a fresh short-lived presigned URL and
+    is counted and audited."""
+
+    __tablename__ = "storage_shares"
+    __table_args__ = (Index("ix_storage_shares_bucket_created", "bucket", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    bucket: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str] = mapped_column(String(1024))
+    version_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    max_downloads: Mapped[int | None] = mapped_column(Integer)
+    downloads: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_download_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class StorageMirror(Base):
+    """A bucket mirrored, versions and metadata included, to a second bucket on the same
+    endpoint (``target_endpoint`` "primary") or on ``storage.mirror_endpoint`` ("mirror"),
+    incrementally and on a schedule (controlplane/storage/mirror.py)."""
+
+    __tablename__ = "storage_mirrors"
+    __table_args__ = (UniqueConstraint("bucket", "target_endpoint", "target_bucket"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    bucket: Mapped[str] = mapped_column(String(63), index=True)
+    target_endpoint: Mapped[str] = mapped_column(String(20))  # primary | mirror
+    target_bucket: Mapped[str] = mapped_column(String(63))
+    interval_s: Mapped[int | None] = mapped_column(Integer)  # none: run on demand only
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_ok_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_report: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)  # copied, bytes, skipped, ...
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class StorageDrill(Base):
+    """A restore drill (controlplane/storage/drill.py): a mirror restored into a fresh bucket
+    and every object's checksum compared with the source's, with the RPO and RTO measured."""
+
+    __tablename__ = "storage_drills"
+    __table_args__ = (Index("ix_storage_drills_bucket_started", "bucket", "started_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    bucket: Mapped[str] = mapped_column(String(63))  # the source bucket
+    mirror_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    restored_bucket: Mapped[str] = mapped_column(String(63))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    state: Mapped[str] = mapped_column(String(20), default="running")  # running | passed | failed
+    objects: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    mismatches: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)  # first few
+    rpo_s: Mapped[float | None] = mapped_column(Float)
+    rto_s: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))

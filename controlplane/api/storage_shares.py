@@ -1,0 +1,8 @@
+"""Placeholder: the storage routes of this module are being built."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["storage"])
+public = APIRouter(tags=["storage"])  # /s/{token}: the token is the credential
