@@ -64,7 +64,9 @@ def replay(
     with _held(app, tasks) as dead, app.events.default_dispatcher() as events:
         for message in dead:
             row = _describe(message)
-            if not _matches(row, task_ids, name):
+            # A task replayed a moment ago can fail again and be dead-lettered behind the
+            # messages still to scan: that copy is this pass's own result, not one to replay.
+            if row["task_id"] in replayed or not _matches(row, task_ids, name):
                 continue
             if not dead.queue_exists(row["queue"]):
                 log.warning("dead task %s stays: its queue %r does not exist", row["task_id"], row["queue"])
