@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterator
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
 
 from controlplane.store import counters
 from controlplane.store.db import read_only
+from controlplane.store.models import StorageBucket
 
 log = logging.getLogger("coreplane.telemetry")
 
@@ -101,7 +102,7 @@ class StoreFigures(Collector):
         self._read_at = -float("inf")
         self._rows: dict[str, list] | None = None
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         rows = self._cached()
         if rows is None:
             return
@@ -110,6 +111,7 @@ class StoreFigures(Collector):
             for first, second, count in rows[family_key]:
                 family.add_metric([first, second], count)
             yield family
+        yield from _storage_gauges(rows[STORAGE_BUCKETS])
 
     def _cached(self) -> dict[str, list] | None:
         with self._lock:
@@ -125,7 +127,46 @@ class StoreFigures(Collector):
     def _read(self) -> dict[str, list]:
         with self.engine.connect() as conn:
             conn = read_only(conn)  # a scrape never queues behind a writer (store/db.py)
-            return {family: counters.read(conn, family) for family, *_ in STORE_COUNTERS}
+            found = {family: counters.read(conn, family) for family, *_ in STORE_COUNTERS}
+            found[STORAGE_BUCKETS] = storage_usage(conn)
+            return found
+
+
+# Storage's buckets as its usage round last counted them (controlplane/storage/analytics.py),
+# for the quota alerts (alerts/rules/storage.yml): the same on every process, hence max.
+STORAGE_BUCKETS = "storage_buckets"
+MAX_STORAGE_BUCKETS = 1000
+
+
+def storage_usage(conn: Connection) -> list:
+    """(name, used_bytes, objects, quota_bytes) of the first MAX_STORAGE_BUCKETS buckets."""
+    b = StorageBucket
+    query = select(b.name, b.used_bytes, b.objects, b.quota_bytes).order_by(b.name).limit(MAX_STORAGE_BUCKETS)
+    return list(conn.execute(query))
+
+
+def _storage_gauges(rows: list) -> Iterator[GaugeMetricFamily]:
+    used = GaugeMetricFamily(
+        "coreplane_storage_bucket_used_bytes",
+        "Bytes in each managed bucket at its last count.",
+        labels=["bucket"],
+    )
+    objects = GaugeMetricFamily(
+        "coreplane_storage_bucket_objects",
+        "Objects in each managed bucket at its last count.",
+        labels=["bucket"],
+    )
+    quota = GaugeMetricFamily(
+        "coreplane_storage_bucket_quota_bytes",
+        "Each managed bucket's quota (buckets with one).",
+        labels=["bucket"],
+    )
+    for name, used_bytes, count, quota_bytes in rows:
+        used.add_metric([name], used_bytes)
+        objects.add_metric([name], count)
+        if quota_bytes is not None:
+            quota.add_metric([name], quota_bytes)
+    yield from (used, objects, quota)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -55,8 +55,23 @@ class StorageLoop:
                 outcome[name] = f"{type(exc).__name__}: {exc}"
         return outcome
 
+    def flush(self) -> str:
+        """This process's storage request figures into the store (analytics.flush): on every
+        process, leader or not, since each counts only its own calls; "ok" or the error."""
+        from controlplane.storage import analytics
+
+        try:
+            with Session(self.engine) as session, session.begin():
+                flushed = analytics.flush(session)
+            flushed()  # marked only once committed: a failed write is retried next time
+            return "ok"
+        except Exception as exc:
+            log.exception("storage request figures not flushed")
+            return f"{type(exc).__name__}: {exc}"
+
     def _run(self) -> None:
         while not self._stop.wait(self.storage.settings.loop_interval_s):
+            self.flush()
             if self.leads():
                 self.run_once()
 
@@ -68,3 +83,4 @@ class StorageLoop:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+            self.flush()  # the calls since the last round, before the process goes
