@@ -409,14 +409,75 @@ def realtime() -> grafana.Dashboard:
 
 def storage() -> grafana.Dashboard:
     s = SI
+    # coreplane's buckets: the bucket gauges every serve reads from the store (the same on each
+    # process, hence max) and each serve's own S3 calls (summed over the processes).
+    b = 'job="coreplane", bucket=~"$bucket"'
+    calls = f"rate(coreplane_storage_request_seconds_count{{{b}}}[5m])"
+    latency = f"sum by (le, op) (rate(coreplane_storage_request_seconds_bucket{{{b}}}[5m]))"
     return dashboard("coreplane-storage", "coreplane / Storage (S3)",
-        "The object store: reachability, buckets and the canary's put/get/delete times.",
-        service_variables("coreplane_s3_up"), [
+        "coreplane's buckets (controlplane/storage): bytes, objects and growth, quota used, S3 calls "
+        "per second, p50/p95 latency and errors by operation, bytes moved, top prefixes; and the "
+        "object server seen by its agent: reachability, every bucket's size and the canary.",
+        [*service_variables("coreplane_s3_up"),
+         variable("bucket", 'label_values(coreplane_storage_bucket_used_bytes{job="coreplane"}, bucket)')], [
+        prom("Buckets managed", (f"count(max by (bucket) (coreplane_storage_bucket_used_bytes{{{b}}}))",
+                                 "buckets"), kind="stat", width=6),
+        prom("Bytes stored", (f"sum(max by (bucket) (coreplane_storage_bucket_used_bytes{{{b}}}))", "bytes"),
+             kind="stat", width=6, unit="bytes"),
+        prom("S3 calls per second", (f"sum({calls})", "calls"), kind="stat", width=6, unit="ops"),
+        prom("Failed calls", (
+            f"sum(rate(coreplane_storage_errors_total{{{b}}}[5m])) / sum({calls})", "failed"),
+            kind="stat", width=6, unit="percentunit",
+            description="Every error the S3 server answered, absent keys included (alert StorageErrorRate "
+                        "leaves those out)."),
+        prom("Bytes per bucket", (f"max by (bucket) (coreplane_storage_bucket_used_bytes{{{b}}})",
+                                  "{{bucket}}"), unit="bytes",
+             description="Latest objects' bytes at the storage round's last count (every 5 minutes)."),
+        prom("Objects per bucket", (f"max by (bucket) (coreplane_storage_bucket_objects{{{b}}})",
+                                    "{{bucket}}")),
+        prom("Quota used", (
+            f"max by (bucket) (coreplane_storage_bucket_used_bytes{{{b}}}) "
+            f"/ max by (bucket) (coreplane_storage_bucket_quota_bytes{{{b}}})", "{{bucket}}"),
+            unit="percentunit", description="Buckets with a quota (alert StorageQuotaNearlyFull over 90 %)."),
+        prom("Growth per day", (
+            f"86400 * deriv(max by (bucket) (coreplane_storage_bucket_used_bytes{{{b}}})[6h:5m])",
+            "{{bucket}}"), unit="bytes",
+            description="Bytes a day each bucket grows by, over the last 6 hours."),
+        prom("S3 calls per second by operation", (f"sum by (op) ({calls})", "{{op}}"), unit="ops"),
+        prom("Latency by operation (p50, p95)", *[(
+            f"histogram_quantile({q}, {latency})", f"p{round(q * 100)} {{{{op}}}}") for q in (0.5, 0.95)],
+            unit="s", description="Each S3 call the storage library made, timed as it returned."),
+        prom("Errors per second by operation and code", (
+            f"sum by (op, code) (rate(coreplane_storage_errors_total{{{b}}}[5m]))", "{{op}} {{code}}"),
+            unit="ops"),
+        prom("Bytes moved per second", (
+            f"sum by (direction) (rate(coreplane_storage_bytes_total{{{b}}}[5m]))", "{{direction}}"),
+            unit="Bps", description="Object bytes uploaded (in) and downloaded (out) through the library."),
+        sql("Bucket size (store)", """
+            SELECT $__timeGroupAlias(timestamp, '5m'), tags->>'bucket' AS metric, max(value) AS value
+            FROM infrastructure_metrics
+            WHERE $__timeFilter(timestamp) AND metric_type = 'coreplane_storage_bucket_bytes'
+              AND service_name = 'coreplane-storage' AND tags->>'bucket' IN ($bucket)
+            GROUP BY 1, 2 ORDER BY 1""", unit="bytes",
+            description="Every full count the storage round wrote (the growth GET /api/v1/storage/analytics "
+                        "serves), versions excluded."),
+        sql("Top prefixes (last count)", """
+            SELECT DISTINCT ON (tags->>'bucket', tags->>'prefix') tags->>'bucket' AS bucket,
+                   tags->>'prefix' AS prefix, value AS bytes, timestamp AS counted
+            FROM infrastructure_metrics
+            WHERE $__timeFilter(timestamp) AND metric_type = 'coreplane_storage_prefix_bytes'
+              AND service_name = 'coreplane-storage' AND tags->>'bucket' IN ($bucket)
+            ORDER BY tags->>'bucket', tags->>'prefix', timestamp DESC LIMIT 200""", table=True,
+            unit="bytes", description="The ten largest first path segments of each bucket at its counts "
+                                      "in the time range (the latest per prefix)."),
         *health_panels("s3"),
-        prom("Canary time by operation", (f"coreplane_s3_canary_seconds{{{s}}}", "{{op}}"), unit="s"),
-        prom("Buckets", (f"coreplane_s3_buckets{{{s}}}", "{{instance}}")),
-        prom("Objects per bucket", (f"coreplane_s3_bucket_objects{{{s}}}", "{{bucket}}")),
-        prom("Bytes per bucket", (f"coreplane_s3_bucket_bytes{{{s}}}", "{{bucket}}"), unit="bytes"),
+        prom("Canary time by operation", (f"coreplane_s3_canary_seconds{{{s}}}", "{{op}}"), unit="s",
+             description="The agent's put/get/delete of a tiny object (alert StorageCanarySlow: p95 "
+                         "over 10 minutes above 1 s)."),
+        prom("Buckets on the server", (f"coreplane_s3_buckets{{{s}}}", "{{instance}}")),
+        prom("Objects per bucket (agent)", (f"coreplane_s3_bucket_objects{{{s}}}", "{{bucket}}"),
+             description="Every bucket of the server, managed or not, as the agent counts it."),
+        prom("Bytes per bucket (agent)", (f"coreplane_s3_bucket_bytes{{{s}}}", "{{bucket}}"), unit="bytes"),
         *store_panels("coreplane_s3_canary_seconds", "Canary time", "s"),
     ])
 
