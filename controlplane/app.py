@@ -177,6 +177,7 @@ def create_app(settings: Settings) -> FastAPI:
     backups = _backup_loop(engine, settings, mq_runtime)
     listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
     storage_runtime = _storage(settings)
+    control.storage = storage_runtime  # the leader carries out storage.restore with it
     storage_loop = (
         StorageLoop(engine, storage_runtime, lambda: control.leadership.is_leader)
         if storage_runtime

@@ -24,6 +24,7 @@ from controlplane.catalog.instances import instances_of
 from controlplane.errors import Rejected
 from controlplane.messaging import dead as messaging_dead
 from controlplane.messaging import operations as mq_operations
+from controlplane.storage import restore as storage_restore
 from controlplane.store.models import Action, CatalogInstance
 from controlplane.tasks import operations as task_operations
 
@@ -87,6 +88,9 @@ PLANS: dict[str, Callable[[Session, Action, datetime], None]] = {
     # Queue management (mq.*, target "rabbitmq"): carried out by the leader's control loop
     # like the task operations; these only fail them when it has no broker.
     **mq_operations.PLANS,
+    # storage.restore (target "s3"): carried out by the leader's control loop with its S3
+    # clients; this only fails it when storage is not configured there.
+    **storage_restore.PLANS,
 }
 # The agent's actuators (agents.actuators.ACTUATORS), named again so the control plane's
 # actions do not depend on the agent package; tests/unit/agents/test_registries.py keeps them equal.
@@ -174,6 +178,7 @@ PARAM_CHECKS: dict[str, Callable[[dict], None]] = {
     **task_operations.PARAM_CHECKS,
     **messaging_dead.PARAM_CHECKS,
     **mq_operations.PARAM_CHECKS,
+    **storage_restore.PARAM_CHECKS,
 }
 
 

@@ -27,6 +27,8 @@ from controlplane.messaging.connection import MessagingRuntime
 from controlplane.notify import ACTIONS, EVENTS, NOTIFIER, TASKS
 from controlplane.policy.engine import PolicyEngine
 from controlplane.settings import ControlSettings
+from controlplane.storage import restore as storage_restore
+from controlplane.storage.client import Storage
 from controlplane.tasks import operations, workflows
 
 log = logging.getLogger("coreplane.control")
@@ -43,6 +45,7 @@ class ControlLoop:
         self.settings = settings
         self.tasks = tasks
         self.messaging = messaging  # carries out the queue operations (mq.*) when set
+        self.storage: Storage | None = None  # carries out storage.restore when set (app.py)
         self.leadership = Leadership(engine, settings.lease_s)
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.policy = PolicyEngine()
@@ -69,6 +72,8 @@ class ControlLoop:
                 operations.advance(session, self.tasks, now=now)
             if self.messaging is not None:
                 mq_operations.advance(session, self.messaging, now=now)
+            if self.storage is not None:
+                storage_restore.advance(session, self.storage, now=now)
             plans.advance(session, now=now)
         self.run_workflows(now)
         return True

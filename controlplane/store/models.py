@@ -619,6 +619,23 @@ class StorageMirror(Base):
     created_by: Mapped[str] = mapped_column(String(100))
 
 
+class StorageMirrorVersion(Base):
+    """One source version (or delete marker) a mirror has copied (migration 0010): what makes
+    a mirror incremental. A listing of the target cannot tell, since S3 lists no metadata and
+    the target's version ids are its own; ``version_id`` is "null" in an unversioned source,
+    where ``etag`` tells an overwrite."""
+
+    __tablename__ = "storage_mirror_versions"
+
+    mirror_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    version_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    etag: Mapped[str | None] = mapped_column(String(100))  # none: a delete marker
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_modified: Mapped[datetime] = mapped_column(DateTime)  # the source's
+    mirrored_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class StorageDrill(Base):
     """A restore drill (controlplane/storage/drill.py): a mirror restored into a fresh bucket
     and every object's checksum compared with the source's, with the RPO and RTO measured."""
@@ -637,6 +654,9 @@ class StorageDrill(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     mismatches: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)  # first few
     rpo_s: Mapped[float | None] = mapped_column(Float)
+    # The RPO the data shows (migration 0010): drill start minus the oldest source change the
+    # restore lacked (0 when it lacked none).
+    rpo_data_s: Mapped[float | None] = mapped_column(Float)
     rto_s: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(100))

@@ -1,0 +1,266 @@
+"""The ``storage.restore`` action (target "s3"): a mirror's latest versions written back into
+a bucket (by default the mirrored bucket itself), through the action spine: checked params,
+a preview saying how many objects and bytes would be written and which existing objects
+would be overwritten, confirmation by creating the action, and the leader carrying it out in
+its control loop (controlplane/loops/control.py), audited.
+
+An object the bucket holds already is left alone when it is the same as the mirror's copy
+(same ETag as the copy or as the source version it was copied from), and when it differs
+(newer, most likely: written since the mirror ran) it is overwritten only with
+``overwrite: true``. Writes go through ``objects.upload``, so the bucket's quota holds and its
+usage counts them. A restore is capped at ``MAX_OBJECTS`` objects (``prefix`` narrows it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from minio.datatypes import Object
+from minio.sse import SseS3
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.actions import carried
+from controlplane.actions.carried import OperationFailed, Outcome
+from controlplane.errors import Conflict, Forbidden, NotFound, Rejected, TooLarge
+from controlplane.storage import access, buckets, names, objects
+from controlplane.storage import mirror as mirrors
+from controlplane.storage.access import Caller
+from controlplane.storage.client import Storage
+from controlplane.store.models import Action, ApiToken, StorageBucket, StorageMirror, User
+
+KIND = "storage.restore"
+KINDS = (KIND,)
+TARGET = "s3"
+MAX_OBJECTS = 10_000
+LISTED_KEYS = 20  # keys named in a preview's overwrite list
+NOT_CONFIGURED = "object storage is not configured on the leader: set COREPLANE_S3__ENDPOINT"
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+def _bad(name: str, why: str) -> Rejected:
+    return Rejected.field(f"params.{name}: {why}", f"params.{name}", why, kind="body")
+
+
+def check_params(params: dict) -> None:
+    """Refuse what a restore could not carry out, naming ``params.<field>``."""
+    mirror_id(params)
+    target = params.get("target_bucket")
+    if target is not None:
+        if not isinstance(target, str):
+            raise _bad("target_bucket", "must be a bucket name")
+        names.bucket_name(target, "params.target_bucket", "body")
+    prefix = params.get("prefix", "")
+    if not isinstance(prefix, str):
+        raise _bad("prefix", "must be text")
+    names.key_prefix(prefix, "params.prefix", "body")
+    if not isinstance(params.get("overwrite", False), bool):
+        raise _bad("overwrite", "must be true or false")
+    unknown = set(params) - {"mirror_id", "target_bucket", "prefix", "overwrite"}
+    if unknown:
+        raise _bad(
+            sorted(unknown)[0], "is not a restore parameter (mirror_id, target_bucket, prefix, overwrite)"
+        )
+
+
+def mirror_id(params: dict) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(params.get("mirror_id")))
+    except ValueError:
+        raise _bad("mirror_id", "must be the id of a mirror (a UUID)") from None
+
+
+# -- the plan --------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What a restore will do: ``writes`` (objects of the mirror's target to write back),
+    and the existing objects it leaves alone or overwrites."""
+
+    mirror: StorageMirror
+    target_bucket: str
+    prefix: str
+    overwrite_allowed: bool
+    create_bucket: bool
+    writes: list[Object] = field(default_factory=list)
+    overwrites: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # differ, left alone (no overwrite)
+    unchanged: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mirror_id": str(self.mirror.id),
+            "source": f"{self.mirror.target_endpoint}:{self.mirror.target_bucket}",
+            "target_bucket": self.target_bucket,
+            "prefix": self.prefix,
+            "create_bucket": self.create_bucket,
+            "objects": len(self.writes),
+            "bytes": sum(o.size or 0 for o in self.writes),
+            "overwrites": len(self.overwrites),
+            "overwritten_keys": self.overwrites[:LISTED_KEYS],
+            "kept": len(self.kept),
+            "kept_keys": self.kept[:LISTED_KEYS],
+            "unchanged": self.unchanged,
+            "overwrite": self.overwrite_allowed,
+        }
+
+
+def plan(session: Session, storage: Storage, params: dict) -> Plan:
+    """The restore ``params`` ask for, worked out against the buckets as they are now."""
+    check_params(params)
+    mirror = mirrors.get(session, mirror_id(params))
+    target_bucket = params.get("target_bucket") or mirror.bucket
+    if mirrors.same_place(storage, mirror.target_endpoint, mirror.target_bucket, target_bucket):
+        raise _bad("target_bucket", "is the mirror's own target: restore into another bucket")
+    managed = session.get(StorageBucket, target_bucket) is not None
+    if not managed and storage.call(
+        "bucket_exists", target_bucket, storage.client.bucket_exists, target_bucket
+    ):
+        raise Conflict(f"bucket {target_bucket!r} exists on the S3 server but coreplane does not manage it: "
+                       "restore into a managed bucket or a new name")  # fmt: skip
+    found = Plan(mirror, target_bucket, params.get("prefix", ""), params.get("overwrite", False), not managed)
+    client = storage.target(mirror.target_endpoint)
+    copies = list(mirrors.latest(storage, client, mirror.target_bucket, found.prefix))
+    if len(copies) > MAX_OBJECTS:
+        raise TooLarge(f"the mirror holds {len(copies)} objects under {found.prefix!r}; a restore writes "
+                       f"{MAX_OBJECTS} at most: narrow it with a prefix")  # fmt: skip
+    there = {}
+    if managed:
+        there = {
+            o.object_name: o for o in mirrors.latest(storage, storage.client, target_bucket, found.prefix)
+        }
+    for copy in copies:
+        existing = there.get(copy.object_name)
+        if existing is None:
+            found.writes.append(copy)
+        elif _same(storage, mirror, copy, existing):
+            found.unchanged += 1
+        elif found.overwrite_allowed:
+            found.writes.append(copy)
+            found.overwrites.append(copy.object_name or "")
+        else:
+            found.kept.append(copy.object_name or "")
+    return found
+
+
+def _same(storage: Storage, mirror: StorageMirror, copy: Object, existing: Object) -> bool:
+    if copy.etag == existing.etag:
+        return True
+    # A copy written in parts has an ETag of its own: the source's is in its metadata.
+    client, bucket, key = storage.target(mirror.target_endpoint), mirror.target_bucket, copy.object_name
+    stat = storage.call("stat_object", bucket, client.stat_object, bucket, key)
+    source_etag = mirrors.user_metadata(stat.metadata or {}, drop_provenance=False).get(
+        f"{mirrors.SOURCE_META}etag"
+    )
+    return bool(source_etag) and source_etag == (existing.etag or "").strip('"')
+
+
+def describe(session: Session, storage: Storage, params: dict) -> list[str]:
+    """The preview in plain words."""
+    found = plan(session, storage, params).as_dict()
+    where = f"bucket {found['target_bucket']}" + (" (made for it)" if found["create_bucket"] else "")
+    lines = [f"Write {found['objects']} object(s), {found['bytes']} bytes, from mirror {found['source']} "
+             f"into {where}" + (f", keys under {found['prefix']!r}" if found["prefix"] else "")]  # fmt: skip
+    if found["overwrites"]:
+        lines.append(
+            f"Overwrite {found['overwrites']} object(s) that differ: {', '.join(found['overwritten_keys'])}"
+        )
+    if found["kept"]:
+        lines.append(f"Leave {found['kept']} differing object(s) as they are (no overwrite): "
+                     f"{', '.join(found['kept_keys'])}")  # fmt: skip
+    lines.append(f"{found['unchanged']} object(s) are the same already")
+    return lines
+
+
+# -- carrying it out ------------------------------------------------------------------------------
+
+
+def caller_of(session: Session, requested_by: str) -> Caller:
+    """Whom the action's requester ("admin:…", "token:<name>", "user:<name>") is, for the
+    storage grants; OperationFailed when it is no one with a role."""
+    kind, _, name = requested_by.partition(":")
+    role = None
+    if kind == "admin":
+        role = "admin"
+    elif kind == "token":
+        role = session.scalars(
+            select(ApiToken.role).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+        ).first()
+    elif kind == "user":
+        role = session.scalars(
+            select(User.role).where(User.username == name, User.disabled.is_(False))
+        ).first()
+    if role is None:
+        raise OperationFailed(
+            f"{requested_by!r} holds no role: a restore is asked for by a person or a token"
+        )
+    return Caller(name, role)
+
+
+def restore(session: Session, storage: Storage, params: dict, *, requested_by: str) -> Outcome:
+    """Carry out a restore for ``requested_by`` (admin on the mirrored bucket, and write on
+    the bucket written to when it is another managed one); the note and the output."""
+    who = caller_of(session, requested_by)
+    found = plan(session, storage, params)
+    try:
+        access.require(session, who, found.mirror.bucket, "admin")
+        if found.target_bucket != found.mirror.bucket and not found.create_bucket:
+            access.require(session, who, found.target_bucket, "write")
+    except Forbidden as exc:
+        raise OperationFailed(str(exc)) from None
+    if found.create_bucket:
+        buckets.create(session, storage, found.target_bucket, actor=who.name, role=who.role)
+    row = session.get(StorageBucket, found.target_bucket)
+    if row is None:  # made just above, or managed: the plan checked
+        raise NotFound(f"no bucket {found.target_bucket!r} is managed by coreplane")
+    written = sum(_write(session, storage, found.mirror, row, copy, actor=who.name) for copy in found.writes)
+    output = {**found.as_dict(), "written": len(found.writes), "written_bytes": written}
+    return f"restored {len(found.writes)} object(s), {written} bytes, into {row.name}", output
+
+
+def _write(session: Session, storage: Storage, mirror: StorageMirror, row: StorageBucket, copy: Object,
+           *, actor: str) -> int:  # fmt: skip
+    client, bucket, key = storage.target(mirror.target_endpoint), mirror.target_bucket, copy.object_name or ""
+    response = storage.call("restore.get", bucket, client.get_object, bucket, key)
+    try:
+        headers = response.headers
+        meta = {k[len("x-amz-meta-") :]: v for k, v in mirrors.user_metadata(headers).items()}
+        sse = SseS3() if headers.get("x-amz-server-side-encryption") == "AES256" else None
+        info = objects.upload(
+            session, storage, row, key, response, length=int(headers.get("content-length", "0")),
+            content_type=headers.get("content-type"), metadata=meta, sse=sse, actor=actor,
+        )  # fmt: skip
+    finally:
+        response.close()
+        response.release_conn()
+    return info.size
+
+
+def carry_out(session: Session, storage: Storage, action: Action, now: datetime) -> None:
+    """Do one pending restore and end its action (actions/carried.py), audited."""
+    carried.carry_out(
+        session, action, now,
+        lambda: restore(session, storage, action.params or {}, requested_by=action.requested_by),
+        target=TARGET, backend_errors=(OSError,), backend="the S3 server",
+    )  # fmt: skip
+
+
+def advance(session: Session, storage: Storage, *, now: datetime) -> int:
+    """Carry out every pending restore, oldest first (the leader's control loop, before the
+    other plans); how many."""
+    actions = carried.pending(session, KINDS)
+    for action in actions:
+        carry_out(session, storage, action, now)
+    return len(actions)
+
+
+# Without storage on the leader, the plan fails them, saying how to configure it.
+PLANS: dict[str, Callable[[Session, Action, datetime], None]] = {KIND: carried.unavailable(NOT_CONFIGURED)}
+PARAM_CHECKS: dict[str, Callable[[dict], None]] = {KIND: check_params}
