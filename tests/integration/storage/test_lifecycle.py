@@ -1,0 +1,163 @@
+"""Lifecycle on the real S3 server: rules set on the server and stored; coreplane's own pass
+(the dry-run through the API on today's state, then in process with a later ``now`` to age
+the objects) lists and deletes expired current objects and noncurrent versions; bad rules
+are refused naming the field with nothing stored; only the bucket's admins configure or run it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.storage import lifecycle
+from controlplane.store.models import AuditEntry, StorageBucket
+from tests.support.storage import bucket_name, fields, storage_api, token
+
+API = "/api/v1/storage"
+RULES = [
+    {"id": "tmp", "prefix": "tmp/", "expire_days": 1},
+    {"id": "history", "prefix": "", "noncurrent_days": 1},
+]
+
+
+@pytest.fixture
+def api(services, tmp_path):
+    with storage_api(services, tmp_path) as client:
+        yield client
+
+
+def make_bucket(api: TestClient, *, versioning: bool = True) -> str:
+    name = bucket_name("life")
+    answer = api.post(f"{API}/buckets", json={"name": name, "versioning": versioning})
+    assert answer.status_code == 201, answer.text
+    return name
+
+
+def put(api: TestClient, bucket: str, key: str, body: bytes) -> None:
+    answer = api.put(f"{API}/{bucket}/objects/{key}", content=body)
+    assert answer.is_success, answer.text
+
+
+def run_at(api: TestClient, bucket: str, now: datetime, *, dry_run: bool) -> dict[str, Any]:
+    """coreplane's pass in process, as the leader's round runs it, at ``now``."""
+    app = api.app  # type: ignore[attr-defined]
+    with Session(app.state.engine) as session, session.begin():
+        row = session.get(StorageBucket, bucket)
+        assert row is not None
+        return lifecycle.run(session, app.state.storage, row, dry_run=dry_run, now=now, actor="test")
+
+
+def test_rules_are_set_on_the_server_and_stored(api: TestClient) -> None:
+    bucket = make_bucket(api)
+    answer = api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": RULES})
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["on_server"] is True
+    assert [r["id"] for r in found["rules"]] == ["tmp", "history"]
+    server = {r["id"]: r for r in found["server"]}
+    assert server["tmp"]["expire_days"] == 1 and server["tmp"]["prefix"] == "tmp/"
+    assert server["history"]["noncurrent_days"] == 1
+    with Session(api.app.state.engine) as session:  # type: ignore[attr-defined]
+        row = session.get(StorageBucket, bucket)
+        assert row is not None and row.lifecycle_on_server and row.lifecycle[0]["id"] == "tmp"
+
+    answer = api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": []})
+    assert answer.status_code == 200 and answer.json()["rules"] == [] and answer.json()["server"] is None
+
+
+def test_dry_run_then_apply_expires_current_objects_and_noncurrent_versions(api: TestClient) -> None:
+    bucket = make_bucket(api)
+    assert api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": RULES}).status_code == 200
+    put(api, bucket, "tmp/a", b"scratch")
+    put(api, bucket, "keep/b", b"one")
+    put(api, bucket, "keep/b", b"two")  # "one" is noncurrent from now on
+
+    answer = api.post(f"{API}/buckets/{bucket}/lifecycle/run", json={"dry_run": True})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["doomed"] == 0 and answer.json()["deleted"] == 0  # all written a moment ago
+
+    later = datetime.now(UTC) + timedelta(days=2)
+    preview = run_at(api, bucket, later, dry_run=True)
+    went = {(d["key"], d["action"]) for d in preview["items"]}
+    assert went == {("tmp/a", "expire"), ("keep/b", "noncurrent")}
+    assert preview["deleted"] == 0
+    assert api.get(f"{API}/{bucket}/objects/tmp/a").status_code == 200  # a dry run touches nothing
+
+    done = run_at(api, bucket, later, dry_run=False)
+    assert done["deleted"] == 2 and done["failed"] == []
+    assert api.get(f"{API}/{bucket}/objects/tmp/a").status_code == 404
+    assert api.get(f"{API}/{bucket}/objects/keep/b").content == b"two"
+    history = api.get(f"{API}/{bucket}/versions").json()["versions"]
+    b = [v for v in history if v["key"] == "keep/b"]
+    assert len(b) == 1 and b[0]["is_latest"]  # the noncurrent "one" is gone for good
+    a = [v for v in history if v["key"] == "tmp/a"]
+    assert a[0]["is_delete_marker"] and len(a) == 2  # expiry under versioning leaves a marker
+
+    with Session(api.app.state.engine) as session:  # type: ignore[attr-defined]
+        actions = session.scalars(select(AuditEntry.action).where(AuditEntry.target == bucket)).all()
+    assert "storage.lifecycle.run" in actions and "storage.lifecycle.dry_run" in actions
+
+
+def test_without_versioning_an_expired_object_is_gone(api: TestClient) -> None:
+    bucket = make_bucket(api, versioning=False)
+    rules = [{"id": "all", "prefix": "", "expire_days": 3}]
+    assert api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": rules}).status_code == 200
+    put(api, bucket, "x", b"x")
+    assert run_at(api, bucket, datetime.now(UTC) + timedelta(days=2), dry_run=False)["deleted"] == 0
+    assert run_at(api, bucket, datetime.now(UTC) + timedelta(days=4), dry_run=False)["deleted"] == 1
+    assert api.get(f"{API}/{bucket}/versions").json()["versions"] == []
+
+
+def test_the_leaders_round_runs_the_rules_and_keeps_what_is_young(api: TestClient) -> None:
+    bucket = make_bucket(api)
+    assert api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": RULES}).status_code == 200
+    put(api, bucket, "tmp/a", b"scratch")
+    outcome = api.app.state.storage_loop.run_once()  # type: ignore[attr-defined]
+    assert outcome["lifecycle"] == "ok", outcome
+    assert api.get(f"{API}/{bucket}/objects/tmp/a").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("rules", "field", "status"),
+    [
+        ([{"id": "a", "prefix": "", "expire_days": 0}], "rules[0].expire_days", 422),
+        ([{"id": "a", "prefix": "", "noncurrent_days": 36501}], "rules[0].noncurrent_days", 422),
+        ([{"id": "a", "prefix": "x/"}], "rules[0]", 422),
+        ([{"id": "a", "expire_days": 1}, {"id": "a", "expire_days": 2}], "rules[1].id", 422),
+        ([{"id": "a", "prefix": "../x", "expire_days": 1}], "rules[0].prefix", 422),
+        ([{"id": "a", "expire_days": 1, "transition": "glacier"}], "rules[0].transition", 422),
+        ([{"id": f"r{i}", "expire_days": 1} for i in range(51)], None, 413),
+    ],
+)
+def test_bad_rules_are_refused_naming_the_field(
+    api: TestClient, rules: list[dict], field: str | None, status: int
+) -> None:
+    bucket = make_bucket(api)
+    good = [{"id": "keep", "prefix": "", "expire_days": 9}]
+    assert api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": good}).status_code == 200
+    answer = api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": rules})
+    assert answer.status_code == status, answer.text
+    if field:
+        assert fields(answer) == [field]
+    held = api.get(f"{API}/buckets/{bucket}/lifecycle").json()
+    assert [r["id"] for r in held["rules"]] == ["keep"]  # nothing stored
+    assert [r["id"] for r in held["server"]] == ["keep"]  # nothing pushed
+
+
+def test_only_the_buckets_admins_configure_or_run_it(api: TestClient) -> None:
+    bucket = make_bucket(api)
+    viewer = token(api, "viewer", "life-viewer")
+    writer = token(api, "operator", "life-writer")
+    grant = {"subject": "user:life-writer", "level": "write"}
+    assert api.put(f"{API}/buckets/{bucket}/grants", json=grant).is_success
+    for who in (viewer, writer):
+        answer = api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": RULES}, headers=who)
+        assert answer.status_code == 403
+        answer = api.post(f"{API}/buckets/{bucket}/lifecycle/run", json={"dry_run": True}, headers=who)
+        assert answer.status_code == 403
+    assert api.get(f"{API}/buckets/{bucket}/lifecycle", headers=viewer).status_code == 403
+    assert api.get(f"{API}/buckets/{bucket}/lifecycle", headers=writer).json()["rules"] == []
