@@ -52,12 +52,15 @@ def purge(client: Minio, bucket: str) -> None:
 
 
 @contextmanager
-def storage_api(services: Settings, tmp_path: Path, **storage: Any) -> Iterator[TestClient]:
+def storage_api(
+    services: Settings, tmp_path: Path, *, dialect: str = "sqlite", **storage: Any
+) -> Iterator[TestClient]:
     """The app (in process, its lifespan running) on a fresh SQLite store in ``tmp_path``,
     storage on the harness's S3 server with ``storage`` as StorageSettings fields, called as
     the admin. Every bucket the store managed, and every mirror's target, is purged after."""
     raw = raw_client(services)
-    with migrated_store("sqlite", tmp_path, services) as store:
+    # dialect="postgresql": a fresh schema, where concurrent writers really overlap.
+    with migrated_store(dialect, tmp_path, services) as store:
         settings = make_settings(store, s3=services.s3, storage=StorageSettings(**storage))
         app = create_app(settings)
         try:
