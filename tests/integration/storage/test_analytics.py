@@ -1,0 +1,134 @@
+"""Storage analytics against the real S3 server: the usage round counts what the server holds
+(objects put behind coreplane's back included) with the top prefixes, the serve's S3 calls
+reach the store by operation after a flush with their errors and latencies, and the API
+refuses a bad window and a caller without a grant."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.clock import utcnow
+from controlplane.storage import analytics
+from controlplane.store.models import InfrastructureMetric, StorageBucket
+from tests.support.storage import bucket_name, fields, raw_client, storage_api, token
+
+# key -> size; the prefixes by bytes: img/ 4,500 (one of them put straight to the server),
+# logs/ 5,000, the root 100.
+THROUGH_API = {"logs/a.txt": 3000, "logs/2026/b.txt": 2000, "img/x.png": 4000, "root.txt": 100}
+BEHIND_OUR_BACK = ("img/raw.bin", 500)
+
+
+def _put(client, bucket: str, key: str, size: int) -> None:
+    answer = client.put(f"/api/v1/storage/{bucket}/objects/{key}", content=b"x" * size,
+                        headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+    assert answer.status_code in (200, 201), answer.text
+
+
+def _seed(client, services) -> str:
+    bucket = bucket_name("an")
+    made = client.post("/api/v1/storage/buckets", json={"name": bucket, "quota_bytes": 100_000})
+    assert made.status_code == 201, made.text
+    for key, size in THROUGH_API.items():
+        _put(client, bucket, key, size)
+    key, size = BEHIND_OUR_BACK
+    raw_client(services).put_object(bucket, key, io.BytesIO(b"y" * size), size)
+    for _ in range(3):
+        assert client.get(f"/api/v1/storage/{bucket}/objects/logs/a.txt").content == b"x" * 3000
+    assert client.get(f"/api/v1/storage/{bucket}/objects/no/such/key").status_code == 404
+    return bucket
+
+
+def test_usage_requests_and_prefixes_reach_the_api(services, tmp_path):
+    with storage_api(services, tmp_path, loop_interval_s=3600) as client:
+        bucket = _seed(client, services)
+        loop = client.app.state.storage_loop
+        assert loop.run_once()["usage"] == "ok"
+        assert loop.flush() == "ok"
+
+        with Session(client.app.state.engine) as session:
+            row = session.get(StorageBucket, bucket)
+            assert (row.objects, row.used_bytes) == (5, 9600)
+            assert row.usage_at is not None and utcnow() - row.usage_at < timedelta(minutes=5)
+
+        detail = client.get(f"/api/v1/storage/analytics/{bucket}", params={"window": "1h"})
+        assert detail.status_code == 200, detail.text
+        found = detail.json()
+        assert (found["objects"], found["bytes"], found["quota_bytes"]) == (5, 9600, 100_000)
+        assert found["used_ratio"] == 0.096
+        assert found["top_prefixes"] == [
+            {"prefix": "logs/", "bytes": 5000}, {"prefix": "img/", "bytes": 4500}, {"prefix": "", "bytes": 100},
+        ]  # fmt: skip
+        ops = found["ops"]
+        assert ops["put_object"]["requests"] == 4 and ops["put_object"]["errors"] == 0
+        assert ops["get_object"]["requests"] == 3 and ops["get_object"]["errors"] == 0
+        assert 0 < ops["get_object"]["p50_s"] <= ops["get_object"]["p95_s"] < 60
+        # The missing key: one error, on the call that asked for it (the API stats first).
+        (failed,) = [op for op, figures in ops.items() if figures["errors"]]
+        assert ops[failed]["errors"] == 1 and ops[failed]["error_ratio"] == 1 / ops[failed]["requests"]
+        assert found["errors"] == 1 and found["error_ratio"] == 1 / found["requests"]
+        assert found["requests"] == sum(figures["requests"] for figures in ops.values()) >= 11
+        assert found["series"]["bytes"][0]["points"][-1][1] == 9600
+        rates = {s["labels"]["op"]: s for s in found["series"]["requests_per_s"]}
+        assert sum(v for _, v in rates["put_object"]["points"]) * 60 == 4
+
+        # A second flush with nothing new writes nothing: the deltas are not counted twice.
+        assert loop.flush() == "ok"
+        again = client.get(f"/api/v1/storage/analytics/{bucket}").json()
+        assert again["ops"]["put_object"]["requests"] == 4
+
+        overview = client.get("/api/v1/storage/analytics", params={"window": "24h"})
+        assert overview.status_code == 200, overview.text
+        (mine,) = [b for b in overview.json()["buckets"] if b["bucket"] == bucket]
+        assert mine["objects"] == 5 and mine["errors"] == 1 and mine["ops"]["put_object"]["requests"] == 4
+
+
+def test_a_count_larger_than_a_round_resumes_at_the_next(services, tmp_path):
+    with storage_api(services, tmp_path, loop_interval_s=3600) as client:
+        bucket = bucket_name("an")
+        assert client.post("/api/v1/storage/buckets", json={"name": bucket}).status_code == 201
+        raw = raw_client(services)
+        for i in range(7):
+            raw.put_object(bucket, f"p{i % 2}/k{i}", io.BytesIO(b"z" * (10 + i)), 10 + i)
+        storage, engine = client.app.state.storage, client.app.state.engine
+        analytics.PAGE, page = 3, analytics.PAGE  # three entries a page, budget of 3 a round
+        try:
+            outcomes = []
+            for _ in range(3):
+                with Session(engine) as session, session.begin():
+                    outcomes.append(analytics.tick(session, storage, budget=3)[bucket])
+        finally:
+            analytics.PAGE = page
+        # 3 + 3 entries, then the last one: counted; no budget left for the 7 versions.
+        assert outcomes == ["partial", "partial", "counted"], outcomes
+        with Session(engine) as session, session.begin():
+            row = session.get(StorageBucket, bucket)
+            assert (row.objects, row.used_bytes) == (7, sum(10 + i for i in range(7)))
+            # Counted once in full: the next rounds within FULL_COUNT_EVERY leave it be.
+            assert bucket not in analytics.tick(session, storage)
+            written = session.scalars(select(InfrastructureMetric.metric_type)).all()
+            assert sorted(written) == [analytics.BYTES, analytics.OBJECTS, *[analytics.PREFIX_BYTES] * 2]
+
+
+def test_the_api_refuses_a_bad_window_and_a_caller_without_a_grant(services, tmp_path):
+    with storage_api(services, tmp_path, loop_interval_s=3600) as client:
+        bucket = bucket_name("an")
+        assert client.post("/api/v1/storage/buckets", json={"name": bucket}).status_code == 201
+        for path in ("/api/v1/storage/analytics", f"/api/v1/storage/analytics/{bucket}"):
+            refused = client.get(path, params={"window": "2h"})
+            assert refused.status_code == 422 and fields(refused) == ["window"], refused.text
+
+        stranger = token(client, "viewer", "stranger")
+        assert client.get(f"/api/v1/storage/analytics/{bucket}", headers=stranger).status_code == 403
+        assert client.get("/api/v1/storage/analytics", headers=stranger).json()["buckets"] == []
+
+        granted = client.put(f"/api/v1/storage/buckets/{bucket}/grants",
+                             json={"subject": "user:stranger", "level": "read"})  # fmt: skip
+        assert granted.status_code in (200, 201), granted.text
+        seen = client.get(f"/api/v1/storage/analytics/{bucket}", headers=stranger)
+        assert seen.status_code == 200 and seen.json()["bucket"] == bucket
+        listed = client.get("/api/v1/storage/analytics", headers=stranger).json()["buckets"]
+        assert [b["bucket"] for b in listed] == [bucket]
