@@ -269,10 +269,22 @@ def listing(
 def _page(
     storage: Storage, bucket: str, prefix: str, delimiter: str, start_after: str | None, limit: int
 ) -> list[Object]:
+    """The first ``limit`` entries (keys and common prefixes, in key order) after
+    ``start_after``, plus one more when there are more."""
     found: list[Object] = []
-    for item in storage.client.list_objects(
-        bucket, prefix=prefix or None, recursive=not delimiter, start_after=start_after or None
-    ):
+    # minio yields each answer's keys, then its common prefixes: not one sorted sequence.
+    # Asking for limit + 1 entries in one answer (max-keys, which the public list_objects
+    # does not take) makes the first answer hold exactly the entries this page shows, which
+    # are then sorted; anything read past it only says there is more.
+    entries = storage.client._list_objects(
+        bucket,
+        delimiter=delimiter or None,
+        max_keys=min(limit + 1, MAX_LIST),
+        prefix=prefix or None,
+        start_after=start_after or None,
+        encoding_type="url",
+    )
+    for item in entries:
         # A page that ended on a common prefix resumes after it: S3 would list that prefix
         # again, since its keys sort after the prefix itself.
         if item.is_dir and start_after and item.object_name == start_after:
@@ -280,7 +292,8 @@ def _page(
         found.append(item)
         if len(found) > limit:
             break
-    return found
+    head = sorted(found[:limit], key=lambda o: o.object_name or "")
+    return head + found[limit:]
 
 
 def _encryption(storage: Storage, bucket: str, key: str) -> str:
