@@ -1,7 +1,497 @@
-"""Placeholder: the storage console pages are being built."""
+"""Storage pages: /storage (the buckets the user may see, and a create form for operators)
+and /storage/{bucket} (an object browser by prefix with upload, download and delete; each
+object's versions and share links; the bucket's shares and settings).
+
+The console user is a storage ``Caller`` by user name and role, so grants to ``user:<name>``
+apply here as in the API: every page and form asks ``access.require`` for the level it needs
+(403 otherwise, nothing touched). Credentials never reach the browser: downloads stream
+through /storage/{bucket}/download, uploads come in as a form whose file Starlette spools to
+disk (bounded memory), and the only URL handed out is a share link's /s/ one, shown once.
+Object keys travel in the query string or a form field, never in the path: a key may hold
+any '/' and '?' a path would mangle."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import uuid
+from typing import Any
+from urllib.parse import quote, urlencode
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+
+from console.render import client_address, render
+from console.session import check_csrf, current_user, require_role
+from controlplane.clock import utcnow
+from controlplane.errors import NotFound, Rejected, TooLarge, Unavailable
+from controlplane.storage import access, buckets, encryption, names, objects, policy, shares, versions
+from controlplane.storage.access import Caller
+from controlplane.storage.client import NotConfigured, Storage
+from controlplane.store.models import StorageBucket, StorageDrill, StorageMirror, StorageShare
+from controlplane.web import READ_SESSION
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 100  # objects per page of the browser
+BUCKETS_LISTED = 200
+SHARES_LISTED = 50  # the newest share links of a bucket
+VERSIONS_LISTED = 100  # the newest versions of one object
+FIELD_MAX = 2048  # characters of any one text field of a form (a key is at most 1,024 bytes)
+FORM_FIELDS_MAX = 20
+GIB = 1024**3
+
+
+# -- who and what ----------------------------------------------------------------------------
+
+
+def _caller(request: Request, role: str) -> Caller:
+    return Caller(current_user(request), role)
+
+
+def _storage(request: Request) -> Storage:
+    found = request.app.state.storage
+    if found is None:
+        raise NotConfigured("object storage is not configured: set COREPLANE_S3__ENDPOINT (host:port)")
+    return found
+
+
+def _bucket(name: str) -> str:
+    return names.bucket_name(name, "bucket", "path")
+
+
+def _key(form: dict[str, str], field: str = "key") -> str:
+    return names.object_key(form.get(field, ""), field, "form")
+
+
+def _version(value: str | None) -> str | None:
+    # A version id is the server's opaque string: bounded and printable is all we can check.
+    if not value:
+        return None
+    if len(value) > 200 or not value.isprintable():
+        raise Rejected.field("version_id is not a version id", "version_id", "bad version id", "form")
+    return value
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A form's text fields (CSRF checked first), each at most FIELD_MAX characters."""
+    data = await request.form(max_files=0, max_fields=FORM_FIELDS_MAX)
+    form = {k: v for k, v in data.items() if isinstance(v, str)}
+    check_csrf(request, form.get("csrf", ""))
+    for name, value in form.items():
+        if len(value) > FIELD_MAX:
+            raise TooLarge(f"field {name!r} is over {FIELD_MAX} characters")
+    return form
+
+
+def _folder(key: str) -> str:
+    """The prefix ``key`` lies under ("" at the top)."""
+    return key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+
+
+def _can_write(level: str | None) -> bool:
+    return access.RANK.get(level or "", 0) >= access.RANK["write"]
+
+
+def _back(bucket: str, **params: str | None) -> str:
+    kept = {k: v for k, v in params.items() if v}
+    return f"/storage/{bucket}" + (f"?{urlencode(kept)}" if kept else "")
+
+
+def _object_url(bucket: str, key: str, **params: str | None) -> str:
+    kept = {"key": key} | {k: v for k, v in params.items() if v}
+    return f"/storage/{bucket}/object?{urlencode(kept)}"
+
+
+# -- the buckets -----------------------------------------------------------------------------
+
+
+def _bucket_rows(session: Session, caller: Caller) -> list[StorageBucket]:
+    # Each one shown costs three calls to the server (versioning, encryption, tags).
+    return buckets.managed(session, access.visible(session, caller))[:BUCKETS_LISTED]
+
+
+@router.get("/storage")
+def storage_page(request: Request, role: str = Depends(require_role("viewer")),
+                 session: Session = READ_SESSION) -> Response:  # fmt: skip
+    storage = request.app.state.storage
+    if storage is None:  # not configured: a line on the page, never an error page
+        return render(request, "storage/buckets.html", {"configured": False, "rows": []})
+    rows = [_summary(session, storage, row) for row in _bucket_rows(session, _caller(request, role))]
+    context = {"configured": True, "rows": rows, "can_create": role in ("operator", "admin"),
+               "listed": BUCKETS_LISTED}  # fmt: skip
+    return render(request, "storage/buckets.html", context, block="buckets")
+
+
+def _summary(session: Session, storage: Storage, row: StorageBucket) -> dict[str, Any]:
+    # One bucket the server lost, or a server not answering, is a line in the list, not a 5xx.
+    try:
+        return buckets.summary(session, storage, row)
+    except (NotFound, Unavailable) as exc:
+        return buckets.as_dict(row) | {"error": str(exc)}
+
+
+def _quota(text: str) -> int | None:
+    if not text.strip():
+        return None
+    try:
+        gb = float(text)
+    except ValueError:
+        raise Rejected.field("quota_gb must be a number of GiB", "quota_gb", "not a number", "form") from None
+    if not 0 < gb <= 1_000_000:
+        raise Rejected.field("quota_gb must be over 0 and at most 1,000,000", "quota_gb", "range", "form")
+    return int(gb * GIB)
+
+
+@router.post("/storage")
+async def create_bucket(request: Request, role: str = Depends(require_role("operator"))) -> Response:
+    form = await _form(request)
+    name = names.bucket_name(form.get("name", "").strip(), "name", "form")
+    quota = _quota(form.get("quota_gb", ""))
+    storage = _storage(request)
+
+    def create() -> None:
+        with request.app.state.sessionmaker.begin() as session:
+            row = buckets.create(session, storage, name, actor=current_user(request), role=role,
+                                 quota_bytes=quota, versioning=form.get("versioning") == "on")  # fmt: skip
+            if form.get("encryption") == "on":
+                encryption.set_default(session, storage, row, "SSE-S3", actor=current_user(request))
+
+    await asyncio.to_thread(create)
+    return RedirectResponse(f"/storage/{name}", status_code=303)
+
+
+# -- one bucket: the browser -----------------------------------------------------------------
+
+
+def crumbs(prefix: str) -> list[tuple[str, str]]:
+    """(label, prefix) of each folder down to ``prefix`` ("a/b/" -> a, a/; b, a/b/)."""
+    parts = [p for p in prefix.split("/")[:-1]] if prefix else []
+    return [(part, "/".join(parts[: i + 1]) + "/") for i, part in enumerate(parts)]
+
+
+def _settings(session: Session, storage: Storage, row: StorageBucket) -> dict[str, Any]:
+    mirrors = session.scalars(select(StorageMirror).where(StorageMirror.bucket == row.name)
+                              .order_by(StorageMirror.created_at)).all()  # fmt: skip
+    drills = session.scalars(select(StorageDrill).where(StorageDrill.bucket == row.name)
+                             .order_by(StorageDrill.started_at.desc()).limit(10)).all()  # fmt: skip
+    return {"grants": access.grants(session, row.name), "lifecycle": row.lifecycle or [],
+            "lifecycle_on_server": row.lifecycle_on_server, "mirrors": mirrors, "drills": drills}  # fmt: skip
+
+
+def _shares(session: Session, bucket: str, key: str | None = None) -> list[dict[str, Any]]:
+    """The newest share links of the bucket (of one key), as shares.as_dict shows them."""
+    query = select(StorageShare).where(StorageShare.bucket == bucket)
+    if key is not None:
+        query = query.where(StorageShare.key == key)
+    query = query.order_by(StorageShare.created_at.desc()).limit(SHARES_LISTED)
+    now = utcnow()
+    return [shares.as_dict(share, now) for share in session.scalars(query)]
+
+
+@router.get("/storage/{bucket}")
+def bucket_page(
+    request: Request,
+    bucket: str,
+    prefix: str = "",
+    start_after: str = "",
+    role: str = Depends(require_role("viewer")),
+    session: Session = READ_SESSION,
+) -> Response:
+    _bucket(bucket)
+    storage = _storage(request)
+    caller = _caller(request, role)
+    row = access.require(session, caller, bucket, "read")
+    prefix = names.key_prefix(prefix, "prefix", "query")
+    if start_after:
+        names.object_key(start_after, "start_after", "query")
+    found = objects.listing(storage, bucket, prefix=prefix, delimiter="/", start_after=start_after or None,
+                            limit=PAGE_SIZE, with_encryption=True)  # fmt: skip
+    level = access.level_of(session, caller, bucket)
+    context = {
+        "bucket": bucket, "summary": buckets.summary(session, storage, row), "prefix": prefix,
+        "crumbs": crumbs(prefix), "listing": found, "paged": bool(start_after),
+        "next_url": _back(bucket, prefix=prefix, start_after=found["next"]) if found["next"] else None,
+        "first_url": _back(bucket, prefix=prefix), "can_write": _can_write(level),
+        "is_admin": level == "admin", "shares": _shares(session, bucket), **_settings(session, storage, row),
+        "public_prefixes": policy.read(storage, bucket)[policy.FIELD],
+    }  # fmt: skip
+    return render(request, "storage/bucket.html", context, block="objects")
+
+
+@router.post("/storage/{bucket}/upload")
+async def upload(request: Request, bucket: str, role: str = Depends(require_role("viewer"))) -> Response:
+    """One file from the upload form, stored under the form's prefix by its file name."""
+    _bucket(bucket)
+    storage, caller = _storage(request), _caller(request, role)
+
+    def allowed() -> StorageBucket:
+        with request.app.state.read_sessionmaker.begin() as session:
+            row = access.require(session, caller, bucket, "write")
+            session.expunge(row)  # kept loaded: objects.upload reads its name, quota and usage
+            return row
+
+    # Checked before the body is read: no spooling for a caller refused anyway.
+    row = await asyncio.to_thread(allowed)
+    limit = storage.settings.max_object_gb * GIB
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + 1024 * 1024:  # the form's own bytes besides
+        raise TooLarge(f"the upload is {declared} bytes, over the {limit:.0f}-byte object limit")
+    data = await request.form(max_files=1, max_fields=FORM_FIELDS_MAX)
+    check_csrf(request, str(data.get("csrf", "")))
+    file = data.get("file")
+    if not isinstance(file, UploadFile) or not file.filename:
+        raise Rejected.field("choose a file to upload", "file", "missing", "form")
+    prefix = names.key_prefix(str(data.get("prefix", "")), "prefix", "form")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    # A browser sends the file's base name; some send a path: keep the last segment.
+    key = names.object_key(prefix + file.filename.replace("\\", "/").rsplit("/", 1)[-1], "file", "form")
+
+    def store() -> None:
+        # objects.upload touches the session only after the transfer: the store's write lock
+        # (SQLite) is not held while the bytes go to the server.
+        with request.app.state.sessionmaker.begin() as session:
+            objects.upload(session, storage, row, key, file.file, length=file.size,
+                           content_type=file.content_type or None, actor=current_user(request))  # fmt: skip
+
+    try:
+        await asyncio.to_thread(store)
+    finally:
+        await file.close()
+    return RedirectResponse(_back(bucket, prefix=prefix, uploaded=key), status_code=303)
+
+
+def _attachment(key: str) -> str:
+    name = key.rstrip("/").rsplit("/", 1)[-1] or "download"
+    ascii_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:200]
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+@router.get("/storage/{bucket}/download")
+def download(
+    request: Request,
+    bucket: str,
+    key: str = "",
+    version_id: str = "",
+    role: str = Depends(require_role("viewer")),
+    session: Session = READ_SESSION,
+) -> Response:
+    """The object's bytes streamed through the control plane (never a URL to the server)."""
+    _bucket(bucket)
+    storage = _storage(request)
+    access.require(session, _caller(request, role), bucket, "read")
+    key = names.object_key(key, "key", "query")
+    info, chunks = objects.download(storage, bucket, key, version_id=_version(version_id))
+    headers = {"Content-Disposition": _attachment(key), "Content-Length": str(info.size),
+               "X-Content-Type-Options": "nosniff"}  # fmt: skip
+    # application/octet-stream whatever the object says: an uploaded HTML file must not
+    # run as a page of the console's origin.
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
+
+
+# -- one object: versions, shares, delete ----------------------------------------------------
+
+
+def _stat_or_none(storage: Storage, bucket: str, key: str) -> objects.ObjectInfo | None:
+    try:
+        return objects.stat(storage, bucket, key)
+    except NotFound:
+        return None  # gone, or its latest version is a delete marker: the versions say which
+
+
+@router.get("/storage/{bucket}/object")
+def object_page(
+    request: Request,
+    bucket: str,
+    key: str = "",
+    role: str = Depends(require_role("viewer")),
+    session: Session = READ_SESSION,
+) -> Response:
+    _bucket(bucket)
+    storage, caller = _storage(request), _caller(request, role)
+    row = access.require(session, caller, bucket, "read")
+    key = names.object_key(key, "key", "query")
+    info = _stat_or_none(storage, bucket, key)
+    found = [v.as_dict() for v in versions.versions_of(storage, bucket, key)[:VERSIONS_LISTED]]
+    if info is None and not found:
+        raise NotFound(f"no object {key!r} in bucket {bucket!r}")
+    level = access.level_of(session, caller, bucket)
+    latest = found[0] if found else None  # newest first
+    context = {
+        "bucket": bucket, "key": key, "info": info, "versions": found, "folder": _folder(key),
+        "summary": buckets.summary(session, storage, row), "can_write": _can_write(level),
+        "deleted": latest is not None and latest["is_delete_marker"], "shares": _shares(session, bucket, key),
+        "max_days": storage.settings.share_max_days,
+    }  # fmt: skip
+    return render(request, "storage/object.html", context)
+
+
+@router.post("/storage/{bucket}/delete")
+async def delete_object(
+    request: Request, bucket: str, role: str = Depends(require_role("viewer"))
+) -> Response:
+    form = await _form(request)
+    _bucket(bucket)
+    key, version_id = _key(form), _version(form.get("version_id"))
+    if form.get("confirm") != "yes":
+        raise Rejected.field("tick 'yes, delete it' to confirm the delete", "confirm", "unconfirmed", "form")
+    storage, caller = _storage(request), _caller(request, role)
+
+    def remove() -> bool:
+        with request.app.state.sessionmaker.begin() as session:
+            row = access.require(session, caller, bucket, "write")
+            done = objects.remove(
+                session, storage, row, key, actor=current_user(request), version_id=version_id
+            )
+            return bool(done.get("delete_marker") or done.get("is_delete_marker"))
+
+    marked = await asyncio.to_thread(remove)
+    folder = _folder(key) or None
+    # A delete marker leaves versions to restore: back to the object's page, where they are.
+    target = _object_url(bucket, key) if marked or version_id else _back(bucket, prefix=folder, deleted=key)
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/storage/{bucket}/restore")
+async def restore_version(
+    request: Request, bucket: str, role: str = Depends(require_role("viewer"))
+) -> Response:
+    """Make an older version the latest again (a copy of it on top), or undelete (remove the
+    delete marker that hides the object)."""
+    form = await _form(request)
+    _bucket(bucket)
+    key, version_id = _key(form), _version(form.get("version_id"))
+    storage, caller = _storage(request), _caller(request, role)
+
+    def restore() -> None:
+        with request.app.state.sessionmaker.begin() as session:
+            row = access.require(session, caller, bucket, "write")
+            if form.get("op") == "undelete":
+                versions.undelete(session, storage, row, key, actor=current_user(request))
+            elif version_id is None:
+                raise Rejected.field("choose the version to restore", "version_id", "missing", "form")
+            else:
+                versions.restore(session, storage, row, key, version_id, actor=current_user(request))
+
+    await asyncio.to_thread(restore)
+    return RedirectResponse(_object_url(bucket, key, restored="1"), status_code=303)
+
+
+# -- share links -----------------------------------------------------------------------------
+
+
+def _positive(form: dict[str, str], field: str, most: int, required: bool) -> int | None:
+    text = form.get(field, "").strip()
+    if not text and not required:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise Rejected.field(f"{field} must be a whole number from 1 to {most}", field, "range", "form")
+    return int(text)
+
+
+@router.post("/storage/{bucket}/shares")
+async def create_share(
+    request: Request, bucket: str, role: str = Depends(require_role("viewer"))
+) -> Response:
+    """A revocable /s/ link to one object; its URL is on this answer's page and nowhere else."""
+    form = await _form(request)
+    _bucket(bucket)
+    key, version_id = _key(form), _version(form.get("version_id"))
+    storage, caller = _storage(request), _caller(request, role)
+    hours = _positive(form, "expires_hours", storage.settings.share_max_days * 24, required=True)
+    most = _positive(form, "max_downloads", 1_000_000, required=False)
+
+    def create() -> str:
+        with request.app.state.sessionmaker.begin() as session:
+            _share, token = shares.create(session, storage, caller, bucket, key, version_id=version_id,
+                                          expires_s=(hours or 0) * 3600, max_downloads=most,
+                                          client=client_address(request), now=utcnow())  # fmt: skip
+            return token
+
+    url = shares.link(str(request.base_url), await asyncio.to_thread(create))
+    with request.app.state.read_sessionmaker.begin() as session:
+        # Making a link needed write: the list beside it offers the revoke buttons.
+        context = {"bucket": bucket, "key": key, "share_url": url, "shares": _shares(session, bucket, key),
+                   "can_write": True}  # fmt: skip
+        return render(request, "storage/shared.html", context, status=201)
+
+
+@router.post("/storage/{bucket}/shares/{share_id}/revoke")
+async def revoke_share(request: Request, bucket: str, share_id: uuid.UUID,
+                       role: str = Depends(require_role("viewer"))) -> Response:  # fmt: skip
+    form = await _form(request)
+    _bucket(bucket)
+    caller = _caller(request, role)
+
+    def revoke() -> None:
+        with request.app.state.sessionmaker.begin() as session:
+            access.require(session, caller, bucket, "write")
+            found = session.get(StorageShare, share_id)
+            if found is None or found.bucket != bucket:  # the form's bucket names the link's
+                raise NotFound(f"no share link {share_id} on bucket {bucket!r}")
+            shares.revoke(session, caller, share_id, client=client_address(request), now=utcnow())
+
+    await asyncio.to_thread(revoke)
+    back = _object_url(bucket, form["key"]) if form.get("key") else _back(bucket)
+    return RedirectResponse(back, status_code=303)
+
+
+# -- settings (admin) ------------------------------------------------------------------------
+
+
+def _set_grant(session: Session, storage: Storage, row: StorageBucket, form: dict[str, str], by: str) -> None:
+    subject, level = form.get("subject", "").strip(), form.get("level", "")
+    if level == "none":
+        access.revoke(session, row.name, subject, actor=by)
+    else:
+        access.grant(session, row.name, subject, level, actor=by)
+
+
+def _set_quota(session: Session, storage: Storage, row: StorageBucket, form: dict[str, str], by: str) -> None:
+    buckets.set_quota(session, row.name, _quota(form.get("quota_gb", "")), actor=by)
+
+
+def _set_versioning(session: Session, storage: Storage, row: StorageBucket, form: dict[str, str],
+                    by: str) -> None:  # fmt: skip
+    versions.set_status(session, storage, row, form.get("status", ""), actor=by)
+
+
+def _set_encryption(session: Session, storage: Storage, row: StorageBucket, form: dict[str, str],
+                    by: str) -> None:  # fmt: skip
+    encryption.set_default(session, storage, row, form.get("default") or None, actor=by)
+
+
+def _set_public(
+    session: Session, storage: Storage, row: StorageBucket, form: dict[str, str], by: str
+) -> None:
+    prefixes = [p.strip() for p in form.get("prefixes", "").splitlines() if p.strip()]
+    policy.put(session, storage, row, prefixes, actor=by)
+
+
+# What the bucket's settings forms change (field "op"), each audited by its library.
+SETTINGS = {"grant": _set_grant, "quota": _set_quota, "versioning": _set_versioning,
+            "encryption": _set_encryption, "public": _set_public}  # fmt: skip
+
+
+@router.post("/storage/{bucket}/settings")
+async def change_settings(
+    request: Request, bucket: str, role: str = Depends(require_role("viewer"))
+) -> Response:
+    """One of the bucket's settings (admin on the bucket)."""
+    form = await _form(request)
+    _bucket(bucket)
+    change = SETTINGS.get(form.get("op", ""))
+    if change is None:
+        raise Rejected.field(f"op must be one of {', '.join(SETTINGS)}", "op", "unknown", "form")
+    storage, caller = _storage(request), _caller(request, role)
+
+    def run() -> None:
+        with request.app.state.sessionmaker.begin() as session:
+            row = access.require(session, caller, bucket, "admin")
+            change(session, storage, row, form, current_user(request))
+
+    await asyncio.to_thread(run)
+    return RedirectResponse(_back(bucket) + "#settings", status_code=303)
