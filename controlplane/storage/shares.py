@@ -372,10 +372,16 @@ def open_link(
 ) -> Opened:
     """Count one download and redirect to a fresh presigned GET valid
     ``storage.presign_ttl_s``; 404/410 without counting when the link is dead. The count is
-    one conditional UPDATE, so concurrent openers never take more downloads than are left."""
+    one conditional UPDATE, so concurrent openers never take more downloads than are left.
+    An object deleted since the link was made is 410 too, and costs no download."""
     share, opened = look_up(session, token, now)
     if share is None or opened.status != 200:
         return opened
+    try:
+        storage.call("stat", share.bucket, storage.client.stat_object, share.bucket, share.key,
+                     version_id=share.version_id)  # fmt: skip
+    except NotFound:
+        return Opened(410, "missing", "the shared object no longer exists")
     taken = session.execute(
         update(StorageShare)
         .where(

@@ -143,6 +143,16 @@ def test_a_link_runs_out_of_downloads(api, raw):
     assert "token" not in shown
 
 
+def test_a_link_to_a_deleted_object_is_gone_and_costs_no_download(api, raw):
+    bucket = managed_bucket(api)
+    put(raw, bucket, "brief.txt")
+    link = share(api, bucket, "brief.txt", max_downloads=5)
+    raw.remove_object(bucket, "brief.txt")
+    gone = open_link(api, link)
+    assert gone.status_code == 410 and "no longer exists" in gone.text
+    assert stored(api, link["id"]).downloads == 0 and audited(api, "storage.share.download") == []
+
+
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_concurrent_openers_never_take_more_downloads_than_the_link_has(services, tmp_path, raw, dialect):
     # On PostgreSQL the ten transactions overlap (SQLite queues writers at BEGIN): only the
