@@ -244,11 +244,12 @@ def _write(session: Session, storage: Storage, mirror: StorageMirror, row: Stora
 
 
 def carry_out(session: Session, storage: Storage, action: Action, now: datetime) -> None:
-    """Do one pending restore and end its action (actions/carried.py), audited."""
+    """Do one pending restore and end its action (actions/carried.py), audited. Whatever
+    stops it fails the action: a restore left pending would stop the leader's every round."""
     carried.carry_out(
         session, action, now,
         lambda: restore(session, storage, action.params or {}, requested_by=action.requested_by),
-        target=TARGET, backend_errors=(OSError,), backend="the S3 server",
+        target=TARGET, backend_errors=(Exception,), backend="the restore",
     )  # fmt: skip
 
 
