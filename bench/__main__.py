@@ -5,7 +5,20 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import agent, alerts, cache, console, failover, ingest, messaging, query, realtime, select1, tasks
+from bench import (
+    agent,
+    alerts,
+    cache,
+    console,
+    failover,
+    ingest,
+    messaging,
+    query,
+    realtime,
+    select1,
+    storage,
+    tasks,
+)
 from controlplane.settings import load_settings
 from tests.support.results import save, table
 
@@ -37,6 +50,10 @@ BENCHMARKS = {
     # group_send), ws_connections_per_gb, ws_resume_gap, and the history store's decision
     # (docs/decisions/0009): rt_history_append_p99_ms and rt_history_append_msgs_per_s.
     "realtime": realtime.run,
+    # storage_upload_mb_s and storage_download_mb_s (4 x 256 MiB through the API vs the raw minio
+    # SDK), storage_small_put_p99_ms (the library vs raw put_object), storage_restore_s_per_gb
+    # (a restore drill vs a raw copy loop).
+    "storage": storage.run,
 }
 
 
