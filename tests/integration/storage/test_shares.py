@@ -285,6 +285,15 @@ def test_an_object_under_a_customer_key_cannot_be_shared(api, raw):
     assert "SSE-C" in refused.json()["detail"]
 
 
+def test_the_routes_are_documented_and_the_link_needs_no_login(api):
+    paths = api.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/storage/presign", "/api/v1/storage/shares", "/api/v1/storage/shares/{share_id}",
+            "/s/{token}"} <= set(paths)  # fmt: skip
+    anonymous = TestClient(api.app)  # type: ignore[arg-type]
+    assert anonymous.get("/api/v1/storage/shares").status_code == 401
+    assert anonymous.get(f"/s/{'y' * 43}", follow_redirects=False).status_code == 404
+
+
 def test_unknown_and_overlong_tokens_are_404_and_the_long_one_reads_nothing(api):
     assert api.get(f"/s/{'x' * 43}", follow_redirects=False).status_code == 404
     statements: list[str] = []
