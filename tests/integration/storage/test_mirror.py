@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from minio import Minio
 from minio.error import S3Error
-from minio.sse import SseCustomerKey
+from minio.sse import SseCustomerKey, SseS3
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -163,16 +163,23 @@ def test_a_second_endpoint_goes_through_its_own_client(services, tmp_path, raw):
         assert read(raw, target, "a.bin")[0] == b"overwritten"
 
 
-def test_sse_c_objects_are_skipped_and_named_on_every_run(api, raw):
+def test_sse_c_objects_are_skipped_and_named_on_every_run_and_sse_s3_stays_encrypted(api, raw):
     source, target = managed(api), bucket_name("mirssec")
     put(raw, source, "secret.bin", b"s" * 100, sse=SseCustomerKey(b"k" * 32))
     put(raw, source, "plain.txt", b"plain")
+    put(raw, source, "sealed.txt", b"sse-s3", sse=SseS3())
     mirror = mirror_of(api, source, target)
     first = run(api, mirror["id"])
-    assert (first["copied"], first["skipped"], first["skipped_keys"]) == (1, 1, ["secret.bin"])
+    assert (first["copied"], first["skipped"], first["skipped_keys"]) == (2, 1, ["secret.bin"])
     again = run(api, mirror["id"])
     assert (again["copied"], again["skipped"], again["skipped_keys"]) == (0, 1, ["secret.bin"])
-    assert [o.object_name for o in raw.list_objects(target, recursive=True)] == ["plain.txt"]
+    assert sorted(o.object_name for o in raw.list_objects(target, recursive=True)) == [
+        "plain.txt",
+        "sealed.txt",
+    ]
+    sealed = raw.stat_object(target, "sealed.txt").metadata
+    assert sealed.get("x-amz-server-side-encryption") == "AES256"
+    assert raw.stat_object(target, "plain.txt").metadata.get("x-amz-server-side-encryption") is None
 
 
 def test_a_scheduled_mirror_runs_from_the_storage_loop_when_due(api, raw):
