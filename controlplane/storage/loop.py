@@ -8,6 +8,9 @@ The jobs:
 - mirrors: scheduled mirrors that are due (controlplane/storage/mirror.py ``tick``);
 - usage: each bucket's objects and bytes counted for quotas and analytics
   (controlplane/storage/analytics.py ``tick``).
+
+Before its leader check, every process flushes its own S3 call figures into the store
+(``flush``: analytics.py ``flush``), since each process counts only the calls it made.
 """
 
 from __future__ import annotations

@@ -80,6 +80,12 @@ def test_usage_requests_and_prefixes_reach_the_api(services, tmp_path):
         again = client.get(f"/api/v1/storage/analytics/{bucket}").json()
         assert again["ops"]["put_object"]["requests"] == 4
 
+        # The gauges the quota alerts read, from the store (the first scrape reads it).
+        scraped = client.get("/metrics").text
+        assert f'coreplane_storage_bucket_used_bytes{{bucket="{bucket}"}} 9600.0' in scraped
+        assert f'coreplane_storage_bucket_quota_bytes{{bucket="{bucket}"}} 100000.0' in scraped
+        assert f'coreplane_storage_bucket_objects{{bucket="{bucket}"}} 5.0' in scraped
+
         overview = client.get("/api/v1/storage/analytics", params={"window": "24h"})
         assert overview.status_code == 200, overview.text
         (mine,) = [b for b in overview.json()["buckets"] if b["bucket"] == bucket]
