@@ -129,7 +129,7 @@ def preview_restore(
     return {
         "action": {"kind": restore.KIND, "target": restore.TARGET, "params": params},
         "plan": planned.as_dict(),
-        "steps": restore.describe(session, storage, params),
+        "steps": restore.steps(planned.as_dict()),
     }
 
 

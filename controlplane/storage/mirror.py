@@ -99,17 +99,26 @@ def create(
     return mirror
 
 
+def address(storage: Storage, endpoint: str) -> str:
+    """The host:port behind a ``target_endpoint``: "mirror" may name the primary's server
+    (as in the tests), and a bucket is the same bucket there whichever client reaches it."""
+    storage.target(endpoint)  # refuses an unknown endpoint, naming the field
+    return (
+        (storage.settings.mirror_endpoint or storage.endpoint) if endpoint == "mirror" else storage.endpoint
+    )
+
+
 def same_place(storage: Storage, endpoint: str, bucket: str, other: str) -> bool:
     """Whether ``endpoint``'s ``bucket`` is the primary's ``other``."""
-    return bucket == other and storage.target(endpoint) is storage.client
+    return bucket == other and address(storage, endpoint) == storage.endpoint
 
 
 def _check_target_free(session: Session, storage: Storage, endpoint: str, target: str) -> None:
     taken = session.scalars(select(StorageMirror).where(StorageMirror.target_bucket == target)).all()
     for other in taken:
-        if storage.target(other.target_endpoint) is storage.target(endpoint):
+        if address(storage, other.target_endpoint) == address(storage, endpoint):
             raise Conflict(f"mirror {other.id} of {other.bucket!r} writes to {target!r} already")
-    if storage.target(endpoint) is storage.client and session.get(StorageBucket, target) is not None:
+    if address(storage, endpoint) == storage.endpoint and session.get(StorageBucket, target) is not None:
         raise Rejected.field(
             f"{target!r} is a managed bucket: a mirror writes to a bucket of its own",
             "target_bucket",

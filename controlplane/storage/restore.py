@@ -163,8 +163,12 @@ def _same(storage: Storage, mirror: StorageMirror, copy: Object, existing: Objec
 
 
 def describe(session: Session, storage: Storage, params: dict) -> list[str]:
-    """The preview in plain words."""
-    found = plan(session, storage, params).as_dict()
+    """The preview in plain words (for the console's confirmation step)."""
+    return steps(plan(session, storage, params).as_dict())
+
+
+def steps(found: dict[str, Any]) -> list[str]:
+    """A plan (``Plan.as_dict``) in plain words."""
     where = f"bucket {found['target_bucket']}" + (" (made for it)" if found["create_bucket"] else "")
     lines = [f"Write {found['objects']} object(s), {found['bytes']} bytes, from mirror {found['source']} "
              f"into {where}" + (f", keys under {found['prefix']!r}" if found["prefix"] else "")]  # fmt: skip

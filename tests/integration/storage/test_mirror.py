@@ -151,6 +151,9 @@ def test_a_second_endpoint_goes_through_its_own_client(services, tmp_path, raw):
         assert storage.mirror is not storage.client
         source, target = managed(api, versioning=False), bucket_name("mirend")
         put(raw, source, "a.bin", bytes(range(256)) * 40, metadata={"x-amz-meta-owner": "ops"})
+        onto_itself = {"bucket": source, "target_bucket": source, "target_endpoint": "mirror"}
+        refused = api.post("/api/v1/storage/mirrors", json=onto_itself)  # the same server, by address
+        assert refused.status_code == 422 and fields(refused) == ["target_bucket"], refused.text
         mirror = mirror_of(api, source, target, target_endpoint="mirror")
         assert mirror["target_endpoint"] == "mirror"
         assert run(api, mirror["id"])["copied"] == 1
