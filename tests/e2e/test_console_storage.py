@@ -17,8 +17,8 @@ import httpx
 import pytest
 from minio import Minio
 
-from tests.support.console import console_users, csrf_of
-from tests.support.serve import private_serve
+from tests.support.console import console_users, csrf_of, page_with
+from tests.support.serve import private_serve, serving
 from tests.support.storage import bucket_name, purge, raw_client
 
 
@@ -28,7 +28,9 @@ def console(services, tmp_path_factory) -> Iterator[tuple[str, dict[str, httpx.C
     users olga and otto (operators) and vera (viewer) beside the admin."""
     raw = raw_client(services)
     made: list[str] = []
-    with private_serve(tmp_path_factory.mktemp("storage-console")) as (url, token, _log):
+    # A 1 s storage round: each serve's S3 call figures reach the store (the activity) quickly.
+    serve = private_serve(tmp_path_factory.mktemp("storage-console"), storage__loop_interval_s="1")
+    with serve as (url, token, _log):
         clients = console_users(url, token, olga="operator", otto="operator", vera="viewer")
         try:
             yield url, clients, raw, made
@@ -254,3 +256,30 @@ def test_a_user_without_a_grant_gets_403_everywhere_and_changes_nothing(console)
     page = olga.get(f"/storage/{bucket}").text
     assert '<tr data-subject="user:otto">' not in page and "active" in page, "no grant, the link still live"
     assert quote("keep.txt") in page
+
+
+def test_the_browser_pages_past_a_hundred_objects_and_shows_the_bucket_activity(console):
+    _url, clients, raw, made = console
+    olga = clients["olga"]
+    bucket = _create(olga, made)
+    for i in range(105):  # straight to the server: the listing is the server's, not the store's
+        raw.put_object(bucket, f"p/obj-{i:03d}", io.BytesIO(b"x"), 1)
+    first = olga.get(f"/storage/{bucket}", params={"prefix": "p/"}).text
+    keys = re.findall(r'<tr data-key="(p/obj-\d+)">', first)
+    assert keys == [f"p/obj-{i:03d}" for i in range(100)]
+    following = re.search(r'id="storage-next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    second = olga.get(following).text
+    assert re.findall(r'<tr data-key="(p/obj-\d+)">', second) == [f"p/obj-{i:03d}" for i in range(100, 105)]
+    assert 'id="storage-next"' not in second and "« First" in second
+    # This serve's own calls (the listings) are flushed to the store on its round and shown.
+    page_with(olga, f"/storage/{bucket}", 'data-op="list_objects"', "the listing calls counted", 30)
+
+
+def test_without_an_s3_endpoint_the_page_says_storage_is_not_configured(tmp_path):
+    with serving(f"sqlite:///{tmp_path}/store.db", tmp_path / "serve.log", migrated=False) as cp:
+        viewer = console_users(cp.url, cp.token, vera="viewer")["vera"]
+        page = viewer.get("/storage")
+        assert page.status_code == 200 and 'id="storage-not-configured"' in page.text
+        assert "COREPLANE_S3__ENDPOINT" in page.text and 'id="storage-create"' not in page.text
+        assert viewer.get("/storage/some-bucket").status_code == 503
+        viewer.close()
