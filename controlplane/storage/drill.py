@@ -9,8 +9,9 @@ What a drill measures:
   change the restore lacked (0 when it lacked none).
 
 A drill runs synchronously (the API runs it in a worker thread) and is capped at
-``MAX_OBJECTS`` objects; past that it fails, saying so. The drill bucket is a managed bucket
-while it lives, deleted at the end unless the caller keeps it.
+``MAX_OBJECTS`` objects; past that it fails, saying so. The drill bucket is removed at the
+end unless the caller keeps it (it then becomes a managed bucket). The store is written only
+after the S3 work, so a long drill holds no store lock while it streams.
 
 Every function takes the caller's session and never commits."""
 
@@ -24,16 +25,17 @@ from typing import Any
 
 from minio import Minio
 from minio.datatypes import Object
+from minio.deleteobjects import DeleteObject
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.clock import utcnow
 from controlplane.errors import Conflict, NotFound, Rejected, TooLarge, Unavailable
-from controlplane.storage import buckets, names
+from controlplane.storage import access, names
 from controlplane.storage import mirror as mirrors
 from controlplane.storage.client import Storage
-from controlplane.store.models import StorageDrill, StorageMirror
+from controlplane.store.models import StorageBucket, StorageDrill, StorageMirror
 
 MAX_OBJECTS = 10_000
 MAX_MISMATCHES = 20  # kept on the drill, with the key and why
@@ -51,31 +53,61 @@ def run(
     role: str | None = None,
 ) -> StorageDrill:
     """Restore ``mirror`` into a fresh bucket and compare it with the source; the drill row
-    (passed or failed, with its figures), audited. ``actor`` (at ``role``) owns the drill
-    bucket while it lives."""
+    (passed or failed, with its figures), audited. A kept drill bucket becomes a managed
+    bucket of ``actor`` (at ``role``); otherwise it is removed."""
     started = utcnow()
     drill = StorageDrill(
         bucket=mirror.bucket, mirror_id=mirror.id, restored_bucket=drill_bucket(mirror.bucket),
         started_at=started, state="running", objects=0, bytes=0, mismatches=[], actor=actor,
         rpo_s=(started - mirror.last_ok_at).total_seconds() if mirror.last_ok_at else None,
     )  # fmt: skip
-    session.add(drill)
+    # The store is written only once the S3 work is done: a long drill must not hold the
+    # store's write lock (SQLite's is the whole database) while it streams.
+    made = False
     try:
-        buckets.create(session, storage, drill.restored_bucket, actor=actor, role=role)
-        try:
-            _restore_and_compare(storage, mirror, drill)
-        finally:
-            if not keep:
-                buckets.delete(session, storage, drill.restored_bucket, actor=actor, force=True)
+        storage.call("make_bucket", drill.restored_bucket, storage.client.make_bucket, drill.restored_bucket)
+        made = True
+        _restore_and_compare(storage, mirror, drill)
     except (Unavailable, NotFound, Conflict, Rejected) as exc:
         drill.state, drill.error = "failed", str(exc)
+    finally:
+        if made and not keep:
+            discard(storage, drill.restored_bucket)
+    if made and keep:
+        _manage(session, drill.restored_bucket, actor=actor, role=role)
     drill.finished_at = utcnow()
+    session.add(drill)
     session.flush()
     audit.record(session, actor=actor, action="storage.drill", target=mirror.bucket, details={
         "drill": str(drill.id), "state": drill.state, "objects": drill.objects, "bytes": drill.bytes,
-        "rpo_s": drill.rpo_s, "rto_s": drill.rto_s, "kept": keep and drill.error is None,
+        "rpo_s": drill.rpo_s, "rto_s": drill.rto_s, "kept": made and keep,
     })  # fmt: skip
     return drill
+
+
+def _manage(session: Session, name: str, *, actor: str, role: str | None) -> None:
+    """A kept drill bucket recorded as managed, its owner admin on it (as buckets.create)."""
+    now = utcnow()
+    session.add(StorageBucket(name=name, quota_bytes=None, used_bytes=0, objects=0, lifecycle=[],
+                              created_at=now, created_by=actor, updated_at=now))  # fmt: skip
+    session.flush()
+    if role != "admin":
+        access.grant(session, name, f"user:{actor}", "admin", actor=actor)
+    audit.record(session, actor=actor, action="storage.bucket.create", target=name, details={"drill": True})
+
+
+def discard(storage: Storage, name: str) -> None:
+    """A drill bucket (unversioned: latest objects only) emptied and removed."""
+
+    def run() -> None:
+        doomed = [DeleteObject(o.object_name) for o in storage.client.list_objects(name, recursive=True)
+                  if o.object_name]  # fmt: skip
+        for start in range(0, len(doomed), 1000):  # one DeleteObjects request's worth at a time
+            for failed in storage.client.remove_objects(name, doomed[start : start + 1000]):
+                raise Conflict(f"could not empty drill bucket {name!r}: {failed.name} {failed.code}")
+        storage.client.remove_bucket(name)
+
+    storage.call("drill.discard", name, run)
 
 
 def drill_bucket(source: str) -> str:
