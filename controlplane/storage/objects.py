@@ -457,11 +457,12 @@ def upload(
     else:
         limit = min(limit, part * MAX_PARTS)
     metered = _Metered(reader, length, limit, says)
-    written = storage.call(
-        "put_object", row.name, storage.client.put_object, row.name, key, metered,
-        length if length is not None else -1,
-        content_type=content_type, metadata=meta or None, sse=sse, part_size=part,
-    )  # fmt: skip
+    with server_key_rules("key", "path"):
+        written = storage.call(
+            "put_object", row.name, storage.client.put_object, row.name, key, metered,
+            length if length is not None else -1,
+            content_type=content_type, metadata=meta or None, sse=sse, part_size=part,
+        )  # fmt: skip
     metrics.BYTES.labels("in", metrics.bucket_label(row.name)).inc(metered.count)
     count_usage(session, row.name, metered.count, 1)
     return ObjectInfo(
@@ -475,6 +476,24 @@ def upload(
         version_id=written.version_id,
         encryption=_sse_name(sse),
     )
+
+
+@contextlib.contextmanager
+def server_key_rules(field: str, kind: str) -> Iterator[None]:
+    """A key the server itself refuses named as the caller's field: S3 servers may be
+    stricter than S3's 1,024 bytes (SeaweedFS takes 255 bytes between two '/')."""
+    try:
+        yield
+    except Rejected as exc:
+        if exc.reason != "KeyTooLongError":
+            raise
+        raise Rejected.field(
+            f"the S3 server refused the key as too long ({exc}): shorten it, or split it with '/' "
+            "(some servers cap each segment at 255 bytes)",
+            field,
+            "key too long for the server",
+            kind,
+        ) from exc
 
 
 def _sse_name(sse: Sse | None) -> str:
@@ -521,7 +540,8 @@ def copy(
         raise TooLarge.field(f"{says}; the source is {source.size} bytes", "source_key", "too large", "body")
     origin = CopySource(row.name, src_key, version_id=version_id, ssec=ssec)
     dst = dst_bucket_row.name
-    storage.call("copy_object", dst, storage.client.copy_object, dst, dst_key, origin, sse=ssec)
+    with server_key_rules("key", "body"):
+        storage.call("copy_object", dst, storage.client.copy_object, dst, dst_key, origin, sse=ssec)
     count_usage(session, dst, source.size, 1)
     audit.record(
         session,
