@@ -456,7 +456,7 @@ def storage() -> grafana.Dashboard:
         sql("Bucket size (store)", """
             SELECT $__timeGroupAlias(timestamp, '5m'), tags->>'bucket' AS metric, max(value) AS value
             FROM infrastructure_metrics
-            WHERE $__timeFilter(timestamp) AND metric_type = 'coreplane_storage_bucket_bytes'
+            WHERE $__timeFilter(timestamp) AND metric_type = 'coreplane_storage_usage_bytes'
               AND service_name = 'coreplane-storage' AND tags->>'bucket' IN ($bucket)
             GROUP BY 1, 2 ORDER BY 1""", unit="bytes",
             description="Every full count the storage round wrote (the growth GET /api/v1/storage/analytics "
@@ -465,7 +465,7 @@ def storage() -> grafana.Dashboard:
             SELECT DISTINCT ON (tags->>'bucket', tags->>'prefix') tags->>'bucket' AS bucket,
                    tags->>'prefix' AS prefix, value AS bytes, timestamp AS counted
             FROM infrastructure_metrics
-            WHERE $__timeFilter(timestamp) AND metric_type = 'coreplane_storage_prefix_bytes'
+            WHERE $__timeFilter(timestamp) AND metric_type = 'coreplane_storage_usage_prefix_bytes'
               AND service_name = 'coreplane-storage' AND tags->>'bucket' IN ($bucket)
             ORDER BY tags->>'bucket', tags->>'prefix', timestamp DESC LIMIT 200""", table=True,
             unit="bytes", description="The ten largest first path segments of each bucket at its counts "

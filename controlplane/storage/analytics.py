@@ -53,6 +53,8 @@ from controlplane.store.writes import upsert_rollups, write_points
 log = logging.getLogger("coreplane.storage")
 
 SERVICE = "coreplane-storage"  # service_name of the points storage writes itself
+# The store's names differ from /metrics' gauges (coreplane_storage_bucket_*, telemetry.py):
+# /metrics/backends re-exposes recent store series, and one name must mean one thing.
 FULL_COUNT_EVERY = timedelta(minutes=5)
 MAX_ENTRIES_PER_ROUND = 100_000  # listed entries (objects and versions) per round, all buckets
 PAGE = 1000  # entries of one list request (S3's own maximum)
@@ -62,11 +64,11 @@ OTHER = "(other)"
 PREFIX_TAG_MAX = 200
 MAX_BUCKETS = 500  # rows of one overview
 
-OBJECTS = "coreplane_storage_bucket_objects"
-BYTES = "coreplane_storage_bucket_bytes"
-VERSIONS = "coreplane_storage_bucket_versions"
-VERSIONS_BYTES = "coreplane_storage_bucket_versions_bytes"
-PREFIX_BYTES = "coreplane_storage_prefix_bytes"
+OBJECTS = "coreplane_storage_usage_objects"
+BYTES = "coreplane_storage_usage_bytes"
+VERSIONS = "coreplane_storage_usage_versions"
+VERSIONS_BYTES = "coreplane_storage_usage_versions_bytes"
+PREFIX_BYTES = "coreplane_storage_usage_prefix_bytes"
 REQUESTS = "coreplane_storage_requests"
 ERRORS = "coreplane_storage_request_errors"
 LATENCY = "coreplane_storage_request_latency"
