@@ -470,7 +470,7 @@ def upload(
         key=key,
         size=metered.count,
         etag=(written.etag or "").strip('"'),
-        last_modified=utcnow(),
+        last_modified=utcnow().replace(tzinfo=UTC),  # as the server's answers give it
         content_type=content_type,
         metadata={k[len(_META_PREFIX) :]: v for k, v in meta.items()},
         version_id=written.version_id,
