@@ -437,7 +437,9 @@ async def create_share(
         # Making a link needed write: the list beside it offers the revoke buttons.
         context = {"bucket": bucket, "key": key, "share_url": url, "shares": _shares(session, bucket, key),
                    "can_write": True}  # fmt: skip
-        return render(request, "storage/shared.html", context, status=201)
+        answer = render(request, "storage/shared.html", context, status=201)
+    answer.headers["Cache-Control"] = "no-store"  # the one copy of the link's token
+    return answer
 
 
 @router.post("/storage/{bucket}/shares/{share_id}/revoke")
@@ -463,26 +465,34 @@ async def revoke_share(request: Request, bucket: str, share_id: uuid.UUID,
 # -- settings (admin) ------------------------------------------------------------------------
 
 
-def _set_grant(session: Session, storage: Storage, row: StorageBucket, form: dict[str, str], by: str) -> None:
+def _set_grant(
+    session: Session, storage: Storage, row: StorageBucket, form: dict[str, str], by: str
+) -> str | None:
     subject, level = form.get("subject", "").strip(), form.get("level", "")
     if level == "none":
         access.revoke(session, row.name, subject, actor=by)
     else:
         access.grant(session, row.name, subject, level, actor=by)
+    return None
 
 
-def _set_quota(session: Session, storage: Storage, row: StorageBucket, form: dict[str, str], by: str) -> None:
+def _set_quota(
+    session: Session, storage: Storage, row: StorageBucket, form: dict[str, str], by: str
+) -> str | None:
     buckets.set_quota(session, row.name, _quota(form.get("quota_gb", "")), actor=by)
+    return None
 
 
 def _set_versioning(session: Session, storage: Storage, row: StorageBucket, form: dict[str, str],
-                    by: str) -> None:  # fmt: skip
+                    by: str) -> str | None:  # fmt: skip
     versions.set_status(session, storage, row, form.get("status", ""), actor=by)
+    return None
 
 
 def _set_encryption(session: Session, storage: Storage, row: StorageBucket, form: dict[str, str],
-                    by: str) -> None:  # fmt: skip
+                    by: str) -> str | None:  # fmt: skip
     encryption.set_default(session, storage, row, form.get("default") or None, actor=by)
+    return None
 
 
 def _set_public(
@@ -490,11 +500,23 @@ def _set_public(
 ) -> None:
     prefixes = [p.strip() for p in form.get("prefixes", "").splitlines() if p.strip()]
     policy.put(session, storage, row, prefixes, actor=by)
+    return None
+
+
+def _delete_bucket(session: Session, storage: Storage, row: StorageBucket, form: dict[str, str],
+                   by: str) -> str | None:  # fmt: skip
+    # Typing the name is the confirmation: a bucket, its versions and its links go for good.
+    if form.get("confirm_name", "").strip() != row.name:
+        raise Rejected.field(
+            f"type the bucket's name ({row.name}) to delete it", "confirm_name", "unconfirmed", "form"
+        )
+    buckets.delete(session, storage, row.name, actor=by, force=form.get("force") == "on")
+    return "/storage"
 
 
 # What the bucket's settings forms change (field "op"), each audited by its library.
 SETTINGS = {"grant": _set_grant, "quota": _set_quota, "versioning": _set_versioning,
-            "encryption": _set_encryption, "public": _set_public}  # fmt: skip
+            "encryption": _set_encryption, "public": _set_public, "delete": _delete_bucket}  # fmt: skip
 
 
 @router.post("/storage/{bucket}/settings")
@@ -509,10 +531,10 @@ async def change_settings(
         raise Rejected.field(f"op must be one of {', '.join(SETTINGS)}", "op", "unknown", "form")
     storage, caller = _storage(request), _caller(request, role)
 
-    def run() -> None:
+    def run() -> str | None:
         with request.app.state.sessionmaker.begin() as session:
             row = access.require(session, caller, bucket, "admin")
-            change(session, storage, row, form, current_user(request))
+            return change(session, storage, row, form, current_user(request))
 
-    await asyncio.to_thread(run)
-    return RedirectResponse(_back(bucket) + "#settings", status_code=303)
+    target = await asyncio.to_thread(run)
+    return RedirectResponse(target or _back(bucket) + "#settings", status_code=303)

@@ -239,14 +239,16 @@ def test_a_user_without_a_grant_gets_403_everywhere_and_changes_nothing(console)
                  f"/storage/{bucket}/download?key=keep.txt"):  # fmt: skip
         assert otto.get(path).status_code == 403, path
     csrf = _csrf(otto)
-    posts = {
-        "delete": {"key": "keep.txt", "confirm": "yes"},
-        "restore": {"key": "keep.txt", "version_id": before[0][0] or "x"},
-        "shares": {"key": "keep.txt", "expires_hours": "1"},
-        f"shares/{share_id}/revoke": {"key": "keep.txt"},
-        "settings": {"op": "grant", "subject": "user:otto", "level": "admin"},
-    }
-    for path, form in posts.items():
+    posts = [
+        ("delete", {"key": "keep.txt", "confirm": "yes"}),
+        ("restore", {"key": "keep.txt", "version_id": before[0][0] or "x"}),
+        ("restore", {"key": "keep.txt", "op": "undelete"}),
+        ("shares", {"key": "keep.txt", "expires_hours": "1"}),
+        (f"shares/{share_id}/revoke", {"key": "keep.txt"}),
+        ("settings", {"op": "grant", "subject": "user:otto", "level": "admin"}),
+        ("settings", {"op": "delete", "confirm_name": bucket, "force": "on"}),
+    ]
+    for path, form in posts:
         answer = otto.post(f"/storage/{bucket}/{path}", data={"csrf": csrf, **form})
         assert answer.status_code == 403, (path, answer.status_code, answer.text[:300])
     upload = otto.post(f"/storage/{bucket}/upload", data={"csrf": csrf, "prefix": ""},
@@ -283,3 +285,19 @@ def test_without_an_s3_endpoint_the_page_says_storage_is_not_configured(tmp_path
         assert "COREPLANE_S3__ENDPOINT" in page.text and 'id="storage-create"' not in page.text
         assert viewer.get("/storage/some-bucket").status_code == 503
         viewer.close()
+
+
+def test_an_admin_of_the_bucket_deletes_it_by_typing_its_name(console):
+    _url, clients, raw, made = console
+    olga = clients["olga"]
+    bucket = _create(olga, made)
+    assert _upload(olga, bucket, "left.txt", b"left").status_code == 303
+    form = {"csrf": _csrf(olga), "op": "delete"}
+    wrong = olga.post(f"/storage/{bucket}/settings", data=form | {"confirm_name": "another"})
+    assert wrong.status_code == 422 and "type the bucket&#39;s name" in wrong.text, wrong.text[:400]
+    full = olga.post(f"/storage/{bucket}/settings", data=form | {"confirm_name": bucket})
+    assert full.status_code == 409 and "not empty" in full.text, full.text[:400]
+    assert raw.bucket_exists(bucket) and f'data-bucket="{bucket}"' in olga.get("/storage").text
+    forced = olga.post(f"/storage/{bucket}/settings", data=form | {"confirm_name": bucket, "force": "on"})
+    assert forced.status_code == 303 and forced.headers["location"] == "/storage"
+    assert not raw.bucket_exists(bucket) and f'data-bucket="{bucket}"' not in olga.get("/storage").text
