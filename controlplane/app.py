@@ -157,6 +157,19 @@ def _backup_loop(engine: Any, settings: Settings, runtime: MessagingRuntime | No
     return BackupLoop(engine, settings, lambda: BackupManagement.of(runtime))
 
 
+class _RedactShareTokens(logging.Filter):
+    """A share link's path is its credential: the access log shows ``/s/<redacted>`` instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and str(args[2]).startswith("/s/"):
+            record.args = (*args[:2], "/s/<redacted>", *args[3:])
+        return True
+
+
+_REDACT_SHARE_TOKENS = _RedactShareTokens()
+
+
 def _storage(settings: Settings) -> Storage | None:
     """The S3 clients application storage uses, when an S3 endpoint is set."""
     return Storage.of(settings) if settings.s3.endpoint else None
@@ -177,6 +190,8 @@ def create_app(settings: Settings) -> FastAPI:
     backups = _backup_loop(engine, settings, mq_runtime)
     listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
     storage_runtime = _storage(settings)
+    # Each worker process builds its app: the filter is on in every one (added once).
+    logging.getLogger("uvicorn.access").addFilter(_REDACT_SHARE_TOKENS)
     control.storage = storage_runtime  # the leader carries out storage.restore with it
     storage_loop = (
         StorageLoop(engine, storage_runtime, lambda: control.leadership.is_leader)

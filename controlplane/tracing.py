@@ -37,7 +37,8 @@ log = logging.getLogger("coreplane.tracing")
 
 # Polled by Prometheus, probed by orchestrators, or long-lived (the console's websocket):
 # a span each would be noise, and the websocket route is served untouched.
-NOT_TRACED = r"/metrics(/backends)?$,/healthz$,/readyz$,/ws/,/static/"
+# /s/: a share link's path is its credential, never recorded.
+NOT_TRACED = r"/metrics(/backends)?$,/healthz$,/readyz$,/ws/,/static/,/s/"
 # Spans the agent makes for its own work carry it (agents/http.py); see _WhereWorkEnters.
 AGENT_MARK = "coreplane.component"
 
