@@ -111,9 +111,8 @@ def _back(bucket: str, **params: str | None) -> str:
     return f"/storage/{bucket}" + (f"?{urlencode(kept)}" if kept else "")
 
 
-def _object_url(bucket: str, key: str, **params: str | None) -> str:
-    kept = {"key": key} | {k: v for k, v in params.items() if v}
-    return f"/storage/{bucket}/object?{urlencode(kept)}"
+def _object_url(bucket: str, key: str) -> str:
+    return f"/storage/{bucket}/object?{urlencode({'key': key})}"
 
 
 # -- the buckets -----------------------------------------------------------------------------
@@ -282,7 +281,7 @@ async def upload(request: Request, bucket: str, role: str = Depends(require_role
         await asyncio.to_thread(store)
     finally:
         await file.close()
-    return RedirectResponse(_back(bucket, prefix=prefix, uploaded=key), status_code=303)
+    return RedirectResponse(_back(bucket, prefix=prefix), status_code=303)
 
 
 def _attachment(key: str) -> str:
@@ -372,7 +371,7 @@ async def delete_object(
     marked = await asyncio.to_thread(remove)
     folder = _folder(key) or None
     # A delete marker leaves versions to restore: back to the object's page, where they are.
-    target = _object_url(bucket, key) if marked or version_id else _back(bucket, prefix=folder, deleted=key)
+    target = _object_url(bucket, key) if marked or version_id else _back(bucket, prefix=folder)
     return RedirectResponse(target, status_code=303)
 
 
@@ -398,7 +397,7 @@ async def restore_version(
                 versions.restore(session, storage, row, key, version_id, actor=current_user(request))
 
     await asyncio.to_thread(restore)
-    return RedirectResponse(_object_url(bucket, key, restored="1"), status_code=303)
+    return RedirectResponse(_object_url(bucket, key), status_code=303)
 
 
 # -- share links -----------------------------------------------------------------------------
