@@ -6,8 +6,9 @@ server (the harness's SeaweedFS), in the same run.
   body streamed from a generator with its Content-Length, the answer read in 1 MiB chunks,
   with urllib3 as minio uses) against minio's put_object/get_object with the same part size
   (storage.part_size_mb).
-  MB/s = all the bytes over the wall time from the first request to the last answer. Goal:
-  ratio >= 0.9 and over 10 MB/s (the issue's seed NFR).
+  MB/s = all the bytes over the wall time from the first request to the last answer; ROUNDS
+  rounds, who goes first alternating, each side's best round counting. Goal: ratio >= 0.9
+  and over 10 MB/s (the issue's seed NFR).
 - storage_small_put_p99_ms: SMALL_COUNT 4 KB objects through the library in process
   (controlplane.storage.objects.upload, its store transaction with the usage count
   included, on PostgreSQL as in production; BENCH_STORAGE_STORE=sqlite for the embedded one) against raw put_object, the two interleaved one
@@ -27,7 +28,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -48,6 +49,7 @@ from tests.support.stores import migrated_store
 
 SIZE_MB = int(os.environ.get("BENCH_STORAGE_MB", 256))
 PARALLEL = int(os.environ.get("BENCH_STORAGE_PARALLEL", 4))
+ROUNDS = int(os.environ.get("BENCH_STORAGE_ROUNDS", 2))
 SMALL_COUNT = int(os.environ.get("BENCH_STORAGE_SMALL", 500))
 RESTORE_MB = int(os.environ.get("BENCH_STORAGE_RESTORE_MB", 256))
 RESTORE_OBJECTS = int(os.environ.get("BENCH_STORAGE_RESTORE_OBJECTS", 8))
@@ -96,7 +98,7 @@ class PatternReader:
         return bytes(out)
 
 
-def at_once(jobs: list[Callable[[], int]]) -> Transfer:
+def at_once(jobs: Sequence[Callable[[], int]]) -> Transfer:
     """Run ``jobs`` in parallel threads from one start; their bytes and the wall time. A
     job's failure is raised."""
     moved: list[int] = []
@@ -156,14 +158,14 @@ def _raw_get(client: Minio, bucket: str, key: str) -> int:
         answer.release_conn()
 
 
-def transfers(settings: Settings, scratch: Path, *, size_mb: int = SIZE_MB,
-              parallel: int = PARALLEL) -> dict[str, dict[str, Transfer]]:  # fmt: skip
-    """{"coreplane"|"raw": {"upload"|"download": Transfer}}, each side moving ``parallel``
-    objects of ``size_mb`` MiB at once."""
+def transfers(settings: Settings, scratch: Path, *, size_mb: int = SIZE_MB, parallel: int = PARALLEL,
+              rounds: int = ROUNDS) -> dict[str, dict[str, Transfer]]:  # fmt: skip
+    """{"coreplane"|"raw": {"upload"|"download": Transfer}}: each side moves ``parallel``
+    objects of ``size_mb`` MiB at once, up then down, in ``rounds`` rounds (who goes first
+    alternating); each side's fastest round counts, as load from elsewhere only slows one."""
     size, part = size_mb * MIB, settings.storage.part_size_mb * MIB
     raw, raw_bucket, ours_bucket = raw_client(settings), bucket_name("bench-raw"), bucket_name("bench-api")
-    keys = [f"big/{i}" for i in range(parallel)]
-    found: dict[str, dict[str, Transfer]] = {}
+    found: dict[str, dict[str, Transfer]] = {"coreplane": {}, "raw": {}}
     with ExitStack() as stack:
         stack.callback(purge, raw, raw_bucket)
         stack.callback(purge, raw, ours_bucket)
@@ -174,14 +176,23 @@ def transfers(settings: Settings, scratch: Path, *, size_mb: int = SIZE_MB,
         made = http.request("POST", f"{url}/api/v1/storage/buckets", json={"name": ours_bucket}, headers=auth)
         assert made.status == 201, made.data
         raw.make_bucket(raw_bucket)
-        at = {k: f"{url}/api/v1/storage/{ours_bucket}/objects/{k}" for k in keys}
-        found["coreplane"] = {"upload": at_once([partial(_api_put, http, at[k], auth, size) for k in keys])}
-        found["raw"] = {"upload": at_once([partial(_raw_put, raw, raw_bucket, k, size, part) for k in keys])}
-        found["raw"]["download"] = at_once([partial(_raw_get, raw, raw_bucket, k) for k in keys])
-        found["coreplane"]["download"] = at_once([partial(_api_get, http, at[k], auth) for k in keys])
-    for side in found.values():
-        for moved in side.values():
-            assert moved.bytes == size * parallel, (moved, size * parallel)
+        for r in range(rounds):
+            keys = [f"big/{r}/{i}" for i in range(parallel)]
+            at = {k: f"{url}/api/v1/storage/{ours_bucket}/objects/{k}" for k in keys}
+            sides = {
+                "coreplane": ([partial(_api_put, http, at[k], auth, size) for k in keys],
+                              [partial(_api_get, http, at[k], auth) for k in keys]),
+                "raw": ([partial(_raw_put, raw, raw_bucket, k, size, part) for k in keys],
+                        [partial(_raw_get, raw, raw_bucket, k) for k in keys]),
+            }  # fmt: skip
+            order = list(sides) if r % 2 == 0 else list(sides)[::-1]
+            for way, index in (("upload", 0), ("download", 1)):
+                for side in order:
+                    moved = at_once(sides[side][index])
+                    assert moved.bytes == size * parallel, (side, way, moved, size * parallel)
+                    best = found[side].get(way)
+                    if best is None or moved.mb_s > best.mb_s:
+                        found[side][way] = moved
     return found
 
 

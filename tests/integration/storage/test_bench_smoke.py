@@ -10,7 +10,7 @@ from bench import storage
 def test_the_storage_bench_measures_both_sides_of_each_figure(services, tmp_path):
     for part in ("serve", "small", "restore"):
         (tmp_path / part).mkdir()
-    moved = storage.transfers(services, tmp_path / "serve", size_mb=6, parallel=2)
+    moved = storage.transfers(services, tmp_path / "serve", size_mb=6, parallel=2, rounds=2)
     for side in ("coreplane", "raw"):
         for way in ("upload", "download"):
             found = moved[side][way]
