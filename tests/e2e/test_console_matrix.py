@@ -34,6 +34,7 @@ PAGES = {
     "/messaging/topology": "viewer",
     "/messaging/dead-letters": "viewer",
     "/realtime": "viewer",
+    "/storage": "viewer",
     "/users": "admin",
     "/settings": "admin",
 }
@@ -48,6 +49,7 @@ POSTS = {
     "/messaging/operations/confirm": "operator",
     "/messaging/dead-letters/preview": "operator",
     "/messaging/dead-letters/confirm": "operator",
+    "/storage": "operator",
     "/users": "admin",
     "/settings": "admin",
 }
