@@ -59,14 +59,17 @@ class StorageLoop:
         return outcome
 
     def flush(self) -> str:
-        """This process's storage request figures into the store (analytics.flush): on every
-        process, leader or not, since each counts only its own calls; "ok" or the error."""
-        from controlplane.storage import analytics
+        """This process's storage request figures (analytics.flush) and the usage its writes
+        moved (usage.flush) into the store: on every process, leader or not, since each counts
+        only its own; "ok" or the error."""
+        from controlplane.storage import analytics, usage
 
         try:
             with Session(self.engine) as session, session.begin():
                 flushed = analytics.flush(session)
+                counted = usage.flush(session)
             flushed()  # marked only once committed: a failed write is retried next time
+            counted()
             return "ok"
         except Exception as exc:
             log.exception("storage request figures not flushed")

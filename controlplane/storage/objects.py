@@ -25,13 +25,12 @@ from minio.commonconfig import CopySource
 from minio.datatypes import Object
 from minio.error import S3Error
 from minio.sse import Sse, SseCustomerKey, SseS3
-from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected, TooLarge, Unavailable, Unreadable
-from controlplane.storage import metrics, names
+from controlplane.storage import metrics, names, usage
 from controlplane.storage.client import Storage
 from controlplane.store.models import StorageBucket
 
@@ -413,17 +412,17 @@ def room(storage: Storage, row: StorageBucket) -> tuple[int, str]:
     """How many bytes one more object may hold in ``row`` (the largest object, or what the
     quota has left by the last usage count) and what to say past it."""
     largest = int(storage.settings.max_object_gb * GB)
-    if row.quota_bytes is None or row.quota_bytes - row.used_bytes >= largest:
+    used = row.used_bytes + usage.pending_bytes(row.name)  # with this process's unflushed writes
+    if row.quota_bytes is None or row.quota_bytes - used >= largest:
         return largest, f"an object is {largest} bytes at most (storage.max_object_gb)"
-    left = max(row.quota_bytes - row.used_bytes, 0)
+    left = max(row.quota_bytes - used, 0)
     return left, (
         f"bucket {row.name!r} has {left} bytes left of its {row.quota_bytes}-byte quota "
-        f"({row.used_bytes} used): free some space or raise the quota"
+        f"({used} used): free some space or raise the quota"
     )
 
 
 def upload(
-    session: Session,
     storage: Storage,
     row: StorageBucket,
     key: str,
@@ -433,12 +432,12 @@ def upload(
     content_type: str | None = None,
     metadata: dict[str, str] | None = None,
     sse: Sse | None = None,
-    actor: str,
 ) -> ObjectInfo:
     """``reader``'s bytes stored as ``key`` (``length`` None: unknown, sent in parts), and
-    counted in the bucket's usage. Refused before anything is sent when ``length`` is over
-    the quota or the largest object, and aborted as soon as the bytes pass it. The session is
-    touched only after the transfer, so the caller need not hold the store meanwhile."""
+    noted in the bucket's usage (controlplane/storage/usage.py). Refused before anything is
+    sent when ``length`` is over the quota or the largest object, and aborted as soon as the
+    bytes pass it. No store session: uploads are not audited one by one (keeping small
+    writes cheap); the caller's own transaction is not held while the bytes move."""
     names.object_key(key)
     content_type = check_content_type(content_type)
     meta = {_META_PREFIX + k: v for k, v in check_metadata(metadata or {}).items()}
@@ -464,7 +463,7 @@ def upload(
             content_type=content_type, metadata=meta or None, sse=sse, part_size=part,
         )  # fmt: skip
     metrics.BYTES.labels("in", metrics.bucket_label(row.name)).inc(metered.count)
-    count_usage(session, row.name, metered.count, 1)
+    usage.note(row.name, metered.count, 1)
     return ObjectInfo(
         bucket=row.name,
         key=key,
@@ -504,19 +503,6 @@ def _sse_name(sse: Sse | None) -> str:
     return "none"
 
 
-def count_usage(session: Session, bucket: str, delta_bytes: int, delta_objects: int) -> None:
-    """The bucket's usage moved by a write: an estimate between the usage loop's full counts
-    (controlplane/storage/analytics.py), done in SQL so concurrent writes add up."""
-    used = StorageBucket.used_bytes + delta_bytes
-    count = StorageBucket.objects + delta_objects
-    session.execute(
-        update(StorageBucket)
-        .where(StorageBucket.name == bucket)
-        .values(used_bytes=case((used < 0, 0), else_=used), objects=case((count < 0, 0), else_=count))
-        .execution_options(synchronize_session=False)
-    )
-
-
 def copy(
     session: Session,
     storage: Storage,
@@ -542,7 +528,7 @@ def copy(
     dst = dst_bucket_row.name
     with server_key_rules("key", "body"):
         storage.call("copy_object", dst, storage.client.copy_object, dst, dst_key, origin, sse=ssec)
-    count_usage(session, dst, source.size, 1)
+    usage.note(dst, source.size, 1)
     audit.record(
         session,
         actor=actor,
@@ -575,7 +561,7 @@ def remove(
     marker = versioning == "Enabled" and version_id is None
     storage.call("remove_object", bucket, client.remove_object, bucket, key, version_id=version_id)
     if not marker:
-        count_usage(session, bucket, -size, -1 if version_id is None or size else 0)
+        usage.note(bucket, -size, -1 if version_id is None or size else 0)
     audit.record(
         session,
         actor=actor,

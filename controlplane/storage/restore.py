@@ -224,13 +224,12 @@ def restore(session: Session, storage: Storage, params: dict, *, requested_by: s
     row = session.get(StorageBucket, found.target_bucket)
     if row is None:  # made just above, or managed: the plan checked
         raise NotFound(f"no bucket {found.target_bucket!r} is managed by coreplane")
-    written = sum(_write(session, storage, found.mirror, row, copy, actor=who.name) for copy in found.writes)
+    written = sum(_write(storage, found.mirror, row, copy) for copy in found.writes)
     output = {**found.as_dict(), "written": len(found.writes), "written_bytes": written}
     return f"restored {len(found.writes)} object(s), {written} bytes, into {row.name}", output
 
 
-def _write(session: Session, storage: Storage, mirror: StorageMirror, row: StorageBucket, copy: Object,
-           *, actor: str) -> int:  # fmt: skip
+def _write(storage: Storage, mirror: StorageMirror, row: StorageBucket, copy: Object) -> int:
     client, bucket, key = storage.target(mirror.target_endpoint), mirror.target_bucket, copy.object_name or ""
     response = storage.call("restore.get", bucket, client.get_object, bucket, key)
     try:
@@ -238,8 +237,8 @@ def _write(session: Session, storage: Storage, mirror: StorageMirror, row: Stora
         meta = {k[len("x-amz-meta-") :]: v for k, v in mirrors.user_metadata(headers).items()}
         sse = SseS3() if headers.get("x-amz-server-side-encryption") == "AES256" else None
         info = objects.upload(
-            session, storage, row, key, response, length=int(headers.get("content-length", "0")),
-            content_type=headers.get("content-type"), metadata=meta, sse=sse, actor=actor,
+            storage, row, key, response, length=int(headers.get("content-length", "0")),
+            content_type=headers.get("content-type"), metadata=meta, sse=sse,
         )  # fmt: skip
     finally:
         response.close()

@@ -14,20 +14,9 @@ import pytest
 from sqlalchemy.orm import Session
 
 from controlplane.store.models import StorageBucket
-from tests.support.storage import bucket_name, fields, raw_client, storage_api
+from tests.support.storage import bucket_name, fields
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def api(services, tmp_path):
-    with storage_api(services, tmp_path, part_size_mb=5) as client:
-        yield client
-
-
-@pytest.fixture
-def raw(services):
-    return raw_client(services)
 
 
 @pytest.fixture
@@ -38,6 +27,7 @@ def bucket(api):
 
 
 def _usage(api, bucket: str) -> tuple[int, int]:
+    assert api.app.state.storage_loop.flush() == "ok"  # the writes' pending usage into the row
     with Session(api.app.state.engine) as session:
         row = session.get(StorageBucket, bucket)
         assert row is not None

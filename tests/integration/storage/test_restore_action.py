@@ -7,31 +7,14 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from fastapi.testclient import TestClient
 from minio import Minio
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from controlplane.storage import access, buckets
 from controlplane.store.models import AuditEntry, StorageBucket
-from tests.support.storage import bucket_name, fields, raw_client, storage_api, token
+from tests.support.storage import bucket_name, fields, session_of, token
 from tests.support.timing import until
-
-
-@pytest.fixture
-def api(services, tmp_path):
-    with storage_api(services, tmp_path) as client:
-        yield client
-
-
-@pytest.fixture
-def raw(services):
-    return raw_client(services)
-
-
-def session_of(api: TestClient) -> Session:
-    return Session(api.app.state.engine)  # type: ignore[attr-defined]
 
 
 def managed(api: TestClient) -> str:
@@ -128,6 +111,7 @@ def test_a_restore_into_a_new_bucket_makes_it_and_a_prefix_narrows_it(api, raw):
     assert done["state"] == "succeeded", done
     assert sorted(o.object_name for o in raw.list_objects(fresh, recursive=True)) == ["logs/1", "logs/2"]
     assert read(raw, fresh, "logs/2")[0] == b"logs/2" * 10
+    assert api.app.state.storage_loop.flush() == "ok"  # the leader's pending usage into the row
     with session_of(api) as session:
         row = session.get(StorageBucket, fresh)
         assert row is not None and row.used_bytes == 2 * len(b"logs/1" * 10)  # counted as uploads
