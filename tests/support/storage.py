@@ -87,3 +87,8 @@ def token(client: TestClient, role: str, name: str | None = None) -> dict[str, s
 def fields(answer: Any) -> list[str]:
     """The fields a problem+json answer's errors name."""
     return [e.get("field") for e in answer.json().get("errors") or []]
+
+
+def session_of(api: TestClient) -> Session:
+    """A store session on the in-process app's engine."""
+    return Session(api.app.state.engine)  # type: ignore[attr-defined]

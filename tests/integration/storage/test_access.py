@@ -9,18 +9,7 @@ import io
 
 import pytest
 
-from tests.support.storage import bucket_name, raw_client, storage_api, token
-
-
-@pytest.fixture
-def api(services, tmp_path):
-    with storage_api(services, tmp_path) as client:
-        yield client
-
-
-@pytest.fixture
-def raw(services):
-    return raw_client(services)
+from tests.support.storage import bucket_name, token
 
 
 @pytest.fixture

@@ -7,20 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.storage import bucket_name, fields, raw_client, storage_api
+from tests.support.storage import bucket_name, fields, storage_api
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def api(services, tmp_path):
-    with storage_api(services, tmp_path, part_size_mb=5) as client:
-        yield client
-
-
-@pytest.fixture
-def raw(services):
-    return raw_client(services)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.store.models import AuditEntry, StorageGrant
-from tests.support.storage import bucket_name, fields, raw_client, storage_api, token
+from tests.support.storage import bucket_name, fields, storage_api, token
 
 GIB = 1024**3
 
@@ -20,11 +20,6 @@ GIB = 1024**3
 def api(services, tmp_path):
     with storage_api(services, tmp_path, default_quota_gb=2) as client:
         yield client
-
-
-@pytest.fixture
-def raw(services):
-    return raw_client(services)
 
 
 def test_a_bucket_is_made_with_its_tags_quota_and_versioning_and_shown_as_the_server_holds_it(api, raw):

@@ -9,31 +9,14 @@ from __future__ import annotations
 import io
 import os
 
-import pytest
 from fastapi.testclient import TestClient
 from minio import Minio
-from sqlalchemy.orm import Session
 
 from controlplane.storage import access, buckets
 from controlplane.store.models import StorageBucket
-from tests.support.storage import bucket_name, fields, raw_client, storage_api, token
+from tests.support.storage import bucket_name, fields, session_of, token
 
 MB = 1024 * 1024
-
-
-@pytest.fixture
-def api(services, tmp_path):
-    with storage_api(services, tmp_path) as client:
-        yield client
-
-
-@pytest.fixture
-def raw(services):
-    return raw_client(services)
-
-
-def session_of(api: TestClient) -> Session:
-    return Session(api.app.state.engine)  # type: ignore[attr-defined]
 
 
 def managed(api: TestClient, prefix: str = "drsrc") -> str:

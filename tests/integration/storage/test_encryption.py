@@ -8,19 +8,12 @@ from __future__ import annotations
 import base64
 import os
 
-import pytest
 from fastapi.testclient import TestClient
 
-from tests.support.storage import bucket_name, fields, raw_client, storage_api, token
+from tests.support.storage import bucket_name, fields, raw_client, token
 
 API = "/api/v1/storage"
 SSE_C = "X-Coreplane-SSE-C-Key"
-
-
-@pytest.fixture
-def api(services, tmp_path):
-    with storage_api(services, tmp_path) as client:
-        yield client
 
 
 def make_bucket(api: TestClient) -> str:

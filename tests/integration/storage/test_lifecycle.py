@@ -15,19 +15,13 @@ from sqlalchemy.orm import Session
 
 from controlplane.storage import lifecycle
 from controlplane.store.models import AuditEntry, StorageBucket
-from tests.support.storage import bucket_name, fields, storage_api, token
+from tests.support.storage import bucket_name, fields, token
 
 API = "/api/v1/storage"
 RULES = [
     {"id": "tmp", "prefix": "tmp/", "expire_days": 1},
     {"id": "history", "prefix": "", "noncurrent_days": 1},
 ]
-
-
-@pytest.fixture
-def api(services, tmp_path):
-    with storage_api(services, tmp_path) as client:
-        yield client
 
 
 def make_bucket(api: TestClient, *, versioning: bool = True) -> str:

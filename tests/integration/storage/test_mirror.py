@@ -16,27 +16,11 @@ from minio import Minio
 from minio.error import S3Error
 from minio.sse import SseCustomerKey, SseS3
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from controlplane.clock import utcnow
 from controlplane.storage import access, buckets
 from controlplane.store.models import AuditEntry, StorageMirror
-from tests.support.storage import bucket_name, fields, raw_client, storage_api, token
-
-
-@pytest.fixture
-def api(services, tmp_path):
-    with storage_api(services, tmp_path) as client:
-        yield client
-
-
-@pytest.fixture
-def raw(services):
-    return raw_client(services)
-
-
-def session_of(api: TestClient) -> Session:
-    return Session(api.app.state.engine)  # type: ignore[attr-defined]
+from tests.support.storage import bucket_name, fields, session_of, storage_api, token
 
 
 def managed(api: TestClient, prefix: str = "mirsrc", *, versioning: bool = True) -> str:

@@ -12,15 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.store.models import AuditEntry
-from tests.support.storage import bucket_name, fields, storage_api, token
+from tests.support.storage import bucket_name, fields, token
 
 API = "/api/v1/storage"
-
-
-@pytest.fixture
-def api(services, tmp_path):
-    with storage_api(services, tmp_path) as client:
-        yield client
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from sqlalchemy import event, inspect, select, text
 from sqlalchemy.orm import Session
 
 from controlplane.store.models import AuditEntry, StorageShare
-from tests.support.storage import bucket_name, fields, raw_client, storage_api, token
+from tests.support.storage import bucket_name, fields, storage_api, token
 from tests.support.timing import until
 
 BODY = b"shared bytes \x00\x01" * 100
@@ -31,11 +31,6 @@ TTL_S = 30  # storage.presign_ttl_s: the life of the URL a link redirects to
 def api(services, tmp_path):
     with storage_api(services, tmp_path, presign_ttl_s=TTL_S) as client:
         yield client
-
-
-@pytest.fixture
-def raw(services):
-    return raw_client(services)
 
 
 def _session(api: TestClient) -> Session:

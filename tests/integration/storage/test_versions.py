@@ -4,21 +4,14 @@ bytes back); pages by whole keys; who may do what."""
 
 from __future__ import annotations
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.store.models import AuditEntry
-from tests.support.storage import bucket_name, fields, storage_api, token
+from tests.support.storage import bucket_name, fields, token
 
 API = "/api/v1/storage"
-
-
-@pytest.fixture
-def api(services, tmp_path):
-    with storage_api(services, tmp_path) as client:
-        yield client
 
 
 def make_bucket(api: TestClient, *, versioning: bool) -> str:
