@@ -36,7 +36,11 @@ from controlplane.store.models import StorageBucket
 
 MIB = 1024 * 1024
 GB = 1024**3
-CHUNK = MIB  # a download's chunks
+# A download's chunks. Each is one hop through the thread pool to the event loop, and that
+# per-chunk cost set the pace: 4 parallel 256 MiB downloads ran at 0.60 of the raw SDK's
+# with 1 MiB chunks, 0.78 with 4 MiB, 0.86 with 8 MiB (a thread reading ahead did not help).
+# 4 MiB: a download holds about two chunks (ours and the socket's buffer), 8 MiB per client.
+CHUNK = 4 * MIB
 MAX_PARTS = 10_000  # S3's multipart cap
 MAX_METADATA = 20  # user metadata entries per object
 MAX_METADATA_BYTES = 2048  # names and values together: S3's own limit on user metadata
