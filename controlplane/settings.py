@@ -421,6 +421,10 @@ class StorageSettings(BaseModel):
         30.0, ge=0.2, le=3600,
         description="How often the leader checks lifecycle rules, scheduled mirrors and bucket usage.",
     )  # fmt: skip
+    count_interval_s: float = Field(
+        300.0, ge=1, le=86400,
+        description="How often the leader counts each bucket in full (usage, versions, top prefixes).",
+    )  # fmt: skip
     mirror_endpoint: str | None = Field(
         None, description="A second S3 endpoint (host:port) to mirror buckets to; the first one when unset."
     )

@@ -440,7 +440,9 @@ def storage() -> grafana.Dashboard:
             f"/ max by (bucket) (coreplane_storage_bucket_quota_bytes{{{b}}})", "{{bucket}}"),
             unit="percentunit", description="Buckets with a quota (alert StorageQuotaNearlyFull over 90 %)."),
         prom("Growth per day", (
-            f"86400 * deriv(max by (bucket) (coreplane_storage_bucket_used_bytes{{{b}}})[6h:5m])",
+            # deriv over the raw samples: a [6h:5m] subquery has no point until two 5-minute
+            # steps have passed, so a new bucket (or a new Prometheus) showed nothing.
+            f"86400 * max by (bucket) (deriv(coreplane_storage_bucket_used_bytes{{{b}}}[6h]))",
             "{{bucket}}"), unit="bytes",
             description="Bytes a day each bucket grows by, over the last 6 hours."),
         prom("S3 calls per second by operation", (f"sum by (op) ({calls})", "{{op}}"), unit="ops"),

@@ -4,7 +4,7 @@ every process answers the same figures and growth is a history, not a guess.
 Three parts:
 
 - Usage (``tick``, the leader's round): each managed bucket's latest objects and bytes,
-  counted in full at most every ``FULL_COUNT_EVERY`` and at most ``MAX_ENTRIES_PER_ROUND``
+  counted in full at most every ``storage.count_interval_s`` (5 minutes) and at most ``MAX_ENTRIES_PER_ROUND``
   listed entries per round (a larger bucket's count resumes at the next round from where it
   stopped); every version counted too (``versions_bytes``) when the bucket's version listing
   fits in what is left of the round; the top prefixes by size (first path segment). A full
@@ -55,7 +55,6 @@ log = logging.getLogger("coreplane.storage")
 SERVICE = "coreplane-storage"  # service_name of the points storage writes itself
 # The store's names differ from /metrics' gauges (coreplane_storage_bucket_*, telemetry.py):
 # /metrics/backends re-exposes recent store series, and one name must mean one thing.
-FULL_COUNT_EVERY = timedelta(minutes=5)
 MAX_ENTRIES_PER_ROUND = 100_000  # listed entries (objects and versions) per round, all buckets
 PAGE = 1000  # entries of one list request (S3's own maximum)
 TOP_PREFIXES = 10
@@ -161,12 +160,13 @@ def tick(
     storage: Storage,
     *,
     now: datetime | None = None,
-    every: timedelta = FULL_COUNT_EVERY,
+    every: timedelta | None = None,
     budget: int = MAX_ENTRIES_PER_ROUND,
 ) -> dict[str, str]:
     """The leader's usage round: each due bucket counted (or its count continued) within
     ``budget`` listed entries; each bucket's outcome ("counted", "partial", or the error)."""
     now = now or utcnow()
+    every = every or timedelta(seconds=storage.settings.count_interval_s)
     known = set(session.scalars(select(StorageBucket.name)))
     for gone in set(_PARTIAL) - known:
         del _PARTIAL[gone]

@@ -30,6 +30,7 @@ from tests.support.messaging_analytics import messaging_estate
 from tests.support.processes import free_port, wait_ready
 from tests.support.serve import start_serve
 from tests.support.services import ROOT, SERVICES_ENV, require
+from tests.support.storage import purge, raw_client
 from tests.support.stores import fresh_schema
 
 SHIPPED_CONFIG = ROOT / "alerts" / "prometheus.yml"
@@ -53,6 +54,7 @@ class Estate:
     prometheus: str
     database_url: str
     queue: str  # the Celery queue the worker consumes
+    bucket: str  # the storage bucket the traffic writes to
 
     def query(self, expr: str) -> list[dict]:
         answer = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
@@ -153,6 +155,7 @@ class Traffic:
                     http.get(f"http://127.0.0.1:{self.mesh_port}/healthz")
                 self.celery.send_task("coreplane.ping", queue=self.estate.queue, ignore_result=True)
                 self._realtime(http, admin, {"Cookie": cookie, "Origin": self.estate.url})
+                self._storage(http, admin)
 
     def _realtime(self, http: httpx.Client, admin: dict, headers: dict) -> None:
         """A message to the room the member (held open, on the console session) is in, read by
@@ -177,6 +180,15 @@ class Traffic:
             if self.member is not None:
                 self.member.close()
             self.member = None
+
+    def _storage(self, http: httpx.Client, admin: dict) -> None:
+        """An object written and read back in the estate's bucket, and one asked for that is
+        not there (the error panels need an error)."""
+        objects = f"{self.estate.url}/api/v1/storage/{self.estate.bucket}/objects"
+        with contextlib.suppress(httpx.HTTPError):
+            http.put(f"{objects}/traffic/latest", headers=admin, content=b"traffic " * 64)
+            http.get(f"{objects}/traffic/latest", headers=admin)
+            http.head(f"{objects}/traffic/missing", headers=admin)
 
     def __enter__(self) -> Traffic:
         self.thread.start()
@@ -207,6 +219,22 @@ def _setup_store(url: str, admin: dict, tmp: Path) -> Path:
     return token_file
 
 
+def _setup_storage(url: str, admin: dict) -> str:
+    """A bucket with a quota and objects under two prefixes: the storage dashboard's usage,
+    quota and prefix panels then have figures (the storage round counts it within a second)."""
+    bucket = f"obs-{uuid.uuid4().hex[:12]}"
+    made = httpx.post(
+        f"{url}/api/v1/storage/buckets", headers=admin, json={"name": bucket, "quota_bytes": 10**9}
+    )
+    assert made.status_code == 201, made.text
+    for key in ("logs/a", "logs/b", "img/a"):
+        put = httpx.put(
+            f"{url}/api/v1/storage/{bucket}/objects/{key}", headers=admin, content=key.encode() * 100
+        )
+        assert put.status_code in (200, 201), put.text
+    return bucket
+
+
 def _drop_queue(services, queue: str) -> None:  # type: ignore[no-untyped-def]
     from controlplane.tasks import make_celery
 
@@ -229,7 +257,10 @@ def estate(services, tmp_path_factory):
         env = {k: v for k, v in os.environ.items() if not k.startswith("COREPLANE_")}
         env |= {k: v for k, v in dotenv_values(SERVICES_ENV).items() if v is not None}
         env |= {"COREPLANE_DATABASE_URL": database_url, "COREPLANE_ADMIN_TOKEN": token,
-                "COREPLANE_SERVER__PORT": str(port), "COREPLANE_LOG_LEVEL": "warning"}  # fmt: skip
+                "COREPLANE_SERVER__PORT": str(port), "COREPLANE_LOG_LEVEL": "warning",
+                # The storage round each second, a bucket counted in full every 2 s: the
+                # usage and top-prefix panels see the objects the setup wrote at once.
+                "COREPLANE_STORAGE__LOOP_INTERVAL_S": "1", "COREPLANE_STORAGE__COUNT_INTERVAL_S": "2"}  # fmt: skip
         # Messaging on a vhost of its own, with a dead letter the archive stores: the
         # messaging dashboard's per-queue and archive panels then have figures.
         env |= stack.enter_context(messaging_estate(services))
@@ -237,6 +268,9 @@ def estate(services, tmp_path_factory):
         stack.callback(lambda: (serve.terminate(), serve.wait(timeout=15)))
         url = f"http://127.0.0.1:{port}"
         token_file = _setup_store(url, admin, tmp)
+        require(services.s3.endpoint, "s3")
+        bucket = _setup_storage(url, admin)
+        stack.callback(purge, raw_client(services), bucket)
 
         queue = f"obs-{uuid.uuid4().hex[:8]}"
         node = f"{queue}@obs"
@@ -261,7 +295,7 @@ def estate(services, tmp_path_factory):
         config = render_config(control_plane=f"127.0.0.1:{port}", alertmanager=alertmanager,
                                token_file=token_file, rules_root=ROOT / "alerts")  # fmt: skip
         prometheus = stack.enter_context(running_prometheus(config, tmp))
-        found = Estate(url, token, prometheus, database_url, queue)
+        found = Estate(url, token, prometheus, database_url, queue, bucket)
         stack.enter_context(Traffic(found, mesh_port, celery))
         action = httpx.post(f"{url}/api/v1/actions", headers=admin, json={
             "kind": "cache.invalidate", "target": "redis", "params": {"keys": ["obs:probe"]}})  # fmt: skip

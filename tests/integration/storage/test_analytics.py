@@ -114,7 +114,7 @@ def test_a_count_larger_than_a_round_resumes_at_the_next(services, tmp_path):
         with Session(engine) as session, session.begin():
             row = session.get(StorageBucket, bucket)
             assert (row.objects, row.used_bytes) == (7, sum(10 + i for i in range(7)))
-            # Counted once in full: the next rounds within FULL_COUNT_EVERY leave it be.
+            # Counted once in full: the next rounds within storage.count_interval_s leave it be.
             assert bucket not in analytics.tick(session, storage)
             written = session.scalars(select(InfrastructureMetric.metric_type)).all()
             assert sorted(written) == [analytics.BYTES, analytics.OBJECTS, *[analytics.PREFIX_BYTES] * 2]
