@@ -21,7 +21,8 @@ Three parts:
   {op,bucket,le} (calls whose time fell in the histogram bucket ending at ``le``, not
   cumulative: percentiles are computed over the summed buckets, which a per-process p95 could
   not be) and ``coreplane_storage_transfer_bytes`` {direction,bucket}.
-- Reads (``overview``, ``bucket_detail``): the figures over a window for the API.
+- Reads (``overview``, ``figures``, ``bucket_detail``): the figures over a window for the API
+  and the console.
 """
 
 from __future__ import annotations
@@ -460,13 +461,23 @@ def per_second(series: list[dict], step: int) -> list[dict]:
     return [{**s, "points": [[at, None if v is None else v / step] for at, v in s["points"]]} for s in series]
 
 
-def bucket_detail(session: Session, row: StorageBucket, window: str) -> dict[str, Any]:
-    """One bucket over ``window``: its overview row, series of its size and request rates
-    per op, and its top prefixes."""
-    since, until, step = window_of(window)
+def figures(session: Session, row: StorageBucket, window: str) -> dict[str, Any]:
+    """One bucket over ``window`` (a WINDOWS name): its overview row (figures, growth, ops),
+    the window's bounds and its top prefixes; what the API's detail and the console's bucket
+    page both show."""
+    since, until, _ = window_of(window)
     ops = requests_by_op(session, since, until, [row.name]).get(row.name, {})
     grew = growth(session, since, [row.name]).get(row.name)
-    figures = bucket_row(row, ops, grew, (until - since).total_seconds())
+    return {"window": window, "since": since, "until": until,
+            **bucket_row(row, ops, grew, (until - since).total_seconds()),
+            "top_prefixes": top_prefixes(session, row)}  # fmt: skip
+
+
+def bucket_detail(session: Session, row: StorageBucket, window: str) -> dict[str, Any]:
+    """One bucket over ``window``: its figures, series of its size and request rates per op,
+    and its top prefixes."""
+    found = figures(session, row, window)
+    since, until, step = found["since"], found["until"], WINDOWS[window][1]
     series = {
         "bytes": _series(session, BYTES, row.name, since, until, step, agg="max"),
         "objects": _series(session, OBJECTS, row.name, since, until, step, agg="max"),
@@ -477,5 +488,4 @@ def bucket_detail(session: Session, row: StorageBucket, window: str) -> dict[str
             _series(session, ERRORS, row.name, since, until, step, agg="sum", group_by="op"), step
         ),
     }
-    return {"window": window, "since": since, "until": until, "step_s": step, **figures,
-            "series": series, "top_prefixes": top_prefixes(session, row)}  # fmt: skip
+    return {**found, "step_s": step, "series": series}
