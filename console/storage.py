@@ -132,7 +132,7 @@ def storage_page(request: Request, role: str = Depends(require_role("viewer")),
     rows = [_summary(session, storage, row) for row in _bucket_rows(session, _caller(request, role))]
     context = {"configured": True, "rows": rows, "can_create": role in ("operator", "admin"),
                "listed": BUCKETS_LISTED}  # fmt: skip
-    return render(request, "storage/buckets.html", context, block="buckets")
+    return render(request, "storage/buckets.html", context)
 
 
 def _summary(session: Session, storage: Storage, row: StorageBucket) -> dict[str, Any]:
@@ -238,7 +238,7 @@ def bucket_page(
         "is_admin": level == "admin", "shares": _shares(session, bucket), **_settings(session, storage, row),
         "public_prefixes": policy.read(storage, bucket)[policy.FIELD], "activity": _activity(session, row),
     }  # fmt: skip
-    return render(request, "storage/bucket.html", context, block="objects")
+    return render(request, "storage/bucket.html", context)
 
 
 @router.post("/storage/{bucket}/upload")
