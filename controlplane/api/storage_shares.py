@@ -55,10 +55,6 @@ def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _base_url(request: Request) -> str:
-    return request.app.state.settings.server.public_url or str(request.base_url)
-
-
 # -- presigned URLs -------------------------------------------------------------------------
 
 
@@ -96,18 +92,22 @@ def create_share(
         now=utcnow(),
     )  # fmt: skip
     shown = shares.as_dict(share, utcnow())
-    return shown | {"url": shares.link(_base_url(request), token), "token": token}
+    return shown | {
+        "url": shares.link(request.app.state.settings, str(request.base_url), token),
+        "token": token,
+    }
 
 
 @router.get("/shares", summary="Share links, newest first (never their tokens)")
 def list_shares(
     bucket: Annotated[str | None, Query(max_length=255)] = None,
+    key: Annotated[str | None, Query(max_length=4096, description="One key's links (needs bucket).")] = None,
     state: Annotated[Literal["active", "expired", "revoked", "exhausted"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=shares.LIST_MAX)] = 100,
     caller: Caller = Depends(caller_of),
     session: Session = READ_SESSION,
 ) -> dict[str, Any]:
-    found = shares.listing(session, caller, bucket=bucket, state=state, limit=limit, now=utcnow())
+    found = shares.listing(session, caller, bucket=bucket, key=key, state=state, limit=limit, now=utcnow())
     return {"shares": found}
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from controlplane import audit
 from controlplane.auth import digest
 from controlplane.errors import Conflict, NotFound, Rejected, TooLarge, Unavailable
+from controlplane.settings import Settings
 from controlplane.storage import access, names
 from controlplane.storage.access import Caller
 from controlplane.storage.client import Storage
@@ -106,9 +107,11 @@ def content_disposition(key: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def link(base_url: str, token: str) -> str:
-    """The share link a person opens: ``<base>/s/<token>``."""
-    return f"{base_url.rstrip('/')}/s/{token}"
+def link(settings: Settings, base_url: str, token: str) -> str:
+    """The share link a person opens: ``<base>/s/<token>``, on ``server.public_url`` when
+    it is set (the address people reach), else the request's ``base_url``."""
+    base = settings.server.public_url or base_url
+    return f"{base.rstrip('/')}/s/{token}"
 
 
 def _state_filter(state: str, now: datetime) -> ColumnElement[bool]:
@@ -275,20 +278,25 @@ def listing(
     caller: Caller,
     *,
     bucket: str | None = None,
+    key: str | None = None,
     state: str | None = None,
     limit: int = 100,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Shares, newest first: of ``bucket`` (read on it), else of every bucket the caller
-    holds a grant on (an admin: all)."""
+    """Shares, newest first: of ``bucket`` (read on it; of its ``key`` only, when given),
+    else of every bucket the caller holds a grant on (an admin: all)."""
     if state is not None and state not in STATES:
         raise Rejected.field(f"state must be one of {', '.join(STATES)}", "state", "unknown state")
     if not 1 <= limit <= LIST_MAX:
         raise Rejected.field(f"limit must be 1 to {LIST_MAX}", "limit", "out of range")
+    if key is not None and bucket is None:
+        raise Rejected.field("key needs its bucket", "key", "no bucket")
     query = select(StorageShare).order_by(StorageShare.created_at.desc(), StorageShare.id).limit(limit)
     if bucket is not None:
         access.require(session, caller, names.bucket_name(bucket, "bucket", "query"), "read")
         query = query.where(StorageShare.bucket == bucket)
+        if key is not None:
+            query = query.where(StorageShare.key == key)
     else:
         seen = access.visible(session, caller)
         if seen is not None:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from controlplane.errors import Rejected
+from controlplane.settings import ServerSettings, Settings
 from controlplane.storage import shares
 from controlplane.store.models import StorageShare
 
@@ -91,5 +92,11 @@ def test_the_download_name_is_the_keys_last_segment_safely_quoted(key, fallback,
 
 
 def test_a_link_is_the_base_then_s_then_the_token():
-    assert shares.link("http://cp.example:8000/", "tok") == "http://cp.example:8000/s/tok"
-    assert shares.link("https://cp.example/base", "tok") == "https://cp.example/base/s/tok"
+    unset = Settings(server=ServerSettings(public_url=None))
+    assert shares.link(unset, "http://cp.example:8000/", "tok") == "http://cp.example:8000/s/tok"
+    assert shares.link(unset, "https://cp.example/base", "tok") == "https://cp.example/base/s/tok"
+
+
+def test_a_link_is_on_the_public_url_when_one_is_set():
+    public = Settings(server=ServerSettings(public_url="https://files.example/"))
+    assert shares.link(public, "http://127.0.0.1:8000/", "tok") == "https://files.example/s/tok"
