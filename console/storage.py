@@ -191,16 +191,6 @@ def _settings(session: Session, storage: Storage, row: StorageBucket) -> dict[st
             "lifecycle_on_server": row.lifecycle_on_server, "mirrors": mirrors, "drills": drills}  # fmt: skip
 
 
-def _activity(session: Session, row: StorageBucket) -> dict[str, Any]:
-    """The bucket's calls, errors and growth over the last ACTIVITY_WINDOW (what every serve
-    flushed to the store), and its largest prefixes at the last full count."""
-    since, until, _step = analytics.window_of(ACTIVITY_WINDOW)
-    ops = analytics.requests_by_op(session, since, until, [row.name]).get(row.name, {})
-    grew = analytics.growth(session, since, [row.name]).get(row.name)
-    figures = analytics.bucket_row(row, ops, grew, (until - since).total_seconds())
-    return figures | {"window": ACTIVITY_WINDOW, "top_prefixes": analytics.top_prefixes(session, row)}
-
-
 def _shares(session: Session, bucket: str, key: str | None = None) -> list[dict[str, Any]]:
     """The newest share links of the bucket (of one key), as shares.as_dict shows them."""
     query = select(StorageShare).where(StorageShare.bucket == bucket)
@@ -236,7 +226,8 @@ def bucket_page(
         "next_url": _back(bucket, prefix=prefix, start_after=found["next"]) if found["next"] else None,
         "first_url": _back(bucket, prefix=prefix), "can_write": _can_write(level),
         "is_admin": level == "admin", "shares": _shares(session, bucket), **_settings(session, storage, row),
-        "public_prefixes": policy.read(storage, bucket)[policy.FIELD], "activity": _activity(session, row),
+        "public_prefixes": policy.read(storage, bucket)[policy.FIELD],
+        "activity": analytics.figures(session, row, ACTIVITY_WINDOW),
     }  # fmt: skip
     return render(request, "storage/bucket.html", context)
 
