@@ -14,11 +14,13 @@ import binascii
 import contextlib
 import math
 import re
+import unicodedata
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO, Protocol
+from urllib.parse import quote
 
 import anyio.from_thread
 from minio.commonconfig import CopySource
@@ -140,6 +142,17 @@ def _read_call(
 
 
 # -- reading ----------------------------------------------------------------------------------
+
+
+def content_disposition(key: str) -> str:
+    """``attachment`` with the key's last segment as the file name: an ASCII fallback
+    (anything but letters, digits and ``._-`` becomes ``_``) and the exact name in RFC 5987
+    form, so no quote, semicolon or line break in a key can forge another header field, and
+    the header stays latin-1 whatever the key holds."""
+    name = key.rstrip("/").rsplit("/", 1)[-1] or "download"
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    fallback = "".join(c if c.isalnum() or c in "._-" else "_" for c in plain)[:150]
+    return f"attachment; filename=\"{fallback or 'download'}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _metadata(headers: Any) -> dict[str, str]:
