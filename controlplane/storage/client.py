@@ -110,8 +110,10 @@ def domain_error(exc: S3Error, bucket: str) -> Exception:
         return NotFound(f"{what} ({code}: {where})")
     if code in _CONFLICT:
         return Conflict(f"{what} ({code}: {where})")
-    if code in _REJECTED:
-        return Rejected(f"the S3 server refused it: {what} ({code})", reason=code)
+    # A bare 400 (minio names it BadRequest: a HEAD the server refuses, e.g. SSE-C without
+    # its key or a malformed version id) is the request's fault, not the server's.
+    if code in _REJECTED or code == "BadRequest" or (not code and exc.response.status == 400):
+        return Rejected(f"the S3 server refused it: {what} ({code or 400})", reason=code or "BadRequest")
     if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         # coreplane's own credentials: a misconfiguration to fix, not the caller's fault.
         return Unavailable(f"the S3 server refused coreplane's credentials for {where}: {what} ({code})")
