@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected, Unavailable
 from controlplane.schemas.ingest import MetricPointIn
-from controlplane.storage import metrics, usage
+from controlplane.storage import metrics
 from controlplane.storage.client import Storage
 from controlplane.store.models import InfrastructureMetric, MetricRollup1h, MetricRollup1m, StorageBucket
 from controlplane.store.queries import SeriesQuery, _tag, pick_source
@@ -192,6 +192,7 @@ def tick(
             continue
         budget -= versions[0] if versions else budget
         record(session, row, count, versions, now)
+        storage.usage.settle(row.name)  # this app's pending writes are in the count
         outcome[row.name] = "counted"
     return outcome
 
@@ -201,7 +202,6 @@ def record(
 ) -> None:
     """A finished count onto the bucket's row and into the store's series."""
     row.objects, row.used_bytes, row.usage_at = count.objects, count.bytes, now
-    usage.settle(row.name)  # this process's pending writes are in the count
     tags = {"bucket": row.name}
     figures = [(OBJECTS, count.objects, tags), (BYTES, count.bytes, tags)]
     if versions is not None:

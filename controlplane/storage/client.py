@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import urllib3
@@ -16,6 +16,7 @@ from minio.error import MinioException, S3Error
 from controlplane.errors import Conflict, NotFound, Rejected, Unavailable
 from controlplane.settings import Settings, StorageSettings
 from controlplane.storage import metrics
+from controlplane.storage.usage import Usage
 
 T = TypeVar("T")
 
@@ -45,12 +46,14 @@ def _http() -> urllib3.PoolManager:
 @dataclass
 class Storage:
     """The primary S3 endpoint (``s3``), the mirror endpoint (``storage.mirror_*``; the
-    primary when unset) and storage's settings. Built once per process (``Storage.of``)."""
+    primary when unset), storage's settings and the usage its writes moved. Built once per
+    app (``Storage.of``)."""
 
     client: Minio
     mirror: Minio
     settings: StorageSettings
     endpoint: str
+    usage: Usage = field(default_factory=Usage)
 
     @classmethod
     def of(cls, settings: Settings) -> Storage:
@@ -110,10 +113,8 @@ def domain_error(exc: S3Error, bucket: str) -> Exception:
         return NotFound(f"{what} ({code}: {where})")
     if code in _CONFLICT:
         return Conflict(f"{what} ({code}: {where})")
-    # A bare 400 (minio names it BadRequest: a HEAD the server refuses, e.g. SSE-C without
-    # its key or a malformed version id) is the request's fault, not the server's.
-    if code in _REJECTED or code == "BadRequest" or (not code and exc.response.status == 400):
-        return Rejected(f"the S3 server refused it: {what} ({code or 400})", reason=code or "BadRequest")
+    if code in _REJECTED:
+        return Rejected(f"the S3 server refused it: {what} ({code})", reason=code)
     if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         # coreplane's own credentials: a misconfiguration to fix, not the caller's fault.
         return Unavailable(f"the S3 server refused coreplane's credentials for {where}: {what} ({code})")

@@ -60,14 +60,14 @@ class StorageLoop:
 
     def flush(self) -> str:
         """This process's storage request figures (analytics.flush) and the usage its writes
-        moved (usage.flush) into the store: on every process, leader or not, since each counts
+        moved (``storage.usage.flush``) into the store: on every process, leader or not, since each counts
         only its own; "ok" or the error."""
-        from controlplane.storage import analytics, usage
+        from controlplane.storage import analytics
 
         try:
             with Session(self.engine) as session, session.begin():
                 flushed = analytics.flush(session)
-                counted = usage.flush(session)
+                counted = self.storage.usage.flush(session)
             flushed()  # marked only once committed: a failed write is retried next time
             counted()
             return "ok"

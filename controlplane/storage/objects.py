@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from controlplane import audit
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected, TooLarge, Unavailable, Unreadable
-from controlplane.storage import metrics, names, usage
+from controlplane.storage import metrics, names
 from controlplane.storage.client import Storage
 from controlplane.store.models import StorageBucket
 
@@ -429,7 +429,7 @@ def room(storage: Storage, row: StorageBucket) -> tuple[int, str]:
     """How many bytes one more object may hold in ``row`` (the largest object, or what the
     quota has left by the last usage count) and what to say past it."""
     largest = int(storage.settings.max_object_gb * GB)
-    used = row.used_bytes + usage.pending_bytes(row.name)  # with this process's unflushed writes
+    used = row.used_bytes + storage.usage.pending_bytes(row.name)  # with this process's unflushed writes
     if row.quota_bytes is None or row.quota_bytes - used >= largest:
         return largest, f"an object is {largest} bytes at most (storage.max_object_gb)"
     left = max(row.quota_bytes - used, 0)
@@ -451,7 +451,7 @@ def upload(
     sse: Sse | None = None,
 ) -> ObjectInfo:
     """``reader``'s bytes stored as ``key`` (``length`` None: unknown, sent in parts), and
-    noted in the bucket's usage (controlplane/storage/usage.py). Refused before anything is
+    noted in the bucket's usage (``storage.usage``, controlplane/storage/usage.py). Refused before anything is
     sent when ``length`` is over the quota or the largest object, and aborted as soon as the
     bytes pass it. No store session: uploads are not audited one by one (keeping small
     writes cheap); the caller's own transaction is not held while the bytes move."""
@@ -480,7 +480,7 @@ def upload(
             content_type=content_type, metadata=meta or None, sse=sse, part_size=part,
         )  # fmt: skip
     metrics.BYTES.labels("in", metrics.bucket_label(row.name)).inc(metered.count)
-    usage.note(row.name, metered.count, 1)
+    storage.usage.note(row.name, metered.count, 1)
     return ObjectInfo(
         bucket=row.name,
         key=key,
@@ -545,7 +545,7 @@ def copy(
     dst = dst_bucket_row.name
     with server_key_rules("key", "body"):
         storage.call("copy_object", dst, storage.client.copy_object, dst, dst_key, origin, sse=ssec)
-    usage.note(dst, source.size, 1)
+    storage.usage.note(dst, source.size, 1)
     audit.record(
         session,
         actor=actor,
@@ -578,7 +578,7 @@ def remove(
     marker = versioning == "Enabled" and version_id is None
     storage.call("remove_object", bucket, client.remove_object, bucket, key, version_id=version_id)
     if not marker:
-        usage.note(bucket, -size, -1 if version_id is None or size else 0)
+        storage.usage.note(bucket, -size, -1 if version_id is None or size else 0)
     audit.record(
         session,
         actor=actor,

@@ -1,5 +1,6 @@
 """The usage ledger: writes add up per bucket, a flush hands them to the store and forgets
-only what it wrote (writes noted meanwhile stay), and a full count settles a bucket."""
+only what it wrote (writes noted meanwhile stay), a full count settles a bucket, and each
+app's ledger is its own."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from controlplane.clock import utcnow
-from controlplane.storage import usage
+from controlplane.storage.usage import Usage
 from controlplane.store.models import Base, StorageBucket
 
 
@@ -27,6 +28,7 @@ def _store() -> tuple[Session, str]:
 
 def test_a_flush_adds_what_is_pending_and_keeps_what_came_meanwhile():
     session, name = _store()
+    usage = Usage()
     usage.note(name, 50, 1)
     usage.note(name, -20, -1)
     assert usage.pending_bytes(name) == 30
@@ -42,6 +44,7 @@ def test_a_flush_adds_what_is_pending_and_keeps_what_came_meanwhile():
 
 def test_a_failed_flush_keeps_everything_and_usage_never_goes_below_zero():
     session, name = _store()
+    usage = Usage()
     usage.note(name, -500, -5)
     usage.flush(session)
     session.rollback()  # the commit failed: forget() is never called
@@ -57,6 +60,24 @@ def test_a_failed_flush_keeps_everything_and_usage_never_goes_below_zero():
 
 def test_a_full_count_settles_the_bucket():
     _, name = _store()
+    usage = Usage()
     usage.note(name, 10, 1)
     usage.settle(name)
     assert usage.pending_bytes(name) == 0
+
+
+def test_two_ledgers_never_see_each_others_writes():
+    # Two apps in one process (tests, an embedding program): A's flush must not take B's
+    # writes into A's store, where the UPDATE matches no row and they would be lost.
+    session_a, name = _store()
+    a, b = Usage(), Usage()
+    b.note(name, 40, 2)
+    assert a.pending_bytes(name) == 0
+    forget = a.flush(session_a)
+    session_a.commit()
+    forget()
+    assert b.pending_bytes(name) == 40
+    row = session_a.scalars(select(StorageBucket).where(StorageBucket.name == name)).one()
+    assert (row.used_bytes, row.objects) == (100, 1)  # nothing of B's landed in A's store
+    a.settle(name)
+    assert b.pending_bytes(name) == 40
