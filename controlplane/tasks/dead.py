@@ -64,9 +64,7 @@ def replay(
     with _held(app, tasks) as dead, app.events.default_dispatcher() as events:
         for message in dead:
             row = _describe(message)
-            # A task replayed a moment ago can fail again and be dead-lettered behind the
-            # messages still to scan: that copy is this pass's own result, not one to replay.
-            if row["task_id"] in replayed or not _matches(row, task_ids, name):
+            if not _matches(row, task_ids, name):
                 continue
             if not dead.queue_exists(row["queue"]):
                 log.warning("dead task %s stays: its queue %r does not exist", row["task_id"], row["queue"])
@@ -107,15 +105,19 @@ def discard(
 
 
 class _DeadLetters:
-    """The dead-letter queue read on one channel: iterating gets its messages oldest first
-    (MAX_SCAN at most), each held unacked until ``take`` acks it off the queue."""
+    """The dead-letter queue read on one channel: iterating gets the messages it held when
+    the pass began, oldest first (MAX_SCAN at most), each held unacked until ``take`` acks it
+    off the queue. Bounded by that depth because a task a replay re-published can fail again
+    at once and be dead-lettered behind the messages still to scan: the same pass would find
+    it and replay it twice."""
 
     def __init__(self, conn: Any, channel: Any, queue: str) -> None:
         self.conn, self.channel, self.queue = conn, channel, queue
         self._exists: dict[str, bool] = {}
+        self.depth = channel.queue_declare(queue, passive=True).message_count
 
     def __iter__(self) -> Iterator[Message]:
-        for _ in range(MAX_SCAN):
+        for _ in range(min(self.depth, MAX_SCAN)):
             message = self.channel.basic_get(self.queue, no_ack=False)
             if message is None:
                 return

@@ -6,11 +6,12 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 
+import amqp
 import pytest
 import redis
 
 from controlplane.errors import Rejected, TooLarge
-from controlplane.tasks import dead
+from controlplane.tasks import dead, topology
 from tests.support.tasks import JOBS, celery_app, task_broker, task_settings, task_worker
 from tests.support.timing import until
 
@@ -134,3 +135,27 @@ def test_limits_and_filters_are_checked(services):
             dead.replay(app, settings.tasks, task_ids={str(i) for i in range(dead.MAX_TASK_IDS + 1)})
         assert refused.value.errors[0]["field"] == "task_ids"
         assert dead.discard(app, settings.tasks, task_ids=set()) == []  # an empty set matches nothing
+
+
+def test_a_pass_reads_only_what_the_queue_held_when_it_began(services):
+    """A replayed task can fail again at once and be dead-lettered behind the messages the
+    same pass is still scanning: the pass must not reach it (it would replay it twice)."""
+    with task_broker(services) as broker:
+        settings = task_settings(services, broker)
+        app = celery_app(settings)
+        queue = settings.tasks.dead_letter_queue
+        topology.declare_dead_letters(app, settings.tasks)
+        with app.connection_for_write() as conn:
+            channel = conn.default_channel
+            for body in (b"first", b"second"):
+                channel.basic_publish(amqp.Message(body), exchange="", routing_key=queue)
+            until("two dead letters", lambda: channel.queue_declare(queue, passive=True).message_count == 2)
+        seen = []
+        with dead._held(app, settings.tasks) as letters:
+            for message in letters:
+                seen.append(message.body)
+                if len(seen) == 1:  # arrives while the pass runs, as a re-dead-lettered task does
+                    letters.channel.basic_publish(amqp.Message(b"late"), exchange="", routing_key=queue)
+        assert seen == [b"first", b"second"]
+        with dead._held(app, settings.tasks) as letters:  # nothing taken: all three are there
+            assert [m.body for m in letters] == [b"first", b"second", b"late"]
