@@ -170,11 +170,6 @@ class _RedactShareTokens(logging.Filter):
 _REDACT_SHARE_TOKENS = _RedactShareTokens()
 
 
-def _storage(settings: Settings) -> Storage | None:
-    """The S3 clients application storage uses, when an S3 endpoint is set."""
-    return Storage.of(settings) if settings.s3.endpoint else None
-
-
 def create_app(settings: Settings) -> FastAPI:
     """Build the app. The store must already be migrated (`coreplane migrate`)."""
     tracing.setup(settings.tracing)
@@ -189,7 +184,7 @@ def create_app(settings: Settings) -> FastAPI:
     archiver = _archiver(engine, settings, mq_runtime)
     backups = _backup_loop(engine, settings, mq_runtime)
     listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
-    storage_runtime = _storage(settings)
+    storage_runtime = Storage.of(settings)  # None without an S3 endpoint
     # Each worker process builds its app: the filter is on in every one (added once).
     logging.getLogger("uvicorn.access").addFilter(_REDACT_SHARE_TOKENS)
     control.storage = storage_runtime  # the leader carries out storage.restore with it

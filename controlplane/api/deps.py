@@ -19,7 +19,7 @@ from sqlalchemy import select
 from controlplane.auth import digest
 from controlplane.errors import Rejected, TooLarge
 from controlplane.storage.access import Caller
-from controlplane.storage.client import NotConfigured, Storage
+from controlplane.storage.client import Storage, configured
 from controlplane.store.models import Agent, ApiToken
 
 _bearer = HTTPBearer(auto_error=False, description="Admin, agent or API token.")
@@ -125,10 +125,7 @@ AGENT_OR_ADMIN = allow(min_role="admin", agents=True)
 
 def storage_of(request: Request) -> Storage:
     """The process's S3 clients (``app.state.storage``); 503 when storage is not configured."""
-    found = request.app.state.storage
-    if found is None:
-        raise NotConfigured("object storage is not configured: set COREPLANE_S3__ENDPOINT (host:port)")
-    return found
+    return configured(request.app.state.storage)
 
 
 def caller_of(principal: Principal = Depends(authenticate)) -> Caller:

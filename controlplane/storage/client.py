@@ -33,6 +33,14 @@ class NotConfigured(Unavailable):
     """No S3 endpoint is set (``COREPLANE_S3__ENDPOINT``): storage is off."""
 
 
+def configured(storage: Storage | None) -> Storage:
+    """``storage`` itself; NotConfigured (503) when there is none: the one "not configured"
+    answer of the API and the console."""
+    if storage is None:
+        raise NotConfigured("object storage is not configured: set COREPLANE_S3__ENDPOINT (host:port)")
+    return storage
+
+
 def _http() -> urllib3.PoolManager:
     # Enough connections for the parallel part uploads of a few large objects at once; a
     # stuck server fails a call after the read timeout instead of holding a request forever.
@@ -56,10 +64,11 @@ class Storage:
     usage: Usage = field(default_factory=Usage)
 
     @classmethod
-    def of(cls, settings: Settings) -> Storage:
+    def of(cls, settings: Settings) -> Storage | None:
+        """The clients of ``settings``' endpoints; None when no S3 endpoint is set."""
         s3 = settings.s3
         if not s3.endpoint:
-            raise NotConfigured("object storage is not configured: set COREPLANE_S3__ENDPOINT (host:port)")
+            return None
         client = Minio(
             s3.endpoint,
             access_key=s3.access_key,
@@ -113,8 +122,10 @@ def domain_error(exc: S3Error, bucket: str) -> Exception:
         return NotFound(f"{what} ({code}: {where})")
     if code in _CONFLICT:
         return Conflict(f"{what} ({code}: {where})")
-    if code in _REJECTED:
-        return Rejected(f"the S3 server refused it: {what} ({code})", reason=code)
+    # A bare 400 (minio names it BadRequest: a HEAD the server refuses, e.g. SSE-C without
+    # its key or a malformed version id) is the request's fault, not the server's.
+    if code in _REJECTED or code == "BadRequest" or (not code and exc.response.status == 400):
+        return Rejected(f"the S3 server refused it: {what} ({code or 400})", reason=code or "BadRequest")
     if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         # coreplane's own credentials: a misconfiguration to fix, not the caller's fault.
         return Unavailable(f"the S3 server refused coreplane's credentials for {where}: {what} ({code})")
