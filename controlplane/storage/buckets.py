@@ -8,6 +8,7 @@ from typing import Any
 
 from minio.commonconfig import ENABLED, Tags
 from minio.deleteobjects import DeleteObject
+from minio.sseconfig import Rule, SSEConfig
 from minio.versioningconfig import VersioningConfig
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
@@ -38,12 +39,18 @@ def create(
     tags: dict[str, str] | None = None,
     versioning: bool = False,
     role: str | None = None,
+    encryption: str | None = None,
 ) -> StorageBucket:
     """A new bucket on the server and its row; ``actor`` gets admin on it unless their
-    ``role`` is admin (admins hold admin everywhere). Conflict when the bucket exists on the
-    server or in the store: coreplane never adopts a bucket someone else filled."""
+    ``role`` is admin (admins hold admin everywhere). ``encryption`` "SSE-S3" makes it the
+    bucket's default. Conflict when the bucket exists on the server or in the store:
+    coreplane never adopts a bucket someone else filled."""
     names.bucket_name(name, "name", "body")
     tags = check_tags(tags or {})
+    if encryption not in (None, "SSE-S3"):
+        raise Rejected.field(
+            "encryption must be 'SSE-S3' or null", "encryption", "unknown encryption", "body"
+        )
     if quota_bytes is None and storage.settings.default_quota_gb is not None:
         quota_bytes = int(storage.settings.default_quota_gb * GB)
     check_quota(quota_bytes)
@@ -53,11 +60,27 @@ def create(
         raise Conflict(f"bucket {name!r} exists on the S3 server already: pick another name")
     storage.call("make_bucket", name, storage.client.make_bucket, name)
     try:
-        _configure(storage, name, tags, versioning)
+        _configure(storage, name, tags, versioning, encryption)
     except Exception:
         # The row will not be committed: leave no half-made bucket on the server either.
         storage.call("remove_bucket", name, storage.client.remove_bucket, name)
         raise
+    details = {"tags": tags, "versioning": versioning, "encryption": encryption}
+    return record(session, name, actor=actor, role=role, quota_bytes=quota_bytes, details=details)
+
+
+def record(
+    session: Session,
+    name: str,
+    *,
+    actor: str,
+    role: str | None,
+    quota_bytes: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> StorageBucket:
+    """A bucket already made on the server recorded as managed: its row (``quota_bytes``
+    as given, None: unlimited), admin on it for ``actor`` unless their ``role`` is admin,
+    and the audit (``details`` added to it)."""
     now = utcnow()
     row = StorageBucket(
         name=name, quota_bytes=quota_bytes, used_bytes=0, objects=0, lifecycle=[],
@@ -72,17 +95,23 @@ def create(
         actor=actor,
         action="storage.bucket.create",
         target=name,
-        details={"quota_bytes": quota_bytes, "tags": tags, "versioning": versioning},
+        details={"quota_bytes": quota_bytes, **(details or {})},
     )
     return row
 
 
-def _configure(storage: Storage, name: str, tags: dict[str, str], versioning: bool) -> None:
+def _configure(
+    storage: Storage, name: str, tags: dict[str, str], versioning: bool, encryption: str | None
+) -> None:
+    client = storage.client
     if versioning:
         config = VersioningConfig(ENABLED)
-        storage.call("set_bucket_versioning", name, storage.client.set_bucket_versioning, name, config)
+        storage.call("set_bucket_versioning", name, client.set_bucket_versioning, name, config)
     if tags:
-        storage.call("set_bucket_tags", name, storage.client.set_bucket_tags, name, _tags(tags))
+        storage.call("set_bucket_tags", name, client.set_bucket_tags, name, _tags(tags))
+    if encryption == "SSE-S3":
+        sse = SSEConfig(Rule.new_sse_s3_rule())
+        storage.call("set_bucket_encryption", name, client.set_bucket_encryption, name, sse)
 
 
 def delete(session: Session, storage: Storage, name: str, *, actor: str, force: bool = False) -> None:
@@ -94,7 +123,7 @@ def delete(session: Session, storage: Storage, name: str, *, actor: str, force: 
         raise NotFound(f"no bucket {name!r} is managed by coreplane")
     client = storage.client
     if storage.call("bucket_exists", name, client.bucket_exists, name):
-        removed = _empty(storage, name) if force else _refuse_if_not_empty(storage, name)
+        removed = empty(storage, name) if force else _refuse_if_not_empty(storage, name)
         storage.call("remove_bucket", name, client.remove_bucket, name)
     else:
         removed = 0  # gone from the server behind coreplane's back: forget it here too
@@ -126,8 +155,8 @@ def _first_version(storage: Storage, name: str) -> str | None:
     return None
 
 
-def _empty(storage: Storage, name: str) -> int:
-    """Every version and delete marker removed; how many."""
+def empty(storage: Storage, name: str) -> int:
+    """Every version and delete marker in ``name`` removed, 1,000 to a request; how many."""
 
     def run() -> int:
         count = 0
