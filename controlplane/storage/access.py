@@ -68,11 +68,18 @@ def require(session: Session, caller: Caller, bucket: str, level: str) -> Storag
     return found
 
 
-def visible(session: Session, caller: Caller) -> set[str] | None:
-    """The buckets ``caller`` holds any grant on (None: all of them, an admin)."""
+def visible(session: Session, caller: Caller, at_least: str = "read") -> set[str] | None:
+    """The buckets ``caller`` holds ``at_least`` on (None: all of them, an admin)."""
     if caller.role == "admin":
         return None
-    return set(session.scalars(select(StorageGrant.bucket).where(StorageGrant.subject.in_(caller.subjects))))
+    enough = [level for level in LEVELS if RANK[level] >= RANK[at_least]]
+    return set(
+        session.scalars(
+            select(StorageGrant.bucket).where(
+                StorageGrant.subject.in_(caller.subjects), StorageGrant.level.in_(enough)
+            )
+        )
+    )
 
 
 def _subject(subject: str) -> str:
