@@ -155,7 +155,9 @@ def content_disposition(key: str) -> str:
     return f"attachment; filename=\"{fallback or 'download'}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def _metadata(headers: Any) -> dict[str, str]:
+def user_metadata(headers: Any) -> dict[str, str]:
+    """The ``x-amz-meta-*`` entries of a GET or HEAD answer's headers (or a stat's metadata),
+    names lower-cased without the prefix."""
     return {
         str(k).lower()[len(_META_PREFIX) :]: str(v)
         for k, v in dict(headers or {}).items()
@@ -171,7 +173,7 @@ def _info(bucket: str, key: str, found: Object) -> ObjectInfo:
         etag=(found.etag or "").strip('"'),
         last_modified=found.last_modified,
         content_type=found.content_type,
-        metadata=_metadata(found.metadata),
+        metadata=user_metadata(found.metadata),
         version_id=found.version_id,
         is_latest=found.is_latest in (None, "true", True),
         is_delete_marker=found.is_delete_marker,
@@ -224,7 +226,7 @@ def download(
         etag=(headers.get("etag") or "").strip('"'),
         last_modified=_http_date(headers.get("last-modified")),
         content_type=headers.get("content-type"),
-        metadata=_metadata(headers),
+        metadata=user_metadata(headers),
         version_id=headers.get("x-amz-version-id"),
         encryption=encryption_of(headers),
     )
@@ -439,6 +441,15 @@ def room(storage: Storage, row: StorageBucket) -> tuple[int, str]:
     )
 
 
+def part_size(storage: Storage, length: int | None) -> int:
+    """The multipart part size for ``length`` bytes (None: unknown): storage.part_size_mb,
+    larger when the object would need more than S3's MAX_PARTS parts."""
+    part = storage.settings.part_size_mb * MIB
+    if length is None:
+        return part
+    return max(part, math.ceil(length / MAX_PARTS / MIB) * MIB)
+
+
 def upload(
     storage: Storage,
     row: StorageBucket,
@@ -459,7 +470,7 @@ def upload(
     content_type = check_content_type(content_type)
     meta = {_META_PREFIX + k: v for k, v in check_metadata(metadata or {}).items()}
     limit, says = room(storage, row)
-    part = storage.settings.part_size_mb * MIB
+    part = part_size(storage, length)
     if length is not None:
         if length < 0:
             raise Rejected.field(
@@ -469,7 +480,6 @@ def upload(
             raise TooLarge.field(
                 f"{says}; this body declares {length}", "Content-Length", "too large", "header"
             )
-        part = max(part, math.ceil(length / MAX_PARTS / MIB) * MIB)
     else:
         limit = min(limit, part * MAX_PARTS)
     metered = _Metered(reader, length, limit, says)
