@@ -24,9 +24,11 @@ _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "NoSuchVersion", "NoSuchUpload", "NoS
               "NoSuchBucketPolicy", "NoSuchLifecycleConfiguration", "ResourceNotFound",
               "ServerSideEncryptionConfigurationNotFoundError"}  # fmt: skip
 _CONFLICT = {"BucketNotEmpty", "BucketAlreadyOwnedByYou", "BucketAlreadyExists", "OperationAborted"}
+# NotImplemented and MethodNotAllowed: a feature this server lacks, a refusal and not an outage.
 _REJECTED = {"InvalidArgument", "InvalidRequest", "InvalidRange", "EntityTooLarge", "EntityTooSmall",
              "InvalidBucketName", "KeyTooLongError", "MalformedXML", "MalformedPolicy", "InvalidDigest",
-             "BadDigest", "IncompleteBody", "InvalidPart", "InvalidEncryptionAlgorithmError"}  # fmt: skip
+             "BadDigest", "IncompleteBody", "InvalidPart", "InvalidEncryptionAlgorithmError",
+             "NotImplemented", "MethodNotAllowed"}  # fmt: skip
 
 
 class NotConfigured(Unavailable):
