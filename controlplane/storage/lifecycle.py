@@ -18,7 +18,6 @@ from itertools import groupby, pairwise
 from typing import Any
 
 from minio.commonconfig import DISABLED, ENABLED, Filter
-from minio.error import S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersionExpiration, Rule
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -147,9 +146,7 @@ def push(storage: Storage, bucket: str, rules: list[dict[str, Any]]) -> bool:
             storage.call("delete_bucket_lifecycle", bucket, client.delete_bucket_lifecycle, bucket)
             return False
         storage.call("set_bucket_lifecycle", bucket, client.set_bucket_lifecycle, bucket, to_server(rules))
-    except (Rejected, NotFound, Unavailable) as exc:
-        if not isinstance(exc.__cause__, S3Error):
-            raise
+    except (Rejected, NotFound) as exc:  # the server's refusal; Unavailable (no answer) fails the request
         log.warning("the S3 server refused bucket %s's lifecycle: %s", bucket, exc)
         return False
     return True

@@ -23,15 +23,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from minio.error import S3Error
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.auth import digest
-from controlplane.errors import Conflict, NotFound, Rejected, TooLarge, Unavailable
+from controlplane.errors import Conflict, NotFound, Rejected, TooLarge
 from controlplane.settings import Settings
-from controlplane.storage import access, names
+from controlplane.storage import access, names, objects
 from controlplane.storage.access import Caller
 from controlplane.storage.client import Storage
 from controlplane.store.models import StorageShare
@@ -218,7 +217,7 @@ def create(
     download_cap(max_downloads)
     access.require(session, caller, bucket, "write")
     _live_count_below_cap(session, bucket, now)
-    _stat(storage, bucket, key, version_id)
+    _must_exist(storage, bucket, key, version_id)
     token = secrets.token_urlsafe(32)
     share = StorageShare(
         token_digest=digest(token), bucket=bucket, key=key, version_id=version_id, created_at=now,
@@ -246,16 +245,13 @@ def _live_count_below_cap(session: Session, bucket: str, now: datetime) -> None:
         )
 
 
-def _stat(storage: Storage, bucket: str, key: str, version_id: str | None) -> None:
-    """NotFound when the object (version) is missing. The server answers a HEAD it refuses
-    with a bare 400: a malformed version id, or an object encrypted with a customer key
-    (SSE-C), which a share link could not serve anyway (it cannot carry the key)."""
+def _must_exist(storage: Storage, bucket: str, key: str, version_id: str | None) -> None:
+    """NotFound when the object (version) is missing; a stat the server refuses (a malformed
+    version id, or an object encrypted with a customer key (SSE-C), which a share link could
+    not serve anyway: it cannot carry the key) is Rejected naming the body's field."""
     try:
-        storage.call("stat", bucket, storage.client.stat_object, bucket, key, version_id=version_id)
-    except Unavailable as exc:
-        cause = exc.__cause__
-        if not (isinstance(cause, S3Error) and cause.code == "BadRequest"):
-            raise
+        objects.stat(storage, bucket, key, version_id=version_id)
+    except Rejected as exc:
         if version_id is not None:
             raise Rejected.field(
                 f"the S3 server refused version_id {version_id[:80]!r} of {key[:80]!r}: it is malformed, "
@@ -263,14 +259,14 @@ def _stat(storage: Storage, bucket: str, key: str, version_id: str | None) -> No
                 "version_id",
                 "refused by the server",
                 "body",
-            ) from None
+            ) from exc
         raise Rejected.field(
             f"object {key[:80]!r} cannot be shared: the server will not describe it without its "
             "customer key (SSE-C), and a share link cannot carry that key",
             "key",
             "customer-key encrypted",
             "body",
-        ) from None
+        ) from exc
 
 
 def listing(
@@ -386,8 +382,7 @@ def open_link(
     if share is None or opened.status != 200:
         return opened
     try:
-        storage.call("stat", share.bucket, storage.client.stat_object, share.bucket, share.key,
-                     version_id=share.version_id)  # fmt: skip
+        objects.stat(storage, share.bucket, share.key, version_id=share.version_id)
     except NotFound:
         return Opened(410, "missing", "the shared object no longer exists")
     taken = session.execute(
