@@ -50,14 +50,6 @@ class RestorePreviewIn(BaseModel):
     overwrite: bool = Field(False, description="Overwrite existing objects that differ from the mirror's.")
 
 
-def _admin_buckets(session: Session, caller: Caller) -> set[str] | None:
-    """The buckets ``caller`` holds admin on (None: all, an admin)."""
-    seen = access.visible(session, caller)
-    if seen is None:
-        return None
-    return {b for b in seen if access.level_of(session, caller, b) == "admin"}
-
-
 def _mirror(session: Session, caller: Caller, mirror_id: uuid.UUID) -> Any:
     found = mirror.get(session, mirror_id)
     access.require(session, caller, found.bucket, "admin")
@@ -87,7 +79,9 @@ def list_mirrors(
     if bucket is not None:
         access.require(session, caller, bucket, "admin")
         return [mirror.as_dict(m) for m in mirror.listing(session, {bucket})]
-    return [mirror.as_dict(m) for m in mirror.listing(session, _admin_buckets(session, caller))]
+    return [
+        mirror.as_dict(m) for m in mirror.listing(session, access.visible(session, caller, at_least="admin"))
+    ]
 
 
 @router.get("/mirrors/{mirror_id}")
@@ -156,7 +150,10 @@ def list_drills(
     if bucket is not None:
         access.require(session, caller, bucket, "admin")
         return [drill.as_dict(d) for d in drill.listing(session, {bucket}, limit)]
-    return [drill.as_dict(d) for d in drill.listing(session, _admin_buckets(session, caller), limit)]
+    return [
+        drill.as_dict(d)
+        for d in drill.listing(session, access.visible(session, caller, at_least="admin"), limit)
+    ]
 
 
 @router.get("/drills/{drill_id}")
