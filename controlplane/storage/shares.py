@@ -16,12 +16,10 @@ count."""
 from __future__ import annotations
 
 import secrets
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -94,16 +92,6 @@ def presigned_put_refusal(quota_bytes: int | None, max_object_gb: float) -> str 
             "the API"
         )
     return None
-
-
-def content_disposition(key: str) -> str:
-    """``attachment`` with the key's last segment as the file name: an ASCII fallback
-    (anything but letters, digits and ``._-`` becomes ``_``) and the exact name in RFC 5987
-    form, so no quote, semicolon or line break in a key can forge another header field."""
-    name = key.rstrip("/").rsplit("/", 1)[-1] or "download"
-    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    fallback = "".join(c if c.isalnum() or c in "._-" else "_" for c in plain)[:150] or "download"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def link(settings: Settings, base_url: str, token: str) -> str:
@@ -414,6 +402,6 @@ def _presign_download(storage: Storage, share: StorageShare) -> str:
     return storage.call(
         "presign_get", share.bucket, storage.client.presigned_get_object, share.bucket, share.key,
         timedelta(seconds=storage.settings.presign_ttl_s),
-        response_headers={"response-content-disposition": content_disposition(share.key)},
+        response_headers={"response-content-disposition": objects.content_disposition(share.key)},
         version_id=share.version_id,
     )  # fmt: skip

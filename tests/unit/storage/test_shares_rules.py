@@ -9,7 +9,7 @@ import pytest
 
 from controlplane.errors import Rejected
 from controlplane.settings import ServerSettings, Settings
-from controlplane.storage import shares
+from controlplane.storage import objects, shares
 from controlplane.store.models import StorageShare
 
 NOW = datetime(2026, 1, 1, 12, 0, 0)
@@ -86,7 +86,7 @@ def test_a_presigned_put_is_refused_where_coreplane_could_not_enforce_its_limits
     ],
 )
 def test_the_download_name_is_the_keys_last_segment_safely_quoted(key, fallback, exact):
-    header = shares.content_disposition(key)
+    header = objects.content_disposition(key)
     assert header == f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
     assert "\r" not in header and "\n" not in header and header.count('"') == 2
 
