@@ -320,7 +320,7 @@ def object_page(
 ) -> Response:
     _bucket(bucket)
     storage, caller = _storage(request), _caller(request, role)
-    row = access.require(session, caller, bucket, "read")
+    access.require(session, caller, bucket, "read")
     key = names.object_key(key, "key", "query")
     info = _stat_or_none(storage, bucket, key)
     found = [v.as_dict() for v in versions.versions_of(storage, bucket, key)[:VERSIONS_LISTED]]
@@ -330,7 +330,7 @@ def object_page(
     latest = found[0] if found else None  # newest first
     context = {
         "bucket": bucket, "key": key, "info": info, "versions": found, "folder": _folder(key),
-        "summary": buckets.summary(session, storage, row), "can_write": _can_write(level),
+        "versioning": versions.status(storage, bucket), "can_write": _can_write(level),
         "deleted": latest is not None and latest["is_delete_marker"], "shares": _shares(session, bucket, key),
         "max_days": storage.settings.share_max_days,
     }  # fmt: skip

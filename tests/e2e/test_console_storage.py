@@ -177,6 +177,7 @@ def test_upload_download_delete_restore_and_undelete_through_the_forms(console):
     page = _object_page(olga, bucket, "docs/report.bin")
     older = [v for v, _ in history if f'<tr data-version="{v}">' in page]
     assert len(older) == 1, "the older version (not the latest) is listed with a restore button"
+    assert "Versioning is on: the delete adds a marker" in page, "the delete form knows versioning is on"
     restored = olga.post(f"/storage/{bucket}/restore",
                          data={"csrf": _csrf(olga), "key": "docs/report.bin", "version_id": older[0]})  # fmt: skip
     assert restored.status_code == 303, restored.text[:500]
@@ -210,7 +211,9 @@ def test_a_share_link_made_in_the_console_downloads_and_dies_when_revoked(consol
     assert made_share.status_code == 201, made_share.text[:500]
     link = re.search(r'id="storage-share-url"[^>]*value="([^"]+)"', made_share.text).group(1)
     assert link.startswith(f"{url}/s/")
-    assert link not in _object_page(olga, bucket, "shared.bin"), "the link is shown once"
+    page = _object_page(olga, bucket, "shared.bin")
+    assert link not in page, "the link is shown once"
+    assert "Versioning is off: this cannot be undone" in page
 
     with httpx.Client(follow_redirects=True, timeout=30) as anonymous:
         assert anonymous.get(link).content == body
