@@ -39,7 +39,7 @@ from controlplane.storage import (
     versions,
 )
 from controlplane.storage.access import Caller
-from controlplane.storage.client import NotConfigured, Storage
+from controlplane.storage.client import Storage, configured
 from controlplane.store.models import StorageBucket, StorageDrill, StorageMirror, StorageShare
 from controlplane.web import READ_SESSION
 
@@ -63,10 +63,7 @@ def _caller(request: Request, role: str) -> Caller:
 
 
 def _storage(request: Request) -> Storage:
-    found = request.app.state.storage
-    if found is None:
-        raise NotConfigured("object storage is not configured: set COREPLANE_S3__ENDPOINT (host:port)")
-    return found
+    return configured(request.app.state.storage)
 
 
 def _bucket(name: str) -> str:
