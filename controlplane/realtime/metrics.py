@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from controlplane.labels import CappedLabels
+
 MAX_KINDS = 100
-_KINDS: set[str] = set()
+_kinds = CappedLabels(MAX_KINDS)
 
 CONNECTIONS = Gauge("coreplane_rt_connections", "Open /ws/rt connections in this process.")
 OPENED = Counter("coreplane_rt_connections_opened_total", "/ws/rt connections accepted.")
@@ -43,9 +45,4 @@ GAP_FILLS = Counter(
 
 
 def kind(room: str) -> str:
-    name = room.split(":", 1)[0] + ":*" if ":" in room else room
-    if name not in _KINDS:
-        if len(_KINDS) >= MAX_KINDS:
-            return "other"
-        _KINDS.add(name)
-    return name
+    return _kinds(room.split(":", 1)[0] + ":*" if ":" in room else room)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from controlplane.labels import CappedLabels
+
 MAX_BUCKETS = 200
-_BUCKETS: set[str] = set()
+bucket_label = CappedLabels(MAX_BUCKETS)  # a bucket's name as a label value
 
 REQUESTS = Histogram(
     "coreplane_storage_request_seconds",
@@ -25,11 +27,3 @@ BYTES = Counter(
     "Object bytes moved through the storage library, by direction (in: uploads, out: downloads) and bucket.",
     ["direction", "bucket"],
 )
-
-
-def bucket_label(bucket: str) -> str:
-    if bucket not in _BUCKETS:
-        if len(_BUCKETS) >= MAX_BUCKETS:
-            return "other"
-        _BUCKETS.add(bucket)
-    return bucket
