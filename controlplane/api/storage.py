@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from email.utils import format_datetime
 from typing import Any, Literal
-from urllib.parse import quote
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
@@ -366,13 +365,12 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
 
 
 def _object_headers(found: ObjectInfo) -> dict[str, str]:
-    name = found.key.rstrip("/").rpartition("/")[2] or "object"
     headers = {
         "ETag": f'"{found.etag}"',
         "Accept-Ranges": "bytes",
         "X-Coreplane-Encryption": found.encryption,
         # Never rendered as a page of the API's origin, whatever type the uploader claimed.
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+        "Content-Disposition": objects.content_disposition(found.key),
     }
     if found.last_modified is not None:
         headers["Last-Modified"] = format_datetime(found.last_modified, usegmt=True)

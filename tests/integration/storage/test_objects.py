@@ -71,6 +71,19 @@ def test_an_empty_object_round_trips(api, bucket):
     assert got.status_code == 200 and got.content == b"" and got.headers["content-length"] == "0"
 
 
+def test_a_non_ascii_key_downloads_as_an_attachment_with_an_ascii_fallback(api, bucket):
+    # A latin-1-unsafe name in filename="..." made the server fail the answer (500).
+    key = "日本/語 résumé.txt"
+    assert api.put(f"/api/v1/storage/{bucket}/objects/{key}", content=b"hello").status_code == 200
+    for answer in (api.get(f"/api/v1/storage/{bucket}/objects/{key}"),
+                   api.head(f"/api/v1/storage/{bucket}/objects/{key}")):  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-disposition"] == (
+            "attachment; filename=\"_resume.txt\"; filename*=UTF-8''%E8%AA%9E%20r%C3%A9sum%C3%A9.txt"
+        )
+    assert api.get(f"/api/v1/storage/{bucket}/objects/{key}").content == b"hello"
+
+
 def test_a_chunked_body_goes_up_in_parts_and_comes_back_whole(api, raw, bucket):
     rng = random.Random(7)
     pieces = [rng.randbytes(700_000) for _ in range(18)]  # 12.6 MB: three 5 MiB parts
