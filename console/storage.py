@@ -188,14 +188,9 @@ def _settings(session: Session, storage: Storage, row: StorageBucket) -> dict[st
             "lifecycle_on_server": row.lifecycle_on_server, "mirrors": mirrors, "drills": drills}  # fmt: skip
 
 
-def _shares(session: Session, bucket: str, key: str | None = None) -> list[dict[str, Any]]:
-    """The newest share links of the bucket (of one key), as shares.as_dict shows them."""
-    query = select(StorageShare).where(StorageShare.bucket == bucket)
-    if key is not None:
-        query = query.where(StorageShare.key == key)
-    query = query.order_by(StorageShare.created_at.desc()).limit(SHARES_LISTED)
-    now = utcnow()
-    return [shares.as_dict(share, now) for share in session.scalars(query)]
+def _shares(session: Session, caller: Caller, bucket: str, key: str | None = None) -> list[dict[str, Any]]:
+    """The newest share links of the bucket (of one key)."""
+    return shares.listing(session, caller, bucket=bucket, key=key, limit=SHARES_LISTED, now=utcnow())
 
 
 @router.get("/storage/{bucket}")
@@ -222,7 +217,8 @@ def bucket_page(
         "crumbs": crumbs(prefix), "listing": found, "paged": bool(start_after),
         "next_url": _back(bucket, prefix=prefix, start_after=found["next"]) if found["next"] else None,
         "first_url": _back(bucket, prefix=prefix), "can_write": _can_write(level),
-        "is_admin": level == "admin", "shares": _shares(session, bucket), **_settings(session, storage, row),
+        "is_admin": level == "admin", "shares": _shares(session, caller, bucket),
+        **_settings(session, storage, row),
         "public_prefixes": policy.read(storage, bucket)[policy.FIELD],
         "activity": analytics.figures(session, row, ACTIVITY_WINDOW),
     }  # fmt: skip
@@ -328,7 +324,8 @@ def object_page(
     context = {
         "bucket": bucket, "key": key, "info": info, "versions": found, "folder": _folder(key),
         "versioning": versions.status(storage, bucket), "can_write": _can_write(level),
-        "deleted": latest is not None and latest["is_delete_marker"], "shares": _shares(session, bucket, key),
+        "deleted": latest is not None and latest["is_delete_marker"],
+        "shares": _shares(session, caller, bucket, key),
         "max_days": storage.settings.share_max_days,
     }  # fmt: skip
     return render(request, "storage/object.html", context)
@@ -409,19 +406,19 @@ async def create_share(
     hours = _positive(form, "expires_hours", storage.settings.share_max_days * 24, required=True)
     most = _positive(form, "max_downloads", 1_000_000, required=False)
 
-    def create() -> str:
+    def create() -> tuple[str, list[dict[str, Any]]]:
+        # In the thread: the store's queries and the S3 stat stay off the event loop.
         with request.app.state.sessionmaker.begin() as session:
             _share, token = shares.create(session, storage, caller, bucket, key, version_id=version_id,
                                           expires_s=(hours or 0) * 3600, max_downloads=most,
                                           client=client_address(request), now=utcnow())  # fmt: skip
-            return token
+            return token, _shares(session, caller, bucket, key)
 
-    url = shares.link(str(request.base_url), await asyncio.to_thread(create))
-    with request.app.state.read_sessionmaker.begin() as session:
-        # Making a link needed write: the list beside it offers the revoke buttons.
-        context = {"bucket": bucket, "key": key, "share_url": url, "shares": _shares(session, bucket, key),
-                   "can_write": True}  # fmt: skip
-        answer = render(request, "storage/shared.html", context, status=201)
+    token, listed = await asyncio.to_thread(create)
+    url = shares.link(request.app.state.settings, str(request.base_url), token)
+    # Making a link needed write: the list beside it offers the revoke buttons.
+    context = {"bucket": bucket, "key": key, "share_url": url, "shares": listed, "can_write": True}
+    answer = render(request, "storage/shared.html", context, status=201)
     answer.headers["Cache-Control"] = "no-store"  # the one copy of the link's token
     return answer
 
