@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
@@ -265,12 +265,6 @@ async def upload(request: Request, bucket: str, role: str = Depends(require_role
     return RedirectResponse(_back(bucket, prefix=prefix), status_code=303)
 
 
-def _attachment(key: str) -> str:
-    name = key.rstrip("/").rsplit("/", 1)[-1] or "download"
-    ascii_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:200]
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
 @router.get("/storage/{bucket}/download")
 def download(
     request: Request,
@@ -286,7 +280,7 @@ def download(
     access.require(session, _caller(request, role), bucket, "read")
     key = names.object_key(key, "key", "query")
     info, chunks = objects.download(storage, bucket, key, version_id=_version(version_id))
-    headers = {"Content-Disposition": _attachment(key), "Content-Length": str(info.size),
+    headers = {"Content-Disposition": objects.content_disposition(key), "Content-Length": str(info.size),
                "X-Content-Type-Options": "nosniff"}  # fmt: skip
     # application/octet-stream whatever the object says: an uploaded HTML file must not
     # run as a page of the console's origin.

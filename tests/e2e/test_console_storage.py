@@ -199,6 +199,23 @@ def test_upload_download_delete_restore_and_undelete_through_the_forms(console):
     assert _raw_bytes(raw, bucket, "docs/report.bin") == first
 
 
+def test_a_key_beyond_ascii_uploads_and_downloads_with_its_name(console):
+    _url, clients, raw, made = console
+    olga = clients["olga"]
+    bucket = _create(olga, made)
+    body = "こんにちは\n".encode()
+    assert _upload(olga, bucket, "語.txt", body, prefix="日本/").status_code == 303
+    assert _raw_bytes(raw, bucket, "日本/語.txt") == body
+    listed = olga.get(f"/storage/{bucket}", params={"prefix": "日本/"}).text
+    assert '<tr data-key="日本/語.txt">' in listed, listed[:2000]
+    got = olga.get(f"/storage/{bucket}/download", params={"key": "日本/語.txt"})
+    assert got.status_code == 200 and got.content == body
+    # The header stays latin-1: an ASCII fallback, and the exact name in RFC 5987 form.
+    assert (
+        got.headers["content-disposition"] == "attachment; filename=\".txt\"; filename*=UTF-8''%E8%AA%9E.txt"
+    )
+
+
 def test_a_share_link_made_in_the_console_downloads_and_dies_when_revoked(console):
     url, clients, _raw, made = console
     olga = clients["olga"]
