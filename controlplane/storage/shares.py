@@ -300,22 +300,34 @@ def get(session: Session, caller: Caller, share_id: uuid.UUID, level: str = "rea
 
 
 def revoke(
-    session: Session, caller: Caller, share_id: uuid.UUID, *, client: str | None = None, now: datetime
+    session: Session,
+    caller: Caller,
+    share_id: uuid.UUID,
+    *,
+    bucket: str | None = None,
+    client: str | None = None,
+    now: datetime,
 ) -> StorageShare:
     """Kill a share link now (write on its bucket); Conflict when it was revoked already.
-    Audited."""
-    share = get(session, caller, share_id, "write")
-    done = session.execute(
+    ``bucket``, when the caller knows it (the console's bucket page), is checked instead of
+    looking the share up first: a share of another bucket is then NotFound. Audited."""
+    if bucket is None:
+        bucket = get(session, caller, share_id, "write").bucket
+    else:
+        access.require(session, caller, bucket, "write")
+    share = session.scalars(
         update(StorageShare)
-        .where(StorageShare.id == share_id, StorageShare.revoked_at.is_(None))
+        .where(StorageShare.id == share_id, StorageShare.bucket == bucket, StorageShare.revoked_at.is_(None))
         .values(revoked_at=now, revoked_by=caller.name)
-        .returning(StorageShare.id)
+        .returning(StorageShare)
     ).first()
-    if done is None:
+    if share is None:
+        was = session.get(StorageShare, share_id)
+        if was is None or was.bucket != bucket:
+            raise NotFound(f"no share link {share_id} in bucket {bucket!r}")
         raise Conflict(
-            f"share link {share_id} was revoked already, at {_iso(share.revoked_at)} by {share.revoked_by}"
+            f"share link {share_id} was revoked already, at {_iso(was.revoked_at)} by {was.revoked_by}"
         )
-    session.refresh(share)
     audit.record(
         session, actor=caller.name, action="storage.share.revoke", target=share.bucket, client=client,
         details={"share": str(share.id), "key": share.key, "downloads": share.downloads},
@@ -385,8 +397,8 @@ def open_link(
         .returning(StorageShare.downloads)
         .execution_options(synchronize_session=False)
     ).scalar()
-    session.refresh(share)
     if taken is None:  # another opener took the last download (or revoked it) meanwhile
+        session.refresh(share)
         state = state_of(share, now)
         state = "exhausted" if state == "active" else state
         return Opened(410, state, _GONE[state])

@@ -19,6 +19,10 @@ from minio.sse import SseCustomerKey
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.orm import Session
 
+from controlplane.clock import utcnow
+from controlplane.errors import Conflict, NotFound
+from controlplane.storage import shares
+from controlplane.storage.access import Caller
 from controlplane.store.models import AuditEntry, StorageShare
 from tests.support.storage import bucket_name, fields, storage_api, token
 from tests.support.timing import until
@@ -325,3 +329,52 @@ def test_the_token_is_kept_only_as_its_digest_and_never_audited(api, raw):
     assert "storage.share.download" in everything  # the dump does see the audit log
     assert secret not in everything
     assert "X-Amz-Signature" not in everything
+
+
+def test_revoking_with_the_bucket_takes_one_update_and_refuses_another_buckets_share(api, raw):
+    mine, other = managed_bucket(api), managed_bucket(api)
+    put(raw, other, "doc.txt")
+    link = share(api, other, "doc.txt")
+    share_id, admin = uuid.UUID(link["id"]), Caller("admin", "admin")
+    with _session(api) as session, session.begin(), pytest.raises(NotFound):
+        shares.revoke(session, admin, share_id, bucket=mine, now=utcnow())
+    assert stored(api, link["id"]).revoked_at is None
+
+    statements: list[str] = []
+    engine = api.app.state.engine  # type: ignore[attr-defined]
+
+    def seen(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if "storage_shares" in statement:
+            statements.append(statement.split()[0])
+
+    with _session(api) as session, session.begin():
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            revoked = shares.revoke(session, admin, share_id, bucket=other, now=utcnow())
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert (revoked.revoked_by, revoked.bucket, revoked.key) == ("admin", other, "doc.txt")
+    assert statements == ["UPDATE"]  # no lookup before it, no re-read after: RETURNING gives the row
+    assert stored(api, link["id"]).revoked_by == "admin"
+    with _session(api) as session, session.begin(), pytest.raises(Conflict, match="revoked already"):
+        shares.revoke(session, admin, share_id, bucket=other, now=utcnow())
+
+
+def test_a_download_reads_the_share_once(api, raw):
+    bucket = managed_bucket(api)
+    put(raw, bucket, "doc.txt")
+    link = share(api, bucket, "doc.txt")
+    statements: list[str] = []
+    engine = api.app.state.engine  # type: ignore[attr-defined]
+
+    def seen(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if "storage_shares" in statement:
+            statements.append(statement.split()[0])
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert open_link(api, link).status_code == 302
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert statements == ["SELECT", "UPDATE"]  # the lookup and the counting UPDATE, no re-read
+    assert stored(api, link["id"]).downloads == 1
