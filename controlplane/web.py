@@ -44,6 +44,13 @@ def read_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def client_address(request: Request) -> str | None:
+    """The caller's address for the audit log: the TCP peer, or the address a configured
+    trusted proxy forwarded (COREPLANE_SERVER__TRUSTED_PROXIES: uvicorn rewrites
+    request.client only then)."""
+    return request.client.host if request.client else None
+
+
 # The session closes (commits) when the route returns, before the answer leaves.
 DB_SESSION = Depends(db_session, scope="function")
 READ_SESSION = Depends(read_session, scope="function")

@@ -21,7 +21,7 @@ from controlplane.clock import utcnow
 from controlplane.storage import shares
 from controlplane.storage.access import Caller
 from controlplane.storage.client import Storage
-from controlplane.web import DB_SESSION, READ_SESSION
+from controlplane.web import DB_SESSION, READ_SESSION, client_address
 
 router = APIRouter(prefix="/storage", tags=["storage"])
 public = APIRouter(tags=["storage"])  # /s/{token}: the token is the credential
@@ -31,6 +31,9 @@ public = APIRouter(tags=["storage"])  # /s/{token}: the token is the credential
 Bucket = Field(min_length=1, max_length=255, description="A bucket coreplane manages.")
 Key = Field(min_length=1, max_length=4096, description="An object key (at most 1,024 bytes of UTF-8).")
 VersionId = Field(None, min_length=1, max_length=200, description="A version (default: the latest).")
+
+
+State = Literal[shares.STATES]  # type: ignore[valid-type]  # the states shares.py defines, once
 
 
 class PresignIn(BaseModel):
@@ -51,10 +54,6 @@ class ShareIn(BaseModel):
     max_downloads: int | None = Field(None, description="Downloads at most (1 to 1,000,000; none: no limit).")
 
 
-def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
 # -- presigned URLs -------------------------------------------------------------------------
 
 
@@ -68,7 +67,7 @@ def presign(
 ) -> dict[str, Any]:
     return shares.presign(
         session, storage, caller, presign_in.bucket, presign_in.key, method=presign_in.method,
-        expires_s=presign_in.expires_s, version_id=presign_in.version_id, client=_client(request),
+        expires_s=presign_in.expires_s, version_id=presign_in.version_id, client=client_address(request),
         now=utcnow(),
     )  # fmt: skip
 
@@ -88,7 +87,7 @@ def create_share(
 ) -> dict[str, Any]:
     share, token = shares.create(
         session, storage, caller, share_in.bucket, share_in.key, version_id=share_in.version_id,
-        expires_s=share_in.expires_s, max_downloads=share_in.max_downloads, client=_client(request),
+        expires_s=share_in.expires_s, max_downloads=share_in.max_downloads, client=client_address(request),
         now=utcnow(),
     )  # fmt: skip
     shown = shares.as_dict(share, utcnow())
@@ -102,7 +101,7 @@ def create_share(
 def list_shares(
     bucket: Annotated[str | None, Query(max_length=255)] = None,
     key: Annotated[str | None, Query(max_length=4096, description="One key's links (needs bucket).")] = None,
-    state: Annotated[Literal["active", "expired", "revoked", "exhausted"] | None, Query()] = None,
+    state: Annotated[State | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=shares.LIST_MAX)] = 100,
     caller: Caller = Depends(caller_of),
     session: Session = READ_SESSION,
@@ -128,7 +127,9 @@ def revoke_share(
     session: Session = DB_SESSION,
 ) -> dict[str, Any]:
     now = utcnow()
-    return shares.as_dict(shares.revoke(session, caller, share_id, client=_client(request), now=now), now)
+    return shares.as_dict(
+        shares.revoke(session, caller, share_id, client=client_address(request), now=now), now
+    )
 
 
 # -- /s/{token} (no login) ------------------------------------------------------------------
@@ -161,4 +162,6 @@ def check_link(request: Request, token: Token, session: Session = READ_SESSION) 
 def open_link(
     request: Request, token: Token, storage: Storage = Depends(storage_of), session: Session = DB_SESSION
 ) -> Response:
-    return _answer(request, shares.open_link(session, storage, token, client=_client(request), now=utcnow()))
+    return _answer(
+        request, shares.open_link(session, storage, token, client=client_address(request), now=utcnow())
+    )

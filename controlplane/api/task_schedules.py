@@ -15,7 +15,7 @@ from controlplane.clock import utcnow
 from controlplane.schemas.ingest import Text, UtcDatetime
 from controlplane.store.models import TaskSchedule
 from controlplane.tasks import schedules
-from controlplane.web import DB_SESSION, READ_SESSION
+from controlplane.web import DB_SESSION, READ_SESSION, client_address
 
 router = APIRouter(prefix="/tasks/schedules", tags=["tasks"])
 
@@ -81,10 +81,6 @@ def _actor(who: Principal) -> str:
     return f"{who.kind}:{who.name}"
 
 
-def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
 @router.get("", response_model=list[ScheduleOut], dependencies=[Depends(VIEWER)])
 def list_schedules(session: Session = READ_SESSION) -> list[ScheduleOut]:
     return [_out(row) for row in schedules.list_schedules(session)]
@@ -99,7 +95,7 @@ def create_schedule(
 ) -> ScheduleOut:
     app, tasks = schedules.celery_for(request.app.state), request.app.state.settings.tasks
     row = schedules.create(session, schedule_in.name, schedule_in.spec(), app=app, tasks=tasks,
-                           actor=_actor(who), now=utcnow(), client=_client(request))  # fmt: skip
+                           actor=_actor(who), now=utcnow(), client=client_address(request))  # fmt: skip
     return _out(row)
 
 
@@ -119,7 +115,7 @@ def replace_schedule(
     app, tasks = schedules.celery_for(request.app.state), request.app.state.settings.tasks
     row = schedules.replace_schedule(
         session, name, schedule_in.spec(), expected_version=schedule_in.version, app=app, tasks=tasks,
-        actor=_actor(who), now=utcnow(), client=_client(request),
+        actor=_actor(who), now=utcnow(), client=client_address(request),
     )  # fmt: skip
     return _out(row)
 
@@ -135,5 +131,5 @@ def delete_schedule(
     session: Session = DB_SESSION,
 ) -> Response:
     schedules.delete(session, name, expected_version=version, actor=_actor(who), now=utcnow(),
-                     client=_client(request))  # fmt: skip
+                     client=client_address(request))  # fmt: skip
     return Response(status_code=204)
