@@ -320,51 +320,36 @@ def get_object(
     access.require(session, caller, _bucket(bucket), "read")
     names.object_key(key)
     ssec = objects.sse_c(request.headers.get(SSE_C_HEADER))
-    found = objects.stat(storage, bucket, key, version_id=version_id, ssec=ssec)
-    span = byte_range(request.headers.get("range"), found.size)
-    headers = _object_headers(found)
-    if span == "unsatisfiable":
-        answer = problem(
-            416, "Range Not Satisfiable", f"the object is {found.size} bytes; the range asks past it"
-        )
-        answer.headers["Content-Range"] = f"bytes */{found.size}"
-        return answer
-    status, start, end = 200, 0, found.size - 1
-    if isinstance(span, tuple):
-        status, start, end = 206, *span
-        headers["Content-Range"] = f"bytes {start}-{end}/{found.size}"
-    headers["Content-Length"] = str(end - start + 1)
-    if request.method == "HEAD" or found.size == 0:
-        return Response(status_code=status, headers=headers, media_type=found.content_type)
-    _, chunks = objects.download(
-        storage, bucket, key, version_id=found.version_id or version_id, offset=start, length=end - start + 1,
-        ssec=ssec,
-    )  # fmt: skip
-    return StreamingResponse(chunks, status_code=status, headers=headers, media_type=found.content_type)
+    asked = request.headers.get("range")
+    if request.method == "HEAD":
+        found = objects.stat(storage, bucket, key, version_id=version_id, ssec=ssec)
+        span = objects.byte_range(asked, found.size)
+        if span == "unsatisfiable":
+            return _unsatisfiable(found.size)
+        headers = _object_headers(found, span if isinstance(span, tuple) else None)
+        return Response(status_code=206 if isinstance(span, tuple) else 200, headers=headers,
+                        media_type=found.content_type)  # fmt: skip
+    try:
+        got = objects.read(storage, bucket, key, asked, version_id=version_id, ssec=ssec)
+    except objects.Unsatisfiable as exc:
+        return _unsatisfiable(exc.size)
+    return StreamingResponse(
+        got.chunks,
+        status_code=206 if got.span else 200,
+        headers=_object_headers(got.info, got.span),
+        media_type=got.info.content_type,
+    )
 
 
-def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """(first, last) byte of a ``Range: bytes=...`` header against ``size``; None for the
-    whole object (no header, or one this server ignores, as HTTP allows: several ranges, or
-    another unit); "unsatisfiable" when it asks past the end."""
-    if not header or not header.startswith("bytes=") or "," in header:
-        return None
-    first, dash, last = header[len("bytes=") :].strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()):
-        return None
-    if last and not last.isdigit():
-        return None
-    if not first:  # the last n bytes
-        n = int(last)
-        return (max(size - n, 0), size - 1) if n and size else "unsatisfiable"
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or end < start:
-        return "unsatisfiable"
-    return start, end
+def _unsatisfiable(size: int) -> Response:
+    answer = problem(416, "Range Not Satisfiable", f"the object is {size} bytes; the range asks past it")
+    answer.headers["Content-Range"] = f"bytes */{size}"
+    return answer
 
 
-def _object_headers(found: ObjectInfo) -> dict[str, str]:
+def _object_headers(found: ObjectInfo, span: tuple[int, int] | None) -> dict[str, str]:
+    """The object's answer headers, for all of it or the ``span`` (first, last) of it."""
+    start, end = span or (0, found.size - 1)
     headers = {
         "ETag": f'"{found.etag}"',
         "Accept-Ranges": "bytes",
@@ -378,6 +363,9 @@ def _object_headers(found: ObjectInfo) -> dict[str, str]:
         headers["X-Version-Id"] = found.version_id
     for meta, value in found.metadata.items():
         headers[f"X-Meta-{meta}"] = value
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end}/{found.size}"
+    headers["Content-Length"] = str(end - start + 1)
     return headers
 
 

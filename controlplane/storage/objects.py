@@ -233,6 +233,92 @@ def download(
     return info, _chunks(answer, metrics.bucket_label(bucket))
 
 
+class Unsatisfiable(Exception):
+    """A Range asks for bytes the object does not have (HTTP's 416); ``size`` is the object's."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the object is {size} bytes; the range asks past it")
+        self.size = size
+
+
+@dataclass
+class Read:
+    """A GET's answer: the object's info, its bytes, and the span they are (None: all)."""
+
+    info: ObjectInfo
+    chunks: Iterator[bytes]
+    span: tuple[int, int] | None
+
+
+def read(
+    storage: Storage,
+    bucket: str,
+    key: str,
+    range_header: str | None = None,
+    *,
+    version_id: str | None = None,
+    ssec: SseCustomerKey | None = None,
+) -> Read:
+    """The object's bytes for a ``Range`` header (``byte_range``'s rule) in one GET; only a
+    suffix (``bytes=-n``) stats for the size first. Unsatisfiable when the object has no such
+    bytes (the server's InvalidRange)."""
+    asked = _asked(range_header)
+    if asked is None:
+        info, chunks = download(storage, bucket, key, version_id=version_id, ssec=ssec)
+        return Read(info, chunks, None)
+    first, last = asked
+    if first is None or (last is not None and last < first):
+        found = stat(storage, bucket, key, version_id=version_id, ssec=ssec)
+        span = byte_range(range_header, found.size)
+        if not isinstance(span, tuple):
+            raise Unsatisfiable(found.size)
+        (first, last), version_id = span, found.version_id or version_id
+    length = None if last is None else last - first + 1
+    try:
+        info, chunks = download(
+            storage, bucket, key, version_id=version_id, offset=first, length=length, ssec=ssec
+        )
+    except Rejected as exc:
+        if exc.reason != "InvalidRange":
+            raise
+        raise Unsatisfiable(stat(storage, bucket, key, version_id=version_id, ssec=ssec).size) from exc
+    if first >= info.size:  # "bytes=0-" goes unranged: an empty object answers 200
+        for _ in chunks:  # empty: this only releases the connection
+            pass
+        raise Unsatisfiable(info.size)
+    return Read(info, chunks, (first, info.size - 1 if last is None else min(last, info.size - 1)))
+
+
+def _asked(header: str | None) -> tuple[int | None, int | None] | None:
+    """(first, last) a ``Range: bytes=...`` header names, either None (first None: the last
+    ``last`` bytes); None for the whole object (no header, or one ignored: see byte_range)."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, dash, last = header[len("bytes=") :].strip().partition("-")
+    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()):
+        return None
+    if last and not last.isdigit():
+        return None
+    return (int(first) if first else None), (int(last) if last else None)
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """(first, last) byte of a ``Range: bytes=...`` header against ``size``; None for the
+    whole object (no header, or one this server ignores, as HTTP allows: several ranges, or
+    another unit); "unsatisfiable" when it asks past the end."""
+    asked = _asked(header)
+    if asked is None:
+        return None
+    first, last = asked
+    if first is None:  # the last n bytes
+        n = last or 0
+        return (max(size - n, 0), size - 1) if n and size else "unsatisfiable"
+    end = min(last, size - 1) if last is not None else size - 1
+    if first >= size or end < first:
+        return "unsatisfiable"
+    return first, end
+
+
 def _chunks(answer: Any, label: str) -> Iterator[bytes]:
     try:
         for chunk in answer.stream(CHUNK):

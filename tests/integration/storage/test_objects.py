@@ -11,8 +11,10 @@ import os
 import random
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session
 
+from controlplane.storage import metrics
 from controlplane.store.models import StorageBucket
 from tests.support.storage import bucket_name, fields
 
@@ -194,6 +196,41 @@ def test_range_reads_give_exactly_the_bytes_asked_for(api, bucket):
     assert past.status_code == 416 and past.headers["content-range"] == "bytes */10240"
     clipped = api.get(url, headers={"Range": "bytes=10200-99999"})
     assert clipped.status_code == 206 and clipped.content == body[10200:]
+    assert clipped.headers["content-range"] == "bytes 10200-10239/10240"
+    backwards = api.get(url, headers={"Range": "bytes=9-3"})
+    assert backwards.status_code == 416 and backwards.headers["content-range"] == "bytes */10240"
+    every = api.get(url, headers={"Range": "bytes=0-"})
+    assert every.status_code == 206 and every.content == body
+    assert every.headers["content-range"] == "bytes 0-10239/10240"
+
+    head = api.head(url, headers={"Range": "bytes=10-19"})
+    assert head.status_code == 206 and head.headers["content-range"] == "bytes 10-19/10240"
+    assert head.headers["content-length"] == "10" and head.content == b""
+
+
+def _calls(op: str, bucket: str) -> float:
+    labels = {"op": op, "bucket": metrics.bucket_label(bucket)}
+    return REGISTRY.get_sample_value("coreplane_storage_request_seconds_count", labels) or 0.0
+
+
+def test_a_get_is_one_s3_call_and_only_a_suffix_range_stats_first(api, bucket):
+    body = os.urandom(5000)
+    api.put(f"/api/v1/storage/{bucket}/objects/one", content=body)
+    url = f"/api/v1/storage/{bucket}/objects/one"
+    for headers, stats in (({}, 0), ({"Range": "bytes=10-99"}, 0), ({"Range": "bytes=-10"}, 1)):
+        before = (_calls("stat_object", bucket), _calls("get_object", bucket))
+        answer = api.get(url, headers=headers)
+        assert answer.status_code in (200, 206) and answer.content in (body, body[10:100], body[-10:])
+        after = (_calls("stat_object", bucket), _calls("get_object", bucket))
+        assert (after[0] - before[0], after[1] - before[1]) == (stats, 1), headers
+
+
+def test_an_empty_object_has_no_range_to_give(api, bucket):
+    assert api.put(f"/api/v1/storage/{bucket}/objects/empty", content=b"").status_code == 200
+    for asked in ("bytes=0-", "bytes=0-10", "bytes=-5"):
+        answer = api.get(f"/api/v1/storage/{bucket}/objects/empty", headers={"Range": asked})
+        assert answer.status_code == 416, (asked, answer.status_code)
+        assert answer.headers["content-range"] == "bytes */0"
 
 
 def test_sse_s3_and_sse_c_objects_round_trip_and_sse_c_needs_its_key(api, raw, bucket):

@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from controlplane.api.storage import byte_range
+from controlplane.storage.objects import byte_range
 from controlplane.errors import Rejected, TooLarge
 from controlplane.storage import objects
 
