@@ -19,7 +19,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
@@ -31,7 +30,9 @@ from controlplane.storage import (
     access,
     analytics,
     buckets,
+    drill,
     encryption,
+    mirror,
     names,
     objects,
     policy,
@@ -40,7 +41,7 @@ from controlplane.storage import (
 )
 from controlplane.storage.access import Caller
 from controlplane.storage.client import Storage, configured
-from controlplane.store.models import StorageBucket, StorageDrill, StorageMirror, StorageShare
+from controlplane.store.models import StorageBucket, StorageShare
 from controlplane.web import READ_SESSION
 
 router = APIRouter(include_in_schema=False)
@@ -49,6 +50,7 @@ PAGE_SIZE = 100  # objects per page of the browser
 BUCKETS_LISTED = 200
 SHARES_LISTED = 50  # the newest share links of a bucket
 VERSIONS_LISTED = 100  # the newest versions of one object
+DRILLS_LISTED = 10  # the newest restore drills of a bucket
 FIELD_MAX = 2048  # characters of any one text field of a form (a key is at most 1,024 bytes)
 FORM_FIELDS_MAX = 20
 GIB = 1024**3
@@ -180,10 +182,8 @@ def crumbs(prefix: str) -> list[tuple[str, str]]:
 
 
 def _settings(session: Session, storage: Storage, row: StorageBucket) -> dict[str, Any]:
-    mirrors = session.scalars(select(StorageMirror).where(StorageMirror.bucket == row.name)
-                              .order_by(StorageMirror.created_at)).all()  # fmt: skip
-    drills = session.scalars(select(StorageDrill).where(StorageDrill.bucket == row.name)
-                             .order_by(StorageDrill.started_at.desc()).limit(10)).all()  # fmt: skip
+    mirrors = mirror.listing(session, {row.name})
+    drills = drill.listing(session, {row.name}, limit=DRILLS_LISTED)
     return {"grants": access.grants(session, row.name), "lifecycle": row.lifecycle or [],
             "lifecycle_on_server": row.lifecycle_on_server, "mirrors": mirrors, "drills": drills}  # fmt: skip
 
