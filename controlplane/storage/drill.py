@@ -184,8 +184,7 @@ def _differs(
 
 def _fingerprint(storage: Storage, client: Minio, bucket: str, key: str) -> tuple[str, str, dict[str, str]]:
     """(SHA-256, content type, user metadata) of an object, its body streamed."""
-    response = storage.call("drill.get", bucket, client.get_object, bucket, key)
-    try:
+    with mirrors.opened(storage, "drill.get", client, bucket, key) as (response, head):
 
         def digest() -> str:
             found = hashlib.sha256()
@@ -193,12 +192,7 @@ def _fingerprint(storage: Storage, client: Minio, bucket: str, key: str) -> tupl
                 found.update(chunk)
             return found.hexdigest()
 
-        headers = response.headers
-        sha = storage.call("drill.read", bucket, digest)
-        return sha, headers.get("content-type", ""), mirrors.user_metadata(headers)
-    finally:
-        response.close()
-        response.release_conn()
+        return storage.call("drill.read", bucket, digest), head.content_type or "", head.metadata
 
 
 def get(session: Session, drill_id: uuid.UUID) -> StorageDrill:

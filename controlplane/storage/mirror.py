@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,27 +26,30 @@ from typing import Any
 from minio import Minio
 from minio.commonconfig import ENABLED
 from minio.datatypes import Object
+from minio.deleteobjects import DeleteObject
 from minio.sse import SseS3
 from minio.versioningconfig import VersioningConfig
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
+from urllib3 import BaseHTTPResponse
 
 from controlplane import audit
 from controlplane.clock import utcnow
 from controlplane.errors import Conflict, NotFound, Rejected, TooLarge, Unavailable
-from controlplane.storage import metrics, names
+from controlplane.storage import metrics, names, objects
 from controlplane.storage.client import Storage
 from controlplane.store.models import StorageBucket, StorageMirror, StorageMirrorVersion
 
-MiB = 1024 * 1024
-ENDPOINTS = ("primary", "mirror")
 INTERVAL_MIN_S, INTERVAL_MAX_S = 60, 7 * 86400
 MAX_MIRRORS = 200  # in all: each one is a listing of its bucket per run
 MAX_LISTED = 200_000  # source versions one run looks at; past it the run fails, saying so
 MAX_COPIES_PER_RUN = 10_000  # versions copied per run; the rest on the next
 MAX_DUE_PER_ROUND = 5  # scheduled mirrors one round of the storage loop runs
 REPORTED_KEYS = 20  # skipped keys named in a report
-SOURCE_META = "x-amz-meta-coreplane-source-"  # what a mirror adds to each copy's metadata
+DELETE_BATCH = 1000  # keys of one DeleteObjects request, and of one DELETE ... IN
+META = "x-amz-meta-"
+SOURCE_META_NAME = "coreplane-source-"  # what a mirror adds to each copy's metadata
+SOURCE_META = META + SOURCE_META_NAME
 NULL_VERSION = "null"
 
 
@@ -350,28 +354,84 @@ def _mirror_vanished(
     """Keys mirrored once and gone from the source altogether (every version removed):
     deleted on the target too, so its latest matches (its old versions stay)."""
     gone = sorted({key for key, _ in done if key not in source})
-    for key in gone:
-        storage.call("mirror.delete", mirror.target_bucket, client.remove_object, mirror.target_bucket, key)
-        report.deletes += 1
+    if not gone:
+        return
+    target = mirror.target_bucket
+
+    def remove() -> None:
+        doomed = [DeleteObject(key) for key in gone]
+        for start in range(0, len(doomed), DELETE_BATCH):
+            for failed in client.remove_objects(target, doomed[start : start + DELETE_BATCH]):
+                raise Conflict(
+                    f"could not delete {failed.name!r} from {target!r}: {failed.code} {failed.message}"
+                )
+
+    storage.call("mirror.delete", target, remove)
+    report.deletes += len(gone)
+    for start in range(0, len(gone), DELETE_BATCH):
         session.execute(
             delete(StorageMirrorVersion).where(
-                StorageMirrorVersion.mirror_id == mirror.id, StorageMirrorVersion.key == key
+                StorageMirrorVersion.mirror_id == mirror.id,
+                StorageMirrorVersion.key.in_(gone[start : start + DELETE_BATCH]),
             )
         )
+
+
+def source_etags(
+    session: Session, mirror: StorageMirror, keys: list[str]
+) -> dict[str, tuple[str | None, int]]:
+    """key -> (ETag, size) of the source version whose copy is the target's latest of that key
+    (the last one the mirror copied: newest source change, then newest copy), as recorded."""
+    found: dict[str, tuple[str | None, int]] = {}
+    v = StorageMirrorVersion
+    for start in range(0, len(keys), DELETE_BATCH):
+        rows = session.execute(
+            select(v.key, v.etag, v.size)
+            .where(
+                v.mirror_id == mirror.id, v.etag.is_not(None), v.key.in_(keys[start : start + DELETE_BATCH])
+            )
+            .order_by(v.key, v.last_modified, v.mirrored_at)
+        )
+        for key, etag, size in rows:
+            found[key] = (etag, size)  # the last of each key wins
+    return found
 
 
 # -- streaming one object across (mirror, drill, restore) -----------------------------------
 
 
-def user_metadata(headers: Any, *, drop_provenance: bool = True) -> dict[str, str]:
-    """The ``x-amz-meta-*`` headers of a GET or HEAD answer, names lower-cased (without a
-    mirror's ``coreplane-source-*`` unless asked)."""
-    found = {}
-    for name, value in headers.items():
-        low = name.lower()
-        if low.startswith("x-amz-meta-") and not (drop_provenance and low.startswith(SOURCE_META)):
-            found[low] = value
-    return found
+@dataclass
+class Head:
+    """What a GET answer's headers say of the object: what a copy of it must carry."""
+
+    size: int
+    content_type: str | None
+    metadata: dict[str, str]  # x-amz-meta-* without the prefix, a mirror's provenance left out
+    sse: SseS3 | None  # SSE-S3 when the object has it
+
+    @classmethod
+    def of(cls, headers: Any) -> Head:
+        found = objects.user_metadata(headers)
+        return cls(
+            size=int(headers.get("content-length", "0")),
+            content_type=headers.get("content-type"),
+            metadata={k: v for k, v in found.items() if not k.startswith(SOURCE_META_NAME)},
+            sse=SseS3() if headers.get("x-amz-server-side-encryption") == "AES256" else None,
+        )
+
+
+@contextmanager
+def opened(
+    storage: Storage, op: str, client: Minio, bucket: str, key: str, version_id: str | None = None
+) -> Iterator[tuple[BaseHTTPResponse, Head]]:
+    """A GET of ``bucket``/``key`` (timed as ``op``), its answer and what its headers say;
+    the connection released after (mirror, drill and restore all read objects this way)."""
+    response = storage.call(op, bucket, client.get_object, bucket, key, version_id=version_id)
+    try:
+        yield response, Head.of(response.headers)
+    finally:
+        response.close()
+        response.release_conn()
 
 
 def stream_copy(
@@ -387,35 +447,18 @@ def stream_copy(
     extra: dict[str, str] | None = None,
 ) -> int:
     """One object from ``src`` to ``dst``, streamed part by part (the GET's answer is the
-    PUT's reader), with its content type, user metadata (``extra`` added) and SSE-S3; its
-    size."""
-    response = storage.call(
-        "mirror.get", src_bucket, src.get_object, src_bucket, src_key, version_id=version_id
-    )
-    try:
-        headers = response.headers
-        size = int(headers.get("content-length", "0"))
-        metadata: dict[str, Any] = {**user_metadata(headers), **(extra or {})}
-        sse = SseS3() if headers.get("x-amz-server-side-encryption") == "AES256" else None
+    PUT's reader), with its content type, user metadata (``extra`` added, full header names)
+    and SSE-S3; its size."""
+    with opened(storage, "mirror.get", src, src_bucket, src_key, version_id) as (response, head):
+        metadata: dict[str, Any] = {**{META + k: v for k, v in head.metadata.items()}, **(extra or {})}
         storage.call(
-            "mirror.put", dst_bucket, dst.put_object, dst_bucket, dst_key, response, size,
-            content_type=headers.get("content-type") or "application/octet-stream",
-            metadata=metadata or None, sse=sse, part_size=_part_size(storage, size),
+            "mirror.put", dst_bucket, dst.put_object, dst_bucket, dst_key, response, head.size,
+            content_type=head.content_type or "application/octet-stream",
+            metadata=metadata or None, sse=head.sse, part_size=objects.part_size(storage, head.size),
         )  # fmt: skip
-    finally:
-        response.close()
-        response.release_conn()
-    metrics.BYTES.labels("out", metrics.bucket_label(src_bucket)).inc(size)
-    metrics.BYTES.labels("in", metrics.bucket_label(dst_bucket)).inc(size)
-    return size
-
-
-def _part_size(storage: Storage, size: int) -> int:
-    # S3 allows 10,000 parts: a larger part for an object that would need more.
-    part = max(5, storage.settings.part_size_mb) * MiB
-    while size > part * 10_000:
-        part *= 2
-    return part
+    metrics.BYTES.labels("out", metrics.bucket_label(src_bucket)).inc(head.size)
+    metrics.BYTES.labels("in", metrics.bucket_label(dst_bucket)).inc(head.size)
+    return head.size
 
 
 def latest(storage: Storage, client: Minio, bucket: str, prefix: str = "") -> Iterable[Object]:

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 from minio.datatypes import Object
-from minio.sse import SseS3
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -136,11 +135,13 @@ def plan(session: Session, storage: Storage, params: dict) -> Plan:
         there = {
             o.object_name: o for o in mirrors.latest(storage, storage.client, target_bucket, found.prefix)
         }
+    differing = [c for c in copies if c.object_name in there and c.etag != there[c.object_name].etag]
+    sources = mirrors.source_etags(session, mirror, [c.object_name or "" for c in differing])
     for copy in copies:
         existing = there.get(copy.object_name)
         if existing is None:
             found.writes.append(copy)
-        elif _same(storage, mirror, copy, existing):
+        elif _same(copy, existing, sources.get(copy.object_name or "")):
             found.unchanged += 1
         elif found.overwrite_allowed:
             found.writes.append(copy)
@@ -150,16 +151,15 @@ def plan(session: Session, storage: Storage, params: dict) -> Plan:
     return found
 
 
-def _same(storage: Storage, mirror: StorageMirror, copy: Object, existing: Object) -> bool:
+def _same(copy: Object, existing: Object, source: tuple[str | None, int] | None) -> bool:
+    """Whether the bucket's object is the mirror's copy: the same ETag, or (a copy written in
+    parts has an ETag of its own) the ETag of the source version the copy was made from, as
+    the mirror recorded it (its size telling that the record is of this copy)."""
     if copy.etag == existing.etag:
         return True
-    # A copy written in parts has an ETag of its own: the source's is in its metadata.
-    client, bucket, key = storage.target(mirror.target_endpoint), mirror.target_bucket, copy.object_name
-    stat = storage.call("stat_object", bucket, client.stat_object, bucket, key)
-    source_etag = mirrors.user_metadata(stat.metadata or {}, drop_provenance=False).get(
-        f"{mirrors.SOURCE_META}etag"
-    )
-    return bool(source_etag) and source_etag == (existing.etag or "").strip('"')
+    if source is None or source[1] != (copy.size or 0):
+        return False
+    return bool(source[0]) and source[0] == (existing.etag or "").strip('"')
 
 
 def describe(session: Session, storage: Storage, params: dict) -> list[str]:
@@ -231,18 +231,11 @@ def restore(session: Session, storage: Storage, params: dict, *, requested_by: s
 
 def _write(storage: Storage, mirror: StorageMirror, row: StorageBucket, copy: Object) -> int:
     client, bucket, key = storage.target(mirror.target_endpoint), mirror.target_bucket, copy.object_name or ""
-    response = storage.call("restore.get", bucket, client.get_object, bucket, key)
-    try:
-        headers = response.headers
-        meta = {k[len("x-amz-meta-") :]: v for k, v in mirrors.user_metadata(headers).items()}
-        sse = SseS3() if headers.get("x-amz-server-side-encryption") == "AES256" else None
+    with mirrors.opened(storage, "restore.get", client, bucket, key) as (response, head):
         info = objects.upload(
-            storage, row, key, response, length=int(headers.get("content-length", "0")),
-            content_type=headers.get("content-type"), metadata=meta, sse=sse,
+            storage, row, key, response, length=head.size, content_type=head.content_type,
+            metadata=head.metadata, sse=head.sse,
         )  # fmt: skip
-    finally:
-        response.close()
-        response.release_conn()
     return info.size
 
 
