@@ -180,14 +180,15 @@ def create_app(settings: Settings) -> FastAPI:
     task_runtime = _task_runtime(settings)
     monitor = _task_monitor(engine, settings, task_runtime)
     mq_runtime = messaging_runtime(settings)
-    control = ControlLoop(engine, settings.control, task_runtime, messaging=mq_runtime)
+    storage_runtime = Storage.of(settings)  # None without an S3 endpoint
+    control = ControlLoop(  # the leader carries out storage.restore with storage_runtime
+        engine, settings.control, task_runtime, messaging=mq_runtime, storage=storage_runtime
+    )
     archiver = _archiver(engine, settings, mq_runtime)
     backups = _backup_loop(engine, settings, mq_runtime)
     listener = Listener(settings.database_url) if engine.dialect.name == "postgresql" else None
-    storage_runtime = Storage.of(settings)  # None without an S3 endpoint
     # Each worker process builds its app: the filter is on in every one (added once).
     logging.getLogger("uvicorn.access").addFilter(_REDACT_SHARE_TOKENS)
-    control.storage = storage_runtime  # the leader carries out storage.restore with it
     storage_loop = (
         StorageLoop(engine, storage_runtime, lambda: control.leadership.is_leader)
         if storage_runtime

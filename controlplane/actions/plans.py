@@ -89,7 +89,8 @@ PLANS: dict[str, Callable[[Session, Action, datetime], None]] = {
     # like the task operations; these only fail them when it has no broker.
     **mq_operations.PLANS,
     # storage.restore (target "s3"): carried out by the leader's control loop with its S3
-    # clients; this only fails it when storage is not configured there.
+    # clients, outside the round's transaction (``advance`` leaves them to it then); this
+    # only fails it when storage is not configured there.
     **storage_restore.PLANS,
 }
 # The agent's actuators (agents.actuators.ACTUATORS), named again so the control plane's
@@ -198,11 +199,14 @@ def check_params(kind: str, params: dict) -> None:
         check(params)
 
 
-def advance(session: Session, *, now: datetime) -> int:
-    """Take the next step of every unfinished plan; returns how many moved."""
+def advance(session: Session, *, now: datetime, leave: tuple[str, ...] = ()) -> int:
+    """Take the next step of every unfinished plan, except of the kinds in ``leave`` (the
+    leader carries them out on its own, outside this transaction: storage.restore with
+    storage); returns how many moved."""
     moved = 0
+    kinds = [kind for kind in PLANS if kind not in leave]
     for action in session.scalars(
-        select(Action).where(Action.kind.in_(PLANS), Action.state.in_(("pending", "running")))
+        select(Action).where(Action.kind.in_(kinds), Action.state.in_(("pending", "running")))
     ):
         before = (action.state, action.updated_at)
         PLANS[action.kind](session, action, now)

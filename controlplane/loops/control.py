@@ -1,7 +1,8 @@
 """The control loop of a `coreplane serve` process: take or keep the lead, and while
 leading run the catalog's clock (held recoveries, silent instances), action timeouts,
 the policy engine and the action plans, in one transaction per round. With messaging's
-RabbitMQ it carries out the queue operations (mq.*). With a Celery app
+RabbitMQ it carries out the queue operations (mq.*); with storage, the storage restores, after
+the round's transaction and each in transactions of their own. With a Celery app
 (a broker configured) it also carries out the task operations and moves workflows on, the
 workflows in a transaction of their own so a result backend that is away does not hold up
 the rest. A round runs as soon as an event or an action changes (the notifier wakes it)
@@ -29,6 +30,7 @@ from controlplane.policy.engine import PolicyEngine
 from controlplane.settings import ControlSettings
 from controlplane.storage import restore as storage_restore
 from controlplane.storage.client import Storage
+from controlplane.store.db import make_read_sessionmaker
 from controlplane.tasks import operations, workflows
 
 log = logging.getLogger("coreplane.control")
@@ -41,13 +43,15 @@ class ControlLoop:
         settings: ControlSettings,
         tasks: operations.TaskRuntime | None = None,
         messaging: MessagingRuntime | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.settings = settings
         self.tasks = tasks
         self.messaging = messaging  # carries out the queue operations (mq.*) when set
-        self.storage: Storage | None = None  # carries out storage.restore when set (app.py)
+        self.storage = storage  # carries out storage.restore when set
         self.leadership = Leadership(engine, settings.lease_s)
         self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.reads = make_read_sessionmaker(engine)
         self.policy = PolicyEngine()
         self._next_renewal = 0.0
         self._stop = threading.Event()
@@ -72,11 +76,24 @@ class ControlLoop:
                 operations.advance(session, self.tasks, now=now)
             if self.messaging is not None:
                 mq_operations.advance(session, self.messaging, now=now)
-            if self.storage is not None:
-                storage_restore.advance(session, self.storage, now=now)
-            plans.advance(session, now=now)
+            # Restores stream for long: they run after this transaction, each on its own, and
+            # the plans leave them pending for that.
+            plans.advance(session, now=now, leave=storage_restore.KINDS if self.storage else ())
+        self.run_restores(now)
         self.run_workflows(now)
         return True
+
+    def run_restores(self, now: datetime | None = None) -> None:
+        """Carry out pending storage restores (controlplane/storage/restore.py), each in
+        transactions of its own, so their streaming holds neither the round's transaction
+        nor the store's write lock (health expiry, the policy engine and every writer wait on
+        it)."""
+        if self.storage is None or not self.leadership.is_leader:
+            return
+        try:
+            storage_restore.advance(self.sessions, self.reads, self.storage, now=now or utcnow())
+        except Exception:  # the store away: the next round tries again
+            log.exception("storage restores round failed")
 
     def run_workflows(self, now: datetime | None = None) -> None:
         """Move running workflows on, in a transaction of their own so a result backend that

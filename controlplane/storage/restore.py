@@ -2,7 +2,7 @@
 a bucket (by default the mirrored bucket itself), through the action spine: checked params,
 a preview saying how many objects and bytes would be written and which existing objects
 would be overwritten, confirmation by creating the action, and the leader carrying it out in
-its control loop (controlplane/loops/control.py), audited.
+its control loop (controlplane/loops/control.py), outside the round's transaction, audited.
 
 An object the bucket holds already is left alone when it is the same as the mirror's copy
 (same ETag as the copy or as the source version it was copied from), and when it differs
@@ -21,7 +21,7 @@ from typing import Any
 
 from minio.datatypes import Object
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.actions import carried
 from controlplane.actions.carried import OperationFailed, Outcome
@@ -111,14 +111,25 @@ class Plan:
         }
 
 
-def plan(session: Session, storage: Storage, params: dict) -> Plan:
-    """The restore ``params`` ask for, worked out against the buckets as they are now."""
+def _target(session: Session, storage: Storage, params: dict) -> tuple[StorageMirror, str, bool]:
+    """(mirror, the bucket written to, whether coreplane manages it already): what the grant
+    check needs, before any listing."""
     check_params(params)
     mirror = mirrors.get(session, mirror_id(params))
     target_bucket = params.get("target_bucket") or mirror.bucket
     if mirrors.same_place(storage, mirror.target_endpoint, mirror.target_bucket, target_bucket):
         raise _bad("target_bucket", "is the mirror's own target: restore into another bucket")
-    managed = session.get(StorageBucket, target_bucket) is not None
+    return mirror, target_bucket, session.get(StorageBucket, target_bucket) is not None
+
+
+def plan(session: Session, storage: Storage, params: dict) -> Plan:
+    """The restore ``params`` ask for, worked out against the buckets as they are now."""
+    return _plan(session, storage, params, *_target(session, storage, params))
+
+
+def _plan(
+    session: Session, storage: Storage, params: dict, mirror: StorageMirror, target_bucket: str, managed: bool
+) -> Plan:
     if not managed and storage.call(
         "bucket_exists", target_bucket, storage.client.bucket_exists, target_bucket
     ):
@@ -208,22 +219,24 @@ def caller_of(session: Session, requested_by: str) -> Caller:
     return Caller(name, role)
 
 
-def restore(session: Session, storage: Storage, params: dict, *, requested_by: str) -> Outcome:
-    """Carry out a restore for ``requested_by`` (admin on the mirrored bucket, and write on
-    the bucket written to when it is another managed one); the note and the output."""
+def prepare(session: Session, storage: Storage, params: dict, *, requested_by: str) -> tuple[Caller, Plan]:
+    """Check ``requested_by``'s grants (admin on the mirrored bucket, and write on the bucket
+    written to when it is another managed one) before anything is listed, then plan: whom
+    for, and the plan."""
     who = caller_of(session, requested_by)
-    found = plan(session, storage, params)
+    mirror, target_bucket, managed = _target(session, storage, params)
     try:
-        access.require(session, who, found.mirror.bucket, "admin")
-        if found.target_bucket != found.mirror.bucket and not found.create_bucket:
-            access.require(session, who, found.target_bucket, "write")
+        access.require(session, who, mirror.bucket, "admin")
+        if target_bucket != mirror.bucket and managed:
+            access.require(session, who, target_bucket, "write")
     except Forbidden as exc:
         raise OperationFailed(str(exc)) from None
-    if found.create_bucket:
-        buckets.create(session, storage, found.target_bucket, actor=who.name, role=who.role)
-    row = session.get(StorageBucket, found.target_bucket)
-    if row is None:  # made just above, or managed: the plan checked
-        raise NotFound(f"no bucket {found.target_bucket!r} is managed by coreplane")
+    return who, _plan(session, storage, params, mirror, target_bucket, managed)
+
+
+def write(storage: Storage, found: Plan, row: StorageBucket) -> Outcome:
+    """The plan's objects written into ``row``'s bucket (no store session: the bytes move with
+    no store lock held); the note and the output."""
     written = sum(_write(storage, found.mirror, row, copy) for copy in found.writes)
     output = {**found.as_dict(), "written": len(found.writes), "written_bytes": written}
     return f"restored {len(found.writes)} object(s), {written} bytes, into {row.name}", output
@@ -239,23 +252,61 @@ def _write(storage: Storage, mirror: StorageMirror, row: StorageBucket, copy: Ob
     return info.size
 
 
-def carry_out(session: Session, storage: Storage, action: Action, now: datetime) -> None:
-    """Do one pending restore and end its action (actions/carried.py), audited. Whatever
-    stops it fails the action: a restore left pending would stop the leader's every round."""
-    carried.carry_out(
-        session, action, now,
-        lambda: restore(session, storage, action.params or {}, requested_by=action.requested_by),
-        target=TARGET, backend_errors=(Exception,), backend="the restore",
-    )  # fmt: skip
+def carry_out(
+    sessions: sessionmaker[Session],
+    reads: sessionmaker[Session],
+    storage: Storage,
+    action_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """Do one pending restore and end its action (actions/carried.py), audited, in
+    transactions of its own: the grants and the plan in a read-only one, a new bucket in a
+    short one, the bytes in none, the outcome in a last one; so a restore of 10,000 objects
+    holds neither the control round's transaction nor the store's write lock while it
+    streams. The action stays pending until it ends (a leader gone part way leaves it to the
+    next, which finds what is back already the same). Whatever stops it fails the action."""
+    outcome: Outcome | None = None
+    error: Exception | None = None
+    try:
+        with reads.begin() as session:
+            action = session.get(Action, action_id)
+            if action is None or action.state != "pending":
+                return  # cancelled meanwhile
+            who, found = prepare(session, storage, action.params or {}, requested_by=action.requested_by)
+            row = session.get(StorageBucket, found.target_bucket)
+        if found.create_bucket:
+            with sessions.begin() as session:
+                row = buckets.create(session, storage, found.target_bucket, actor=who.name, role=who.role)
+        if row is None:  # managed: the plan checked
+            raise NotFound(f"no bucket {found.target_bucket!r} is managed by coreplane")
+        outcome = write(storage, found, row)
+    except Exception as exc:  # noqa: BLE001 -- any failure fails the action, ended below
+        error = exc
+
+    def ended() -> Outcome:
+        if error is not None:
+            raise error
+        assert outcome is not None
+        return outcome
+
+    with sessions.begin() as session:
+        action = session.get(Action, action_id)
+        if action is None or action.state != "pending":
+            return  # cancelled while it streamed: what was written stays
+        carried.carry_out(session, action, now, ended, target=TARGET, backend_errors=(Exception,),
+                          backend="the restore")  # fmt: skip
 
 
-def advance(session: Session, storage: Storage, *, now: datetime) -> int:
-    """Carry out every pending restore, oldest first (the leader's control loop, before the
-    other plans); how many."""
-    actions = carried.pending(session, KINDS)
-    for action in actions:
-        carry_out(session, storage, action, now)
-    return len(actions)
+def advance(
+    sessions: sessionmaker[Session], reads: sessionmaker[Session], storage: Storage, *, now: datetime
+) -> int:
+    """Carry out every pending restore, oldest first, each on its own (the leader's control
+    loop, after its round's transaction); how many."""
+    with reads.begin() as session:
+        ids = [action.id for action in carried.pending(session, KINDS)]
+    for action_id in ids:
+        carry_out(sessions, reads, storage, action_id, now)
+    return len(ids)
 
 
 # Without storage on the leader, the plan fails them, saying how to configure it.
