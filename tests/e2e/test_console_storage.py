@@ -97,10 +97,14 @@ def test_each_role_sees_what_its_grants_allow(console):
     refused = vera.post("/storage", data={"csrf": _csrf(vera), "name": name})
     assert refused.status_code == 403 and not raw.bucket_exists(name)
 
-    bucket = _create(olga, made)
+    bucket = _create(olga, made, versioning=True, encryption="on")
     assert raw.bucket_exists(bucket)
+    assert raw.get_bucket_versioning(bucket).status == "Enabled"
+    assert raw.get_bucket_encryption(bucket).rule.sse_algorithm == "AES256"
     mine = olga.get(f"/storage/{bucket}").text
     assert '<tr data-subject="user:olga">' in mine and 'id="storage-upload"' in mine
+    assert '<dd data-figure="versioning">Enabled</dd>' in mine
+    assert '<dd data-figure="encryption">SSE-S3</dd>' in mine
     assert f'data-bucket="{bucket}"' in olga.get("/storage").text
     assert f'data-bucket="{bucket}"' in admin.get("/storage").text, "admins see every bucket"
     assert f'data-bucket="{bucket}"' not in vera.get("/storage").text, "no grant: not listed"
