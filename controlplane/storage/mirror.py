@@ -236,15 +236,23 @@ def run(session: Session, storage: Storage, mirror: StorageMirror, *, actor: str
 
 def tick(session: Session, storage: Storage) -> None:
     """The storage loop's mirror round: each scheduled mirror whose time has come, a few
-    per round (the rest are still due next round)."""
-    due = session.scalars(
-        select(StorageMirror)
-        .where(StorageMirror.interval_s.is_not(None), StorageMirror.next_run_at <= utcnow())
-        .order_by(StorageMirror.next_run_at)
-        .limit(MAX_DUE_PER_ROUND)
-    ).all()
-    for mirror in due:
-        run(session, storage, mirror, actor="storage-loop")
+    per round (the rest are still due next round), each run in a transaction of its own on
+    the loop session's engine (that session is left unused): a run's rows are committed
+    before the next run streams, instead of one transaction (and on SQLite the write lock)
+    held across every run of the round."""
+    engine = session.get_bind()
+    with Session(engine) as reading, reading.begin():
+        due = reading.scalars(
+            select(StorageMirror.id)
+            .where(StorageMirror.interval_s.is_not(None), StorageMirror.next_run_at <= utcnow())
+            .order_by(StorageMirror.next_run_at)
+            .limit(MAX_DUE_PER_ROUND)
+        ).all()
+    for mirror_id in due:
+        with Session(engine) as own, own.begin():
+            mirror = own.get(StorageMirror, mirror_id)
+            if mirror is not None:  # removed meanwhile: nothing to run
+                run(own, storage, mirror, actor="storage-loop")
 
 
 def versions(storage: Storage, client: Minio, bucket: str, prefix: str = "") -> dict[str, list[Object]]:
