@@ -12,11 +12,12 @@ from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import caller_of, storage_of
+from controlplane.api.problems import problem
 from controlplane.clock import utcnow
 from controlplane.storage import shares
 from controlplane.storage.access import Caller
@@ -141,15 +142,19 @@ Token = Annotated[str, Path(description="The share link's token.")]
 
 
 def _answer(request: Request, opened: shares.Opened) -> Response:
+    """A link's state as HTTP, in one place: 302 to the URL, 200 live (HEAD), 404 unknown,
+    410 for any other dead state."""
     if opened.url is not None:
         return RedirectResponse(opened.url, 302, headers=PRIVATE)
-    if opened.status == 200:
+    if opened.state == "live":
         return Response(status_code=200, headers=PRIVATE)
+    status = 404 if opened.state == "unknown" else 410
+    phrase = HTTPStatus(status).phrase
     if "json" in request.headers.get("accept", ""):
-        body = {"status": opened.status, "state": opened.state, "detail": opened.detail}
-        return JSONResponse(body, opened.status, headers=PRIVATE)
-    phrase = HTTPStatus(opened.status).phrase
-    return PlainTextResponse(f"{opened.status} {phrase}: {opened.detail}\n", opened.status, headers=PRIVATE)
+        answer = problem(status, phrase, opened.detail, state=opened.state)
+        answer.headers.update(PRIVATE)
+        return answer
+    return PlainTextResponse(f"{status} {phrase}: {opened.detail}\n", status, headers=PRIVATE)
 
 
 @public.head("/s/{token}", include_in_schema=False)

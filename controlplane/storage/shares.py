@@ -340,51 +340,57 @@ def revoke(
 
 @dataclass(frozen=True)
 class Opened:
-    """What opening a link came to: ``status`` 302 (``url``), 200 (HEAD: live), 404 or 410
-    (``state`` says why), with a sentence for the person who opened it."""
+    """What opening a link came to: its ``state`` ("live", or why it is dead: unknown,
+    expired, revoked, exhausted, missing), a sentence for the person who opened it, and
+    the presigned ``url`` when a download was counted. The HTTP edge gives each state its
+    status."""
 
-    status: int
     state: str
     detail: str
     url: str | None = None
 
 
-_GONE = {
+_DEAD = {
+    "unknown": "no such share link",
     "revoked": "this share link was revoked",
     "expired": "this share link has expired",
     "exhausted": "this share link has no downloads left",
+    "missing": "the shared object no longer exists",
 }
-UNKNOWN = Opened(404, "unknown", "no such share link")
+
+
+def _dead(state: str) -> Opened:
+    return Opened(state, _DEAD[state])
 
 
 def look_up(session: Session, token: str, now: datetime) -> tuple[StorageShare | None, Opened]:
     """The share a token opens and what opening it would come to (nothing counted): the
     check HEAD answers with. A token too long to be ours is unknown without a lookup."""
     if not token or len(token) > TOKEN_MAX_CHARS:
-        return None, UNKNOWN
+        return None, _dead("unknown")
     share = session.scalars(select(StorageShare).where(StorageShare.token_digest == digest(token))).first()
     if share is None:
-        return None, UNKNOWN
+        return None, _dead("unknown")
     state = state_of(share, now)
     if state != "active":
-        return share, Opened(410, state, _GONE[state])
-    return share, Opened(200, state, "this share link is live")
+        return share, _dead(state)
+    return share, Opened("live", "this share link is live")
 
 
 def open_link(
     session: Session, storage: Storage, token: str, *, client: str | None = None, now: datetime
 ) -> Opened:
-    """Count one download and redirect to a fresh presigned GET valid
-    ``storage.presign_ttl_s``; 404/410 without counting when the link is dead. The count is
-    one conditional UPDATE, so concurrent openers never take more downloads than are left.
-    An object deleted since the link was made is 410 too, and costs no download."""
+    """Count one download and give a fresh presigned GET valid ``storage.presign_ttl_s``;
+    a dead link's state without counting. The count is one conditional UPDATE, so
+    concurrent openers never take more downloads than are left. An object deleted since
+    the link was made is "missing", and costs no download."""
     share, opened = look_up(session, token, now)
-    if share is None or opened.status != 200:
+    if share is None or opened.state != "live":
         return opened
     try:
         objects.stat(storage, share.bucket, share.key, version_id=share.version_id)
     except NotFound:
-        return Opened(410, "missing", "the shared object no longer exists")
+        return _dead("missing")
     taken = session.execute(
         update(StorageShare)
         .where(
@@ -400,14 +406,13 @@ def open_link(
     if taken is None:  # another opener took the last download (or revoked it) meanwhile
         session.refresh(share)
         state = state_of(share, now)
-        state = "exhausted" if state == "active" else state
-        return Opened(410, state, _GONE[state])
+        return _dead("exhausted" if state == "active" else state)
     url = _presign_download(storage, share)
     audit.record(
         session, actor=f"share:{share.id}", action="storage.share.download", target=share.bucket,
         client=client, details={"key": share.key, "version_id": share.version_id, "download": taken},
     )  # fmt: skip
-    return Opened(302, "active", "redirecting to the object", url)
+    return Opened("live", "redirecting to the object", url)
 
 
 def _presign_download(storage: Storage, share: StorageShare) -> str:

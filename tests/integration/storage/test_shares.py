@@ -121,7 +121,11 @@ def test_a_link_dies_when_it_expires_and_a_head_counts_nothing(api, raw):
     until("the link to expire", lambda: api.head(path).status_code == 410, timeout_s=30, every_s=0.2)
     expired = open_link(api, link, headers={"Accept": "application/json"})
     assert expired.status_code == 410
-    assert expired.json() == {"status": 410, "state": "expired", "detail": "this share link has expired"}
+    # problem+json like every other error body, the state as an extra field
+    assert expired.headers["content-type"] == "application/problem+json"
+    assert expired.headers["cache-control"] == "no-store"
+    assert expired.json() == {"type": "about:blank", "title": "Gone", "status": 410, "state": "expired",
+                              "detail": "this share link has expired"}  # fmt: skip
     assert stored(api, link["id"]).downloads == 1  # the HEADs counted nothing
     listed = api.get("/api/v1/storage/shares", params={"bucket": bucket, "state": "expired"}).json()
     assert [s["id"] for s in listed["shares"]] == [link["id"]]
