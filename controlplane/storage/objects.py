@@ -165,7 +165,8 @@ def user_metadata(headers: Any) -> dict[str, str]:
     }
 
 
-def _info(bucket: str, key: str, found: Object) -> ObjectInfo:
+def info_of(bucket: str, key: str, found: Object) -> ObjectInfo:
+    """An entry of a listing (latest objects or versions) or a stat's answer as ObjectInfo."""
     return ObjectInfo(
         bucket=bucket,
         key=key,
@@ -194,7 +195,7 @@ def stat(
         storage, "stat_object", bucket, ssec, storage.client.stat_object, bucket, key,
         ssec=ssec, version_id=version_id,
     )  # fmt: skip
-    return _info(bucket, key, found)
+    return info_of(bucket, key, found)
 
 
 def download(
@@ -360,7 +361,7 @@ def listing(
         raise Rejected.field(f"limit must be 1 to {MAX_LIST}", "limit", "out of range")
     page = storage.call("list_objects", bucket, _page, storage, bucket, prefix, delimiter, start_after, limit)
     items, more = page[:limit], len(page) > limit
-    objects = [_info(bucket, o.object_name or "", o) for o in items if not o.is_dir]
+    objects = [info_of(bucket, o.object_name or "", o) for o in items if not o.is_dir]
     for info in objects:
         info.encryption = _encryption(storage, bucket, info.key) if with_encryption else "unknown"
     return {
