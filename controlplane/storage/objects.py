@@ -641,7 +641,7 @@ def copy(
     origin = CopySource(row.name, src_key, version_id=version_id, ssec=ssec)
     dst = dst_bucket_row.name
     with server_key_rules("key", "body"):
-        storage.call("copy_object", dst, storage.client.copy_object, dst, dst_key, origin, sse=ssec)
+        written = storage.call("copy_object", dst, storage.client.copy_object, dst, dst_key, origin, sse=ssec)
     storage.usage.note(dst, source.size, 1)
     audit.record(
         session,
@@ -650,7 +650,19 @@ def copy(
         target=f"{dst}/{dst_key}",
         details={"source": f"{row.name}/{src_key}", "version_id": version_id, "size": source.size},
     )
-    return stat(storage, dst, dst_key, ssec=ssec)
+    # The copy is the source's bytes, type and metadata under the server's new etag and
+    # version: no stat of the destination needed (upload answers the same way).
+    return ObjectInfo(
+        bucket=dst,
+        key=dst_key,
+        size=source.size,
+        etag=(written.etag or "").strip('"'),
+        last_modified=written.last_modified or utcnow().replace(tzinfo=UTC),
+        content_type=source.content_type,
+        metadata=dict(source.metadata),
+        version_id=written.version_id,
+        encryption="SSE-C" if ssec is not None else encryption_of(written.http_headers),
+    )
 
 
 def remove(
@@ -667,12 +679,12 @@ def remove(
     NotFound when there is no such object (without a version id)."""
     names.object_key(key)
     client, bucket = storage.client, row.name
-    size = 0
+    size, marker = 0, False  # a version_id deletes that version for good: no marker to ask about
     if version_id is None:
         with contextlib.suppress(Rejected):  # SSE-C: no size without the key
             size = stat(storage, bucket, key).size
-    versioning = storage.call("get_bucket_versioning", bucket, client.get_bucket_versioning, bucket).status
-    marker = versioning == "Enabled" and version_id is None
+        versioning = storage.call("get_bucket_versioning", bucket, client.get_bucket_versioning, bucket)
+        marker = versioning.status == "Enabled"
     storage.call("remove_object", bucket, client.remove_object, bucket, key, version_id=version_id)
     if not marker:
         storage.usage.note(bucket, -size, -1 if version_id is None or size else 0)

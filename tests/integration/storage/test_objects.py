@@ -156,6 +156,9 @@ def test_copy_within_and_across_buckets_keeps_type_and_metadata(api, raw, bucket
     )
     assert across.status_code == 201, across.text
     assert across.json()["metadata"] == {"a": "b"} and across.json()["content_type"] == "text/plain"
+    stored = raw.stat_object(other, "two")
+    assert across.json()["etag"] == stored.etag.strip('"') and across.json()["size"] == len(body)
+    assert across.json()["last_modified"] is not None and across.json()["encryption"] == "none"
     assert raw.get_object(other, "two").read() == body
     assert raw.get_object(bucket, "dst/one").read() == body
     assert _usage(api, other) == (len(body), 1)
@@ -172,6 +175,23 @@ def test_delete_removes_the_object_and_its_usage(api, raw, bucket):
     assert not list(raw.list_objects(bucket))
     assert _usage(api, bucket) == (0, 0)
     assert api.delete(f"/api/v1/storage/{bucket}/objects/gone").status_code == 404
+
+
+def test_deleting_a_version_does_not_ask_for_the_versioning(api, raw):
+    name = bucket_name("obj")
+    assert api.post("/api/v1/storage/buckets", json={"name": name, "versioning": True}).status_code == 201
+    url = f"/api/v1/storage/{name}/objects/v"
+    first = api.put(url, content=b"one").json()["version_id"]
+    assert api.put(url, content=b"two").status_code == 200
+    before = _calls("get_bucket_versioning", name)
+    gone = api.delete(url, params={"version_id": first})
+    assert gone.status_code == 200 and gone.json()["delete_marker"] is False
+    assert _calls("get_bucket_versioning", name) == before
+    left = [v.version_id for v in raw.list_objects(name, include_version=True)]
+    assert len(left) == 1 and first not in left
+    marked = api.delete(url)
+    assert marked.status_code == 200 and marked.json()["delete_marker"] is True
+    assert _calls("get_bucket_versioning", name) == before + 1
 
 
 def test_range_reads_give_exactly_the_bytes_asked_for(api, bucket):
