@@ -25,17 +25,16 @@ from typing import Any
 
 from minio import Minio
 from minio.datatypes import Object
-from minio.deleteobjects import DeleteObject
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.clock import utcnow
 from controlplane.errors import Conflict, NotFound, Rejected, TooLarge, Unavailable
-from controlplane.storage import access, names
+from controlplane.storage import buckets, names
 from controlplane.storage import mirror as mirrors
 from controlplane.storage.client import Storage
-from controlplane.store.models import StorageBucket, StorageDrill, StorageMirror
+from controlplane.store.models import StorageDrill, StorageMirror
 
 MAX_OBJECTS = 10_000
 MAX_MISMATCHES = 20  # kept on the drill, with the key and why
@@ -58,7 +57,7 @@ def run(
     started = utcnow()
     drill = StorageDrill(
         bucket=mirror.bucket, mirror_id=mirror.id, restored_bucket=drill_bucket(mirror.bucket),
-        started_at=started, state="running", objects=0, bytes=0, mismatches=[], actor=actor,
+        started_at=started, objects=0, bytes=0, mismatches=[], actor=actor,
         rpo_s=(started - mirror.last_ok_at).total_seconds() if mirror.last_ok_at else None,
     )  # fmt: skip
     # The store is written only once the S3 work is done: a long drill must not hold the
@@ -74,7 +73,7 @@ def run(
         if made and not keep:
             discard(storage, drill.restored_bucket)
     if made and keep:
-        _manage(session, drill.restored_bucket, actor=actor, role=role)
+        _manage(session, storage, drill.restored_bucket, actor=actor, role=role)
     drill.finished_at = utcnow()
     session.add(drill)
     session.flush()
@@ -85,29 +84,18 @@ def run(
     return drill
 
 
-def _manage(session: Session, name: str, *, actor: str, role: str | None) -> None:
-    """A kept drill bucket recorded as managed, its owner admin on it (as buckets.create)."""
-    now = utcnow()
-    session.add(StorageBucket(name=name, quota_bytes=None, used_bytes=0, objects=0, lifecycle=[],
-                              created_at=now, created_by=actor, updated_at=now))  # fmt: skip
-    session.flush()
-    if role != "admin":
-        access.grant(session, name, f"user:{actor}", "admin", actor=actor)
-    audit.record(session, actor=actor, action="storage.bucket.create", target=name, details={"drill": True})
+def _manage(session: Session, storage: Storage, name: str, *, actor: str, role: str | None) -> None:
+    """A kept drill bucket recorded as managed as buckets.create records one (the default
+    quota, its owner admin on it, audited)."""
+    default = storage.settings.default_quota_gb
+    quota = None if default is None else int(default * buckets.GB)
+    buckets.record(session, name, actor=actor, role=role, quota_bytes=quota, details={"drill": True})
 
 
 def discard(storage: Storage, name: str) -> None:
-    """A drill bucket (unversioned: latest objects only) emptied and removed."""
-
-    def run() -> None:
-        doomed = [DeleteObject(o.object_name) for o in storage.client.list_objects(name, recursive=True)
-                  if o.object_name]  # fmt: skip
-        for start in range(0, len(doomed), 1000):  # one DeleteObjects request's worth at a time
-            for failed in storage.client.remove_objects(name, doomed[start : start + 1000]):
-                raise Conflict(f"could not empty drill bucket {name!r}: {failed.name} {failed.code}")
-        storage.client.remove_bucket(name)
-
-    storage.call("drill.discard", name, run)
+    """A drill bucket emptied and removed."""
+    buckets.empty(storage, name)
+    storage.call("remove_bucket", name, storage.client.remove_bucket, name)
 
 
 def drill_bucket(source: str) -> str:

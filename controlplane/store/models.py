@@ -649,7 +649,7 @@ class StorageDrill(Base):
     restored_bucket: Mapped[str] = mapped_column(String(63))
     started_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    state: Mapped[str] = mapped_column(String(20), default="running")  # running | passed | failed
+    state: Mapped[str] = mapped_column(String(20))  # passed | failed (the row is added at the end)
     objects: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     mismatches: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)  # first few
