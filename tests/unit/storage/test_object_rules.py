@@ -4,12 +4,16 @@ SSE-C keys, and the encryption an answer's headers say."""
 from __future__ import annotations
 
 import base64
+import threading
+import time
+from types import SimpleNamespace
 
 import pytest
+from minio.datatypes import Object
 
-from controlplane.storage.objects import byte_range
 from controlplane.errors import Rejected, TooLarge
 from controlplane.storage import objects
+from controlplane.storage.objects import byte_range
 
 
 @pytest.mark.parametrize(
@@ -73,3 +77,28 @@ def test_an_sse_c_key_is_base64_of_32_bytes():
 )
 def test_the_encryption_comes_from_the_answer_headers(headers, expected):
     assert objects.encryption_of(headers) == expected
+
+
+def test_a_listing_stats_for_encryption_a_few_at_a_time_and_keeps_the_order(monkeypatch):
+    keys = [f"k{i:03d}" for i in range(40)]
+    monkeypatch.setattr(objects, "_page", lambda *args: [Object("b", key, size=1) for key in keys])
+    lock = threading.Lock()
+    live = most = 0
+
+    def stat(storage, bucket, key, **kwargs):
+        nonlocal live, most
+        with lock:
+            live += 1
+            most = max(most, live)
+        time.sleep(0.02)  # a HEAD's round trip
+        with lock:
+            live -= 1
+        return objects.ObjectInfo(bucket, key, 1, "", None, None, encryption=f"enc-{key}")
+
+    monkeypatch.setattr(objects, "stat", stat)
+    storage = SimpleNamespace(call=lambda op, bucket, fn, *args, **kwargs: fn(*args, **kwargs))
+    page = objects.listing(storage, "b", limit=100, with_encryption=True)  # type: ignore[arg-type]
+    assert [(o["key"], o["encryption"]) for o in page["objects"]] == [(k, f"enc-{k}") for k in keys]
+    assert 1 < most <= objects.STATS_AT_ONCE
+    plain = objects.listing(storage, "b", limit=100)  # type: ignore[arg-type]
+    assert {o["encryption"] for o in plain["objects"]} == {"unknown"}
