@@ -37,8 +37,13 @@ log = logging.getLogger("coreplane.tracing")
 
 # Polled by Prometheus, probed by orchestrators, or long-lived (the console's websocket):
 # a span each would be noise, and the websocket route is served untouched.
-# /s/: a share link's path is its credential, never recorded.
-NOT_TRACED = r"/metrics(/backends)?$,/healthz$,/readyz$,/ws/,/static/,/s/"
+# /s/: a share link's path is its credential, never recorded. OTel searches each pattern
+# anywhere in the full URL (scheme://host/path), so each is anchored at the path's start:
+# unanchored, an object key like img/s/1.png or logs/metrics went untraced too.
+_PATH = r"^[a-z]+://[^/]+"
+NOT_TRACED = ",".join(
+    _PATH + path for path in (r"/metrics(/backends)?$", r"/healthz$", r"/readyz$", "/ws/", "/static/", "/s/")
+)
 # Spans the agent makes for its own work carry it (agents/http.py); see _WhereWorkEnters.
 AGENT_MARK = "coreplane.component"
 
