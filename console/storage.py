@@ -25,7 +25,7 @@ from starlette.datastructures import UploadFile
 from console.render import client_address, render
 from console.session import check_csrf, current_user, require_role
 from controlplane.clock import utcnow
-from controlplane.errors import NotFound, Rejected, TooLarge, Unavailable
+from controlplane.errors import NotFound, Rejected, TooLarge
 from controlplane.storage import (
     access,
     analytics,
@@ -117,29 +117,18 @@ def _object_url(bucket: str, key: str) -> str:
 # -- the buckets -----------------------------------------------------------------------------
 
 
-def _bucket_rows(session: Session, caller: Caller) -> list[StorageBucket]:
-    # Each one shown costs three calls to the server (versioning, encryption, tags).
-    return buckets.managed(session, access.visible(session, caller))[:BUCKETS_LISTED]
-
-
 @router.get("/storage")
 def storage_page(request: Request, role: str = Depends(require_role("viewer")),
                  session: Session = READ_SESSION) -> Response:  # fmt: skip
     storage = request.app.state.storage
     if storage is None:  # not configured: a line on the page, never an error page
         return render(request, "storage/buckets.html", {"configured": False, "rows": []})
-    rows = [_summary(session, storage, row) for row in _bucket_rows(session, _caller(request, role))]
+    # The store's rows alone: no call to the S3 server for a list (a bucket's page shows the rest).
+    found = buckets.managed(session, access.visible(session, _caller(request, role)), limit=BUCKETS_LISTED)
+    rows = [buckets.as_dict(row) for row in found]
     context = {"configured": True, "rows": rows, "can_create": role in ("operator", "admin"),
                "listed": BUCKETS_LISTED}  # fmt: skip
     return render(request, "storage/buckets.html", context)
-
-
-def _summary(session: Session, storage: Storage, row: StorageBucket) -> dict[str, Any]:
-    # One bucket the server lost, or a server not answering, is a line in the list, not a 5xx.
-    try:
-        return buckets.summary(session, storage, row)
-    except (NotFound, Unavailable) as exc:
-        return buckets.as_dict(row) | {"error": str(exc)}
 
 
 def _quota(text: str) -> int | None:

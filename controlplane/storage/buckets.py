@@ -20,7 +20,14 @@ from controlplane.errors import Conflict, NotFound, Rejected, TooLarge
 from controlplane.storage import names
 from controlplane.storage.access import grant
 from controlplane.storage.client import Storage
-from controlplane.store.models import StorageBucket, StorageGrant, StorageShare
+from controlplane.store.models import (
+    StorageBucket,
+    StorageDrill,
+    StorageGrant,
+    StorageMirror,
+    StorageMirrorVersion,
+    StorageShare,
+)
 
 GB = 1024**3
 MAX_TAGS = 50  # S3's own cap on a bucket's tags
@@ -115,7 +122,8 @@ def _configure(
 
 
 def delete(session: Session, storage: Storage, name: str, *, actor: str, force: bool = False) -> None:
-    """The bucket gone from the server and the store, with its grants and shares. Conflict
+    """The bucket gone from the server and the store, with its grants, shares, mirrors (their
+    targets stay) and drills. Conflict
     when it holds any object, version or delete marker, unless ``force``: then all of them
     go first."""
     row = session.get(StorageBucket, name)
@@ -127,8 +135,7 @@ def delete(session: Session, storage: Storage, name: str, *, actor: str, force: 
         storage.call("remove_bucket", name, client.remove_bucket, name)
     else:
         removed = 0  # gone from the server behind coreplane's back: forget it here too
-    session.execute(sql_delete(StorageGrant).where(StorageGrant.bucket == name))
-    session.execute(sql_delete(StorageShare).where(StorageShare.bucket == name))
+    _forget(session, name)
     session.delete(row)
     audit.record(
         session,
@@ -137,6 +144,15 @@ def delete(session: Session, storage: Storage, name: str, *, actor: str, force: 
         target=name,
         details={"force": force, "removed_versions": removed},
     )
+
+
+def _forget(session: Session, name: str) -> None:
+    """Every row that hangs on bucket ``name``: left behind, its scheduled mirrors failed every
+    round, and a new bucket of the same name inherited them, its grants and its drills."""
+    mirrors = select(StorageMirror.id).where(StorageMirror.bucket == name).scalar_subquery()
+    session.execute(sql_delete(StorageMirrorVersion).where(StorageMirrorVersion.mirror_id.in_(mirrors)))
+    for model in (StorageDrill, StorageMirror, StorageGrant, StorageShare):
+        session.execute(sql_delete(model).where(model.bucket == name))
 
 
 def _refuse_if_not_empty(storage: Storage, name: str) -> int:
@@ -235,9 +251,10 @@ def as_dict(row: StorageBucket) -> dict[str, Any]:
     }
 
 
-def managed(session: Session, only: set[str] | None = None) -> list[StorageBucket]:
-    """The managed buckets by name (``only``: just those names; None: all)."""
-    query = select(StorageBucket).order_by(StorageBucket.name)
+def managed(session: Session, only: set[str] | None = None, limit: int | None = None) -> list[StorageBucket]:
+    """The managed buckets by name (``only``: just those names; None: all), the first
+    ``limit`` of them when given."""
+    query = select(StorageBucket).order_by(StorageBucket.name).limit(limit)
     if only is not None:
         query = query.where(StorageBucket.name.in_(only))
     return list(session.scalars(query))

@@ -120,6 +120,29 @@ def test_each_role_sees_what_its_grants_allow(console):
     assert list(raw.list_objects(bucket, recursive=True)) == []
 
 
+def _calls(url: str, bucket: str, op: str) -> float:
+    """How many ``op`` calls on ``bucket`` the serve made to the S3 server (its /metrics)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    counts = re.findall(r"^coreplane_storage_request_seconds_count\{(.*)\} (\S+)$", text, re.M)
+    wanted = {"op": op, "bucket": bucket}
+    return sum(float(n) for labels, n in counts if dict(re.findall(r'(\w+)="([^"]*)"', labels)) == wanted)
+
+
+def test_the_bucket_list_asks_the_server_nothing_and_the_bucket_page_does(console):
+    url, clients, _raw, made = console
+    olga = clients["olga"]
+    bucket = _create(olga, made)
+    asked = ("get_bucket_versioning", "get_bucket_encryption", "get_bucket_tags")
+    before = [_calls(url, bucket, op) for op in asked]
+    page = olga.get("/storage").text
+    assert f'<tr data-bucket="{bucket}">' in page
+    assert [_calls(url, bucket, op) for op in asked] == before, "the list reads the store's rows only"
+    assert 'data-figure="versioning"' not in page, "versioning is on the bucket's page"
+    assert olga.get(f"/storage/{bucket}").status_code == 200
+    after = [_calls(url, bucket, op) for op in asked]
+    assert all(a == b + 1 for a, b in zip(after, before, strict=True)), (before, after)
+
+
 def test_a_form_without_its_csrf_token_is_refused(console):
     _url, clients, raw, made = console
     olga = clients["olga"]
