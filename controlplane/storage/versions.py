@@ -30,7 +30,10 @@ MAX_LIMIT = 1000
 # that many: reading whole pages keeps each key's delete markers with its versions (the SDK
 # yields a page's versions first, then its delete markers).
 SERVER_PAGE = 1000
-MAX_SCAN = 5 * SERVER_PAGE  # entries read for one page of the API at most
+# Entries read for one page of the API at most. A key with more versions than this shows
+# its newest MAX_SCAN and the next page starts after the key: a key_marker cannot resume
+# inside a key (that would need S3's version-id-marker in the API's paging).
+MAX_SCAN = 5 * SERVER_PAGE
 
 
 def status(storage: Storage, bucket: str) -> str:
@@ -62,24 +65,6 @@ def set_status(session: Session, storage: Storage, row: StorageBucket, state: st
     return state
 
 
-def info(bucket: str, found: Object) -> ObjectInfo:
-    """One version or delete marker of a version listing."""
-    return ObjectInfo(
-        bucket=bucket,
-        key=found.object_name or "",
-        size=found.size or 0,
-        etag=found.etag or "",
-        last_modified=aware(found.last_modified),
-        content_type=found.content_type,
-        metadata={},
-        version_id=found.version_id,
-        # The SDK gives a version's IsLatest as the XML's text, a delete marker's as a bool.
-        is_latest=str(found.is_latest).lower() == "true",
-        is_delete_marker=bool(found.is_delete_marker),
-        encryption="unknown",  # a listing does not say; a stat of the version does
-    )
-
-
 def aware(when: datetime | None) -> datetime:
     """A listing's time as an aware UTC datetime (the epoch when the server gave none)."""
     if when is None:
@@ -94,20 +79,27 @@ def newest_first(rows: Iterable[ObjectInfo]) -> list[ObjectInfo]:
 
 
 def scan(storage: Storage, bucket: str, *, prefix: str = "", key_marker: str | None = None,
-         cap: int) -> tuple[list[ObjectInfo], bool]:  # fmt: skip
+         cap: int, whole_key: bool = False) -> tuple[list[ObjectInfo], bool]:  # fmt: skip
     """Every version and delete marker under ``prefix`` after ``key_marker``, reading whole
-    server pages until ``cap`` entries; and whether more remain."""
+    server pages until ``cap`` entries (with ``whole_key``: and on until past the first key
+    read, so one key's versions are not cut at ``cap``, MAX_SCAN at most); and whether more
+    remain."""
     listed = storage.client.list_objects(
         bucket, prefix=prefix or None, recursive=True, include_version=True, start_after=key_marker
     )
-    return storage.call("list_object_versions", bucket, _read, bucket, listed, cap)
+    return storage.call("list_object_versions", bucket, _read, bucket, listed, cap, whole_key)
 
 
-def _read(bucket: str, listed: Iterator[Object], cap: int) -> tuple[list[ObjectInfo], bool]:
+def _read(bucket: str, listed: Iterator[Object], cap: int, whole_key: bool) -> tuple[list[ObjectInfo], bool]:
     rows: list[ObjectInfo] = []
+    keys: set[str] = set()
     for found in listed:
-        rows.append(info(bucket, found))
-        if len(rows) >= cap and len(rows) % SERVER_PAGE == 0:
+        row = objects.info_of(bucket, found.object_name or "", found)
+        rows.append(row)
+        keys.add(row.key)
+        if len(rows) % SERVER_PAGE:
+            continue  # only whole pages: a page's delete markers come after its versions
+        if len(rows) >= cap and (not whole_key or len(keys) > 1 or len(rows) >= MAX_SCAN):
             return rows, True
     return rows, False
 
@@ -122,7 +114,7 @@ def listing(storage: Storage, bucket: str, *, prefix: str = "", key_marker: str 
         names.key_prefix(key_marker, "key_marker")
     if not 1 <= limit <= MAX_LIMIT:
         raise Rejected.field(f"limit must be 1 to {MAX_LIMIT}", "limit", "out of range")
-    rows, more = scan(storage, bucket, prefix=prefix, key_marker=key_marker, cap=limit)
+    rows, more = scan(storage, bucket, prefix=prefix, key_marker=key_marker, cap=limit, whole_key=True)
     keys = [(key, list(group)) for key, group in groupby(newest_first(rows), key=lambda r: r.key)]
     if more and len(keys) > 1:
         keys.pop()  # the last key read may go on in the next server page
@@ -138,8 +130,9 @@ def listing(storage: Storage, bucket: str, *, prefix: str = "", key_marker: str 
 
 
 def versions_of(storage: Storage, bucket: str, key: str) -> list[ObjectInfo]:
-    """One key's versions and delete markers, newest first."""
-    rows, _ = scan(storage, bucket, prefix=key, cap=MAX_SCAN)
+    """One key's versions and delete markers, newest first (read up to the first server
+    page that goes past the key)."""
+    rows, _ = scan(storage, bucket, prefix=key, cap=1, whole_key=True)
     return newest_first(r for r in rows if r.key == key)
 
 
@@ -151,12 +144,23 @@ def restore(session: Session, storage: Storage, row: StorageBucket, key: str, ve
     names.object_key(key, "key", "body")
     if not version_id or len(version_id) > 200:
         raise Rejected.field("version_id must be a version of the key", "version_id", "bad version", "body")
-    found = next((v for v in versions_of(storage, row.name, key) if v.version_id == version_id), None)
-    if found is None:
-        raise NotFound(f"no version {version_id!r} of {key!r} in bucket {row.name!r}")
-    if found.is_delete_marker:
-        raise Conflict(f"version {version_id!r} of {key!r} is a delete marker: undelete instead")
-    made = objects.copy(session, storage, row, key, row, key, actor=actor, version_id=version_id, ssec=ssec)
+    try:
+        made = objects.copy(
+            session, storage, row, key, row, key, actor=actor, version_id=version_id, ssec=ssec
+        )
+    except NotFound as exc:
+        raise NotFound(f"no version {version_id!r} of {key!r} in bucket {row.name!r}") from exc
+    except Rejected:
+        # The server refuses to describe a delete marker (405) or an SSE-C version without
+        # its key: only then is the history read, to say which.
+        found = next((v for v in versions_of(storage, row.name, key) if v.version_id == version_id), None)
+        if found is None:
+            raise NotFound(f"no version {version_id!r} of {key!r} in bucket {row.name!r}") from None
+        if found.is_delete_marker:
+            raise Conflict(
+                f"version {version_id!r} of {key!r} is a delete marker: undelete instead"
+            ) from None
+        raise
     audit.record(
         session,
         actor=actor,

@@ -4,10 +4,15 @@ bytes back); pages by whole keys; who may do what."""
 
 from __future__ import annotations
 
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane.storage import versions as versions_module
 from controlplane.store.models import AuditEntry
 from tests.support.storage import bucket_name, fields, token
 
@@ -144,3 +149,47 @@ def test_callers_without_the_level_get_403_and_change_nothing(api: TestClient) -
     assert api.get(f"{API}/buckets/{bucket}/versioning").json() == {"status": "Enabled"}
     assert len(versions(api, bucket)["versions"]) == 2
     assert get(api, bucket, "k").content == b"two"
+
+
+def test_restore_reads_no_listing_and_a_delete_marker_is_409(api: TestClient, monkeypatch) -> None:
+    bucket = make_bucket(api, versioning=True)
+    old = put(api, bucket, "k", b"one")["version_id"]
+    put(api, bucket, "k", b"two")
+    storage = api.app.state.storage  # type: ignore[attr-defined]
+
+    def no_listing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("restore listed the key's versions")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(storage.client, "list_objects", no_listing)
+        answer = api.post(f"{API}/{bucket}/versions/restore", json={"key": "k", "version_id": old})
+    assert answer.status_code == 200, answer.text
+    assert get(api, bucket, "k").content == b"one"
+
+    assert api.delete(f"{API}/{bucket}/objects/k").status_code in (200, 204)
+    marker = versions(api, bucket, prefix="k")["versions"][0]
+    assert marker["is_delete_marker"]
+    answer = api.post(
+        f"{API}/{bucket}/versions/restore", json={"key": "k", "version_id": marker["version_id"]}
+    )
+    assert answer.status_code == 409 and "delete marker" in answer.json()["detail"], answer.text
+
+
+def test_a_key_with_more_versions_than_a_server_page_is_listed_whole(api: TestClient, raw) -> None:
+    bucket = make_bucket(api, versioning=True)
+    many = versions_module.SERVER_PAGE + 50  # one key over a whole server page
+
+    def write(n: int) -> None:
+        raw.put_object(bucket, "many", io.BytesIO(b"%d" % n), len(b"%d" % n))
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(many)))
+    put(api, bucket, "next", b"x")
+    assert time.monotonic() - started < 120  # a bounded load: 1,051 small puts on loopback
+
+    first = versions(api, bucket, limit=10)
+    assert [v["key"] for v in first["versions"]] == ["many"] * many  # not cut at the server page
+    assert first["next"] == "many"
+    second = versions(api, bucket, limit=10, key_marker=first["next"])
+    assert [v["key"] for v in second["versions"]] == ["next"] and second["next"] is None
