@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -82,9 +82,14 @@ def storage_overview(
 
 @router.get("/{bucket}", response_model=Detail, summary="One bucket's figures, series and top prefixes")
 def bucket_analytics(
-    bucket: str, window: str = WINDOW, caller: Caller = Depends(caller_of), session: Session = READ_SESSION
+    request: Request,
+    bucket: str,
+    window: str = WINDOW,
+    caller: Caller = Depends(caller_of),
+    session: Session = READ_SESSION,
 ) -> dict[str, Any]:
     names.bucket_name(bucket, "bucket", "path")
     analytics.window_of(window)  # a bad window is refused before the bucket is looked at
     row = access.require(session, caller, bucket, "read")
-    return analytics.bucket_detail(session, row, window)
+    retention = request.app.state.settings.retention
+    return analytics.bucket_detail(session, row, window, rollup_1m_days=retention.rollup_1m_days)

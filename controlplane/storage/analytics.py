@@ -38,7 +38,7 @@ from itertools import islice
 from typing import Any
 
 from minio import Minio
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from controlplane.clock import utcnow
@@ -47,7 +47,7 @@ from controlplane.schemas.ingest import MetricPointIn
 from controlplane.storage import metrics
 from controlplane.storage.client import Storage
 from controlplane.store.models import InfrastructureMetric, MetricRollup1h, MetricRollup1m, StorageBucket
-from controlplane.store.queries import SeriesQuery, _tag, pick_source
+from controlplane.store.queries import SeriesQuery, pick_source, tag_value
 from controlplane.store.queries import series as store_series
 from controlplane.store.writes import upsert_rollups, write_points
 
@@ -331,11 +331,16 @@ def sums(
     session: Session, metric: str, since: datetime, buckets: Iterable[str] | None, keys: tuple[str, ...]
 ) -> dict[tuple[str | None, ...], float]:
     """Sum of ``metric``'s values since ``since``, per the values of tags ``keys`` (the
-    bucket first), over every process that wrote them; ``buckets`` None: all."""
+    bucket first), over every process that wrote them (storage's own points only, like
+    growth and top_prefixes); ``buckets`` None: all."""
     model = _rollup(since)
     dialect = session.get_bind().dialect.name
-    tags = [_tag(dialect, model.tags, k).label(k) for k in keys]
-    where: list[ColumnElement[bool]] = [model.metric_type == metric, model.bucket >= since]
+    tags = [tag_value(dialect, model.tags, k).label(k) for k in keys]
+    where: list[ColumnElement[bool]] = [
+        model.metric_type == metric,
+        model.service_name == SERVICE,
+        model.bucket >= since,
+    ]
     if buckets is not None:
         where.append(tags[0].in_(list(buckets)))
     stmt = select(*tags, func.sum(model.sum)).where(and_(*where)).group_by(*tags)
@@ -382,10 +387,11 @@ def _totals(ops: dict[str, dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 
 def growth(session: Session, since: datetime, buckets: Iterable[str] | None) -> dict[str, float]:
-    """bucket -> bytes at its latest count in the window less bytes at its first one."""
+    """bucket -> bytes at its latest count in the window less bytes at its first one; only
+    each bucket's first and last points are read (the window may hold a million)."""
     m = InfrastructureMetric
     dialect = session.get_bind().dialect.name
-    bucket = _tag(dialect, m.tags, "bucket").label("bucket")
+    bucket = tag_value(dialect, m.tags, "bucket")
     where: list[ColumnElement[bool]] = [
         m.metric_type == BYTES,
         m.service_name == SERVICE,
@@ -393,12 +399,29 @@ def growth(session: Session, since: datetime, buckets: Iterable[str] | None) -> 
     ]
     if buckets is not None:
         where.append(bucket.in_(list(buckets)))
+    ends = (
+        select(
+            bucket.label("bucket"), func.min(m.timestamp).label("first"), func.max(m.timestamp).label("last")
+        )
+        .where(*where)
+        .group_by(bucket)
+        .subquery()
+    )
+    stmt = (
+        select(ends.c.bucket, m.timestamp == ends.c.last, m.value)
+        .join(
+            ends, and_(bucket == ends.c.bucket, or_(m.timestamp == ends.c.first, m.timestamp == ends.c.last))
+        )
+        .where(*where)
+    )
     first: dict[str, float] = {}
     last: dict[str, float] = {}
-    for name, value in session.execute(select(bucket, m.value).where(and_(*where)).order_by(m.timestamp)):
-        first.setdefault(name, value)
-        last[name] = value
-    return {name: last[name] - first[name] for name in last}
+    for name, is_last, value in session.execute(stmt):
+        if is_last:
+            last[name] = value
+        else:
+            first[name] = value
+    return {name: value - first.get(name, value) for name, value in last.items()}
 
 
 def bucket_row(
@@ -442,7 +465,7 @@ def top_prefixes(session: Session, row: StorageBucket) -> list[dict[str, Any]]:
     dialect = session.get_bind().dialect.name
     stmt = select(m.tags, m.value).where(
         m.metric_type == PREFIX_BYTES, m.service_name == SERVICE, m.timestamp >= row.usage_at,
-        _tag(dialect, m.tags, "bucket") == row.name,
+        tag_value(dialect, m.tags, "bucket") == row.name,
     )  # fmt: skip
     found = {str(tags.get("prefix")): value for tags, value in session.execute(stmt)}
     ranked = sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PREFIXES]
@@ -450,10 +473,11 @@ def top_prefixes(session: Session, row: StorageBucket) -> list[dict[str, Any]]:
 
 
 def _series(session: Session, metric: str, bucket: str, since: datetime, until: datetime, step: int,
-            *, agg: str, group_by: str | None = None) -> list[dict]:  # fmt: skip
+            *, agg: str, oldest_1m: datetime, group_by: str | None = None) -> list[dict]:  # fmt: skip
     query = SeriesQuery(metric_type=metric, start=since, end=until, step_s=step, agg=agg,
                         service_name=SERVICE, tags={"bucket": bucket}, group_by=group_by)  # fmt: skip
-    return store_series(session, query, pick_source(query))
+    # The same choice of raw points or roll-ups as GET /api/v1/metrics (ops/queries.py).
+    return store_series(session, query, pick_source(query, oldest_1m=oldest_1m))
 
 
 def per_second(series: list[dict], step: int) -> list[dict]:
@@ -473,19 +497,28 @@ def figures(session: Session, row: StorageBucket, window: str) -> dict[str, Any]
             "top_prefixes": top_prefixes(session, row)}  # fmt: skip
 
 
-def bucket_detail(session: Session, row: StorageBucket, window: str) -> dict[str, Any]:
+def bucket_detail(
+    session: Session, row: StorageBucket, window: str, *, rollup_1m_days: int
+) -> dict[str, Any]:
     """One bucket over ``window``: its figures, series of its size and request rates per op,
-    and its top prefixes."""
+    and its top prefixes; 1-minute roll-ups are kept ``rollup_1m_days`` (retention)."""
     found = figures(session, row, window)
     since, until, step = found["since"], found["until"], WINDOWS[window][1]
+    oldest_1m = until - timedelta(days=rollup_1m_days)
     series = {
-        "bytes": _series(session, BYTES, row.name, since, until, step, agg="max"),
-        "objects": _series(session, OBJECTS, row.name, since, until, step, agg="max"),
+        "bytes": _series(session, BYTES, row.name, since, until, step, agg="max", oldest_1m=oldest_1m),
+        "objects": _series(session, OBJECTS, row.name, since, until, step, agg="max", oldest_1m=oldest_1m),
         "requests_per_s": per_second(
-            _series(session, REQUESTS, row.name, since, until, step, agg="sum", group_by="op"), step
+            _series(
+                session, REQUESTS, row.name, since, until, step, agg="sum", oldest_1m=oldest_1m, group_by="op"
+            ),
+            step,
         ),
         "errors_per_s": per_second(
-            _series(session, ERRORS, row.name, since, until, step, agg="sum", group_by="op"), step
+            _series(
+                session, ERRORS, row.name, since, until, step, agg="sum", oldest_1m=oldest_1m, group_by="op"
+            ),
+            step,
         ),
     }
     return {**found, "step_s": step, "series": series}

@@ -64,7 +64,8 @@ def _bucket(dialect: str, column: Any, step_s: int) -> ColumnElement:
     return func.datetime(func.floor(seconds / step_s) * step_s, "unixepoch")
 
 
-def _tag(dialect: str, column: Any, key: str) -> ColumnElement:
+def tag_value(dialect: str, column: Any, key: str) -> ColumnElement:
+    """The text of tag ``key`` in a JSON ``tags`` column, as SQL (PostgreSQL or SQLite)."""
     if dialect == "postgresql":
         return type_coerce(column, JSONB)[key].astext
     return func.json_extract(column, f'$."{key}"')
@@ -78,7 +79,7 @@ def _where(dialect: str, model: Any, time_col: Any, query: SeriesQuery) -> list[
         if dialect == "postgresql":
             where.append(type_coerce(model.tags, JSONB).contains(query.tags))
         else:
-            where.extend(_tag(dialect, model.tags, k) == v for k, v in query.tags.items())
+            where.extend(tag_value(dialect, model.tags, k) == v for k, v in query.tags.items())
     return where
 
 
@@ -131,7 +132,7 @@ def series(session: Session, query: SeriesQuery, source: str) -> list[dict]:
     time_col = model.timestamp if source == "raw" else model.bucket
     bucket = _bucket(dialect, time_col, query.step_s).label("b")
     group = (
-        _tag(dialect, model.tags, query.group_by).label("g")
+        tag_value(dialect, model.tags, query.group_by).label("g")
         if query.group_by
         else literal_column("NULL").label("g")
     )

@@ -13,8 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.clock import utcnow
+from controlplane.schemas.ingest import MetricPointIn
 from controlplane.storage import analytics
 from controlplane.store.models import InfrastructureMetric, StorageBucket
+from controlplane.store.writes import upsert_rollups, write_points
 from tests.support.storage import bucket_name, fields, raw_client, storage_api, token
 
 # key -> size; the prefixes by bytes: img/ 4,500 (one of them put straight to the server),
@@ -65,9 +67,10 @@ def test_usage_requests_and_prefixes_reach_the_api(services, tmp_path):
         ]  # fmt: skip
         ops = found["ops"]
         assert ops["put_object"]["requests"] == 4 and ops["put_object"]["errors"] == 0
-        assert ops["get_object"]["requests"] == 3 and ops["get_object"]["errors"] == 0
+        # Three reads and the missing key: an object GET is one S3 call (no stat first).
+        assert ops["get_object"]["requests"] == 4 and ops["get_object"]["errors"] == 1
         assert 0 < ops["get_object"]["p50_s"] <= ops["get_object"]["p95_s"] < 60
-        # The missing key: one error, on the call that asked for it (the API stats first).
+        # The missing key: one error, on the call that asked for it.
         (failed,) = [op for op, figures in ops.items() if figures["errors"]]
         assert ops[failed]["errors"] == 1 and ops[failed]["error_ratio"] == 1 / ops[failed]["requests"]
         assert found["errors"] == 1 and found["error_ratio"] == 1 / found["requests"]
@@ -139,3 +142,30 @@ def test_the_api_refuses_a_bad_window_and_a_caller_without_a_grant(services, tmp
         assert seen.status_code == 200 and seen.json()["bucket"] == bucket
         listed = client.get("/api/v1/storage/analytics", headers=stranger).json()["buckets"]
         assert [b["bucket"] for b in listed] == [bucket]
+
+
+def test_growth_is_each_buckets_last_count_less_its_first_and_sums_are_storages_own(services, tmp_path):
+    now = utcnow()
+
+    def point(metric: str, value: float, minutes_ago: int, bucket: str, service: str = analytics.SERVICE):
+        return MetricPointIn(metric_type=metric, service_name=service, timestamp=now - timedelta(minutes=minutes_ago),
+                             value=value, tags={"bucket": bucket, "op": "put_object"})  # fmt: skip
+
+    points = [
+        point(analytics.BYTES, 100, 50, "grew"), point(analytics.BYTES, 400, 30, "grew"),
+        point(analytics.BYTES, 250, 10, "grew"), point(analytics.BYTES, 7, 20, "once"),
+        point(analytics.BYTES, 9, 90, "before"),  # outside the hour
+        point(analytics.REQUESTS, 3, 5, "grew"),
+        point(analytics.REQUESTS, 1000, 5, "grew", service="an-agent"),  # not storage's: left out
+    ]  # fmt: skip
+    with storage_api(services, tmp_path, loop_interval_s=3600) as client:
+        with Session(client.app.state.engine) as session, session.begin():
+            write_points(session, points)
+            upsert_rollups(session, points)
+        since = now - timedelta(hours=1)
+        with Session(client.app.state.engine) as session:
+            assert analytics.growth(session, since, None) == {"grew": 150, "once": 0}
+            assert analytics.growth(session, since, ["once", "before"]) == {"once": 0}
+            assert analytics.sums(session, analytics.REQUESTS, since, ["grew"], ("bucket", "op")) == {
+                ("grew", "put_object"): 3
+            }
