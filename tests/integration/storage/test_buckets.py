@@ -10,8 +10,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.store.models import AuditEntry, StorageGrant
-from tests.support.storage import bucket_name, fields, storage_api, token
+from controlplane.store.models import (
+    AuditEntry,
+    StorageDrill,
+    StorageGrant,
+    StorageMirror,
+    StorageMirrorVersion,
+    StorageShare,
+)
+from tests.support.storage import bucket_name, fields, purge, storage_api, token
 
 GIB = 1024**3
 
@@ -110,16 +117,44 @@ def test_a_bucket_that_holds_anything_is_kept_unless_forced_and_then_gone_everyw
     assert "not empty" in refused.json()["detail"] and "force" in refused.json()["detail"]
     assert raw.bucket_exists(name)  # nothing touched
 
-    gone = api.delete(f"/api/v1/storage/buckets/{name}", params={"force": "true"})
-    assert gone.status_code == 200, gone.text
-    assert not raw.bucket_exists(name)
-    assert api.get(f"/api/v1/storage/buckets/{name}").status_code == 404
-    with Session(api.app.state.engine) as session:
-        assert not list(session.scalars(select(StorageGrant).where(StorageGrant.bucket == name)))
-        deleted = session.scalars(
-            select(AuditEntry).where(AuditEntry.target == name, AuditEntry.action == "storage.bucket.delete")
-        ).one()
-    assert deleted.details == {"force": True, "removed_versions": 3}  # two versions and a marker
+    # Everything that hangs on the bucket: a user's grant, a share link, a scheduled mirror
+    # that has run (its version rows) and a drill of it.
+    granted = api.put(f"/api/v1/storage/buckets/{name}/grants", json={"subject": "user:ann", "level": "read"})
+    assert granted.status_code == 200, granted.text
+    assert api.put(f"/api/v1/storage/{name}/objects/b.txt", content=b"kept").status_code == 200
+    shared = api.post("/api/v1/storage/shares", json={"bucket": name, "key": "b.txt"})
+    assert shared.status_code == 201, shared.text
+    target = bucket_name("bkmt")
+    mirror = api.post(
+        "/api/v1/storage/mirrors", json={"bucket": name, "target_bucket": target, "interval_s": 3600}
+    )
+    assert mirror.status_code == 201, mirror.text
+    try:
+        assert api.post(f"/api/v1/storage/mirrors/{mirror.json()['id']}/run").status_code == 200
+        drilled = api.post("/api/v1/storage/drills", json={"mirror_id": mirror.json()["id"]})
+        assert drilled.status_code == 201, drilled.text
+        hanging = (StorageGrant, StorageShare, StorageMirror, StorageDrill)
+        with Session(api.app.state.engine) as session:
+            assert all(session.scalars(select(m).where(m.bucket == name)).first() for m in hanging)
+            assert session.scalars(select(StorageMirrorVersion)).first() is not None
+
+        gone = api.delete(f"/api/v1/storage/buckets/{name}", params={"force": "true"})
+        assert gone.status_code == 200, gone.text
+        assert not raw.bucket_exists(name)
+        assert api.get(f"/api/v1/storage/buckets/{name}").status_code == 404
+        with Session(api.app.state.engine) as session:
+            for model in hanging:
+                assert not list(session.scalars(select(model).where(model.bucket == name))), model
+            assert not list(session.scalars(select(StorageMirrorVersion)))
+            deleted = session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.target == name, AuditEntry.action == "storage.bucket.delete"
+                )
+            ).one()
+        # two versions and a marker of a.txt, and b.txt
+        assert deleted.details == {"force": True, "removed_versions": 4}
+    finally:
+        purge(raw, target)  # a mirror's target outlives it: the fixture no longer knows it
 
 
 def test_an_empty_bucket_is_deleted_without_force(api, raw):
