@@ -53,6 +53,7 @@ VERSIONS_LISTED = 100  # the newest versions of one object
 DRILLS_LISTED = 10  # the newest restore drills of a bucket
 FIELD_MAX = 2048  # characters of any one text field of a form (a key is at most 1,024 bytes)
 FORM_FIELDS_MAX = 20
+FORM_OVERHEAD = 1024 * 1024  # a multipart form's own bytes beside the file, at most
 GIB = 1024**3
 ACTIVITY_WINDOW = "24h"  # one of analytics.WINDOWS
 
@@ -228,10 +229,10 @@ async def upload(request: Request, bucket: str, role: str = Depends(require_role
 
     # Checked before the body is read: no spooling for a caller refused anyway.
     row = await asyncio.to_thread(allowed)
-    limit = storage.settings.max_object_gb * GIB
+    limit, why = objects.room(storage, row)  # the object cap, or what the quota has left
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + 1024 * 1024:  # the form's own bytes besides
-        raise TooLarge(f"the upload is {declared} bytes, over the {limit:.0f}-byte object limit")
+    if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
+        raise TooLarge(f"the upload is {declared} bytes with its form: {why}")
     data = await request.form(max_files=1, max_fields=FORM_FIELDS_MAX)
     check_csrf(request, str(data.get("csrf", "")))
     file = data.get("file")

@@ -175,6 +175,17 @@ def test_bad_input_is_a_4xx_naming_what_to_fix_and_stores_nothing(console):
     assert list(raw.list_objects(bucket, recursive=True)) == []
 
 
+def test_an_upload_past_the_quota_is_refused_before_its_body_is_read(console):
+    _url, clients, raw, made = console
+    olga = clients["olga"]
+    bucket = _create(olga, made, quota_gb="0.001")  # 1 MiB
+    answer = _upload(olga, bucket, "big.bin", secrets.token_bytes(3 * 1024 * 1024))
+    assert answer.status_code == 413, answer.text[:400]
+    # The page's own check on the declared length (the library's would name Content-Length).
+    assert "with its form" in answer.text and "quota" in answer.text, answer.text[:1000]
+    assert list(raw.list_objects(bucket, recursive=True)) == []
+
+
 def test_upload_download_delete_restore_and_undelete_through_the_forms(console):
     _url, clients, raw, made = console
     olga = clients["olga"]
