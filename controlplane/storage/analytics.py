@@ -7,7 +7,8 @@ Three parts:
   counted in full at most every ``storage.count_interval_s`` (5 minutes) and at most ``MAX_ENTRIES_PER_ROUND``
   listed entries per round (a larger bucket's count resumes at the next round from where it
   stopped); every version counted too (``versions_bytes``) when the bucket's version listing
-  fits in what is left of the round; the top prefixes by size (first path segment). A full
+  fits in what is left of the round (a bucket never versioned is not listed twice: its
+  versions are its objects); the top prefixes by size (first path segment). A full
   count writes StorageBucket.used_bytes/objects/usage_at and a point per figure into the
   store's metric series (service ``SERVICE``), so GET /storage/analytics serves growth.
   The S3 collector's coreplane_s3_bucket_objects/bytes are not reused for this: they come
@@ -149,6 +150,17 @@ def count_latest(storage: Storage, bucket: str, count: Count, budget: int) -> tu
     return False, spent
 
 
+def count_versions(storage: Storage, bucket: str, count: Count, budget: int) -> tuple[int, int] | None:
+    """(versions, bytes) of every version (None: past ``budget``). A bucket whose versioning
+    was never on holds no version but its objects: ``count``'s, with no second listing."""
+    status = storage.call(
+        "get_bucket_versioning", bucket, storage.client.get_bucket_versioning, bucket
+    ).status
+    if status not in ("Enabled", "Suspended"):
+        return count.objects, count.bytes
+    return storage.call("list_object_versions", bucket, _versions, storage.client, bucket, budget)
+
+
 def _due(session: Session, now: datetime, every: timedelta) -> list[StorageBucket]:
     rows = list(session.scalars(select(StorageBucket).order_by(StorageBucket.name)))
     due = [r for r in rows if r.name in _PARTIAL or r.usage_at is None or r.usage_at <= now - every]
@@ -183,9 +195,7 @@ def tick(
                 _PARTIAL[row.name] = count
                 outcome[row.name] = "partial"
                 break
-            versions = storage.call(
-                "list_object_versions", row.name, _versions, storage.client, row.name, budget
-            )
+            versions = count_versions(storage, row.name, count, budget)
         except (NotFound, Unavailable) as exc:  # one bucket gone or failing does not stop the others
             log.warning("storage usage of %s not counted: %s", row.name, exc)
             outcome[row.name] = f"{type(exc).__name__}: {exc}"

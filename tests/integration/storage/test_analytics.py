@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.clock import utcnow
 from controlplane.schemas.ingest import MetricPointIn
-from controlplane.storage import analytics
+from controlplane.storage import analytics, metrics
 from controlplane.store.models import InfrastructureMetric, StorageBucket
 from controlplane.store.writes import upsert_rollups, write_points
 from tests.support.storage import bucket_name, fields, raw_client, storage_api, token
@@ -99,7 +99,9 @@ def test_usage_requests_and_prefixes_reach_the_api(services, tmp_path):
 def test_a_count_larger_than_a_round_resumes_at_the_next(services, tmp_path):
     with storage_api(services, tmp_path, loop_interval_s=3600) as client:
         bucket = bucket_name("an")
-        assert client.post("/api/v1/storage/buckets", json={"name": bucket}).status_code == 201
+        # Versioned: an unversioned bucket's versions are its objects, counted with no listing.
+        made = client.post("/api/v1/storage/buckets", json={"name": bucket, "versioning": True})
+        assert made.status_code == 201, made.text
         raw = raw_client(services)
         for i in range(7):
             raw.put_object(bucket, f"p{i % 2}/k{i}", io.BytesIO(b"z" * (10 + i)), 10 + i)
@@ -169,3 +171,27 @@ def test_growth_is_each_buckets_last_count_less_its_first_and_sums_are_storages_
             assert analytics.sums(session, analytics.REQUESTS, since, ["grew"], ("bucket", "op")) == {
                 ("grew", "put_object"): 3
             }
+
+
+def test_a_bucket_never_versioned_is_listed_once_its_versions_being_its_objects(services, tmp_path):
+    with storage_api(services, tmp_path, loop_interval_s=3600) as client:
+        bucket = bucket_name("an")
+        assert client.post("/api/v1/storage/buckets", json={"name": bucket}).status_code == 201
+        raw = raw_client(services)
+        for i in range(3):
+            raw.put_object(bucket, f"k{i}", io.BytesIO(b"v" * 10), 10)
+        storage, engine = client.app.state.storage, client.app.state.engine
+        listings = metrics.REQUESTS.labels("list_object_versions", metrics.bucket_label(bucket))
+        before = listings._sum.get()  # the seconds its calls took: any call adds to them
+        with Session(engine) as session, session.begin():
+            assert analytics.tick(session, storage)[bucket] == "counted"
+        assert listings._sum.get() == before  # no version listing
+        with Session(engine) as session:
+            found = dict(
+                session.execute(
+                    select(InfrastructureMetric.metric_type, InfrastructureMetric.value).where(
+                        InfrastructureMetric.metric_type.in_([analytics.VERSIONS, analytics.VERSIONS_BYTES])
+                    )
+                ).all()
+            )
+        assert found == {analytics.VERSIONS: 3, analytics.VERSIONS_BYTES: 30}
