@@ -275,6 +275,11 @@ def test_a_share_link_made_in_the_console_downloads_and_dies_when_revoked(consol
         page = _object_page(olga, bucket, "shared.bin")
         share_id = re.search(r'<tr data-share="([^"]+)">', page).group(1)
         assert re.search(r'data-figure="downloads">1 of 5<', page), "the download is counted"
+        elsewhere = _create(olga, made)
+        wrong = olga.post(f"/storage/{elsewhere}/shares/{share_id}/revoke",
+                          data={"csrf": _csrf(olga), "key": "shared.bin"})  # fmt: skip
+        assert wrong.status_code == 404, "a link is revoked through its own bucket only"
+        assert 'data-figure="state">active<' in _object_page(olga, bucket, "shared.bin")
         revoked = olga.post(f"/storage/{bucket}/shares/{share_id}/revoke",
                             data={"csrf": _csrf(olga), "key": "shared.bin"})  # fmt: skip
         assert revoked.status_code == 303, revoked.text[:500]
