@@ -36,7 +36,9 @@ def read(storage: Storage, bucket: str) -> dict[str, Any]:
 def set_default(session: Session, storage: Storage, row: StorageBucket, default: str | None, *,
                 actor: str) -> dict[str, Any]:  # fmt: skip
     """The bucket's default encryption set ("SSE-S3") or removed (None); audited. Objects
-    already written keep the encryption they were written with."""
+    already written keep the encryption they were written with. Answers what ``read`` would,
+    from what was just set (no read back); the read before decides whether there is a
+    default to remove."""
     if default is not None and default not in DEFAULTS:
         raise Rejected.field(
             f"default must be {' or '.join(DEFAULTS)} or null", "default", "unknown encryption", "body"
@@ -55,4 +57,4 @@ def set_default(session: Session, storage: Storage, row: StorageBucket, default:
         target=row.name,
         details={"default": default, "was": was},
     )
-    return read(storage, row.name)
+    return {"default": default}

@@ -103,11 +103,12 @@ def read(storage: Storage, bucket: str) -> dict[str, Any]:
 def put(session: Session, storage: Storage, row: StorageBucket, prefixes: list[str], *,
         actor: str) -> dict[str, Any]:  # fmt: skip
     """Anonymous read of ``prefixes`` pushed to the server (none: the policy removed), the
-    pushed document in the audit; replaces any policy the bucket had."""
+    pushed document in the audit; replaces any policy the bucket had. Answers what ``read``
+    would, from the document just pushed (no read back)."""
     prefixes = check(prefixes)
     if not prefixes:
         remove(session, storage, row, actor=actor)
-        return read(storage, row.name)
+        return {FIELD: [], "raw": None}
     document = render(row.name, prefixes)
     storage.call(
         "set_bucket_policy", row.name, storage.client.set_bucket_policy, row.name, json.dumps(document)
@@ -115,7 +116,7 @@ def put(session: Session, storage: Storage, row: StorageBucket, prefixes: list[s
     audit.record(
         session, actor=actor, action="storage.policy.set", target=row.name, details={"policy": document}
     )
-    return read(storage, row.name)
+    return {FIELD: prefixes, "raw": document}
 
 
 def remove(session: Session, storage: Storage, row: StorageBucket, *, actor: str) -> None:

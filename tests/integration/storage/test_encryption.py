@@ -107,3 +107,16 @@ def test_only_the_buckets_admins_set_the_default(api: TestClient) -> None:
         assert answer.status_code == 403
     assert api.get(f"{API}/buckets/{bucket}/encryption", headers=viewer).status_code == 403
     assert api.get(f"{API}/buckets/{bucket}/encryption", headers=writer).json() == {"default": None}
+
+
+def test_setting_the_default_reads_once_to_decide_and_not_back(api: TestClient, monkeypatch) -> None:
+    bucket = make_bucket(api)
+    client = api.app.state.storage.client  # type: ignore[attr-defined]
+    reads: list[str] = []
+    real = client.get_bucket_encryption
+    monkeypatch.setattr(client, "get_bucket_encryption", lambda name: reads.append(name) or real(name))
+    for default in ("SSE-S3", None):
+        answer = api.put(f"{API}/buckets/{bucket}/encryption", json={"default": default})
+        assert answer.status_code == 200 and answer.json() == {"default": default}, answer.text
+    assert reads == [bucket, bucket]  # one read each: whether a default is there to remove
+    assert api.get(f"{API}/buckets/{bucket}/encryption").json() == {"default": None}

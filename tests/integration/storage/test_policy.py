@@ -43,6 +43,8 @@ def test_anonymous_read_works_for_its_prefixes_only(api: TestClient, anonymous: 
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["anonymous_read"] == ["public/", "img/"]
+    held = api.get(f"{API}/buckets/{bucket}/policy").json()  # the answer is what the server holds
+    assert held["anonymous_read"] == ["public/", "img/"] and held["raw"]["Statement"][0]["Effect"] == "Allow"
     statement = answer.json()["raw"]["Statement"][0]
     assert statement["Effect"] == "Allow" and "s3:GetObject" in str(statement["Action"])
 
@@ -115,3 +117,19 @@ def test_only_the_buckets_admins_change_the_policy(api: TestClient, anonymous: h
     assert api.get(f"{API}/buckets/{bucket}/policy", headers=viewer).status_code == 403
     assert api.get(f"{API}/buckets/{bucket}/policy", headers=writer).status_code == 200
     assert anonymous.get(f"/{bucket}/private/x").status_code == 403
+
+
+def test_setting_the_policy_answers_what_it_pushed_without_reading_it_back(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = make_bucket(api)
+    client = api.app.state.storage.client  # type: ignore[attr-defined]
+    reads: list[str] = []
+    real = client.get_bucket_policy
+    monkeypatch.setattr(client, "get_bucket_policy", lambda name: reads.append(name) or real(name))
+    answer = api.put(f"{API}/buckets/{bucket}/policy", json={"anonymous_read": ["docs/"]})
+    assert answer.status_code == 200 and answer.json()["anonymous_read"] == ["docs/"], answer.text
+    assert reads == []
+    answer = api.put(f"{API}/buckets/{bucket}/policy", json={"anonymous_read": []})
+    assert answer.json() == {"anonymous_read": [], "raw": None}
+    assert reads == [bucket]  # the one read that decides: is there a policy to delete
