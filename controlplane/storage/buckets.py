@@ -251,9 +251,10 @@ def as_dict(row: StorageBucket) -> dict[str, Any]:
     }
 
 
-def managed(session: Session, only: set[str] | None = None) -> list[StorageBucket]:
-    """The managed buckets by name (``only``: just those names; None: all)."""
-    query = select(StorageBucket).order_by(StorageBucket.name)
+def managed(session: Session, only: set[str] | None = None, limit: int | None = None) -> list[StorageBucket]:
+    """The managed buckets by name (``only``: just those names; None: all), the first
+    ``limit`` of them when given."""
+    query = select(StorageBucket).order_by(StorageBucket.name).limit(limit)
     if only is not None:
         query = query.where(StorageBucket.name.in_(only))
     return list(session.scalars(query))
