@@ -9,7 +9,7 @@ A mirror run and a drill run synchronously in a worker thread, each capped (a ru
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from controlplane.api.deps import caller_of, storage_of
 from controlplane.storage import access, drill, mirror, names, restore
 from controlplane.storage.access import Caller
-from controlplane.storage.client import Storage
+from controlplane.storage.client import Endpoint, Storage
 from controlplane.web import DB_SESSION, READ_SESSION
 
 router = APIRouter(prefix="/storage", tags=["storage"])
@@ -30,7 +30,7 @@ CALLER = Depends(caller_of)
 class MirrorIn(BaseModel):
     bucket: str = Field(min_length=1, max_length=100, description="The managed bucket to mirror.")
     target_bucket: str = Field(min_length=1, max_length=100, description="Made when missing.")
-    target_endpoint: Literal["primary", "mirror"] = Field(
+    target_endpoint: Endpoint = Field(
         "primary", description="primary: the same S3 endpoint; mirror: COREPLANE_STORAGE__MIRROR_ENDPOINT."
     )
     interval_s: int | None = Field(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar, get_args
 
 import urllib3
 from minio import Minio
@@ -19,6 +19,10 @@ from controlplane.storage import metrics
 from controlplane.storage.usage import Usage
 
 T = TypeVar("T")
+
+# Where a mirror writes: the primary S3 endpoint or storage.mirror_endpoint (the API's type too).
+Endpoint = Literal["primary", "mirror"]
+ENDPOINTS: tuple[str, ...] = get_args(Endpoint)
 
 _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "NoSuchVersion", "NoSuchUpload", "NoSuchTagSet",
               "NoSuchBucketPolicy", "NoSuchLifecycleConfiguration", "ResourceNotFound",
@@ -92,9 +96,9 @@ class Storage:
 
     def target(self, endpoint: str) -> Minio:
         """The client of a mirror's ``target_endpoint`` ("primary" or "mirror")."""
-        if endpoint not in ("primary", "mirror"):
+        if endpoint not in ENDPOINTS:
             raise Rejected.field(
-                "target_endpoint must be 'primary' or 'mirror'", "target_endpoint", "unknown", "body"
+                f"target_endpoint must be one of {', '.join(ENDPOINTS)}", "target_endpoint", "unknown", "body"
             )
         return self.client if endpoint == "primary" else self.mirror
 
