@@ -101,14 +101,20 @@ def authenticate(
     return principal
 
 
-def allow(*, min_role: str | None = None, agents: bool = False) -> Callable[..., Principal]:
-    """A dependency admitting people at ``min_role`` or above, and agents if ``agents``."""
+def allow(
+    *,
+    min_role: str | None = None,
+    agents: bool = False,
+    agent_refusal: str = "agent tokens may only send data and poll for actions",
+) -> Callable[..., Principal]:
+    """A dependency admitting people at ``min_role`` or above, and agents if ``agents``
+    (otherwise refused with 403 and ``agent_refusal``)."""
 
     def check(principal: Principal = Depends(authenticate)) -> Principal:
         if principal.kind == "agent":
             if agents:
                 return principal
-            raise HTTPException(403, "agent tokens may only send data and poll for actions")
+            raise HTTPException(403, agent_refusal)
         if min_role is None or RANK[principal.role] < RANK[min_role]:
             need = min_role or "an agent token"
             raise HTTPException(403, f"this needs the {need} role; you are {principal.role}")
@@ -128,9 +134,10 @@ def storage_of(request: Request) -> Storage:
     return configured(request.app.state.storage)
 
 
-def caller_of(principal: Principal = Depends(authenticate)) -> Caller:
+_PERSON = allow(min_role="viewer", agent_refusal="agents have no access to application storage")
+
+
+def caller_of(principal: Principal = Depends(_PERSON)) -> Caller:
     """Whom storage's grants are checked against: an API token by its name and role (the
-    admin token is an admin; agents hold no storage grants)."""
-    if principal.kind == "agent":
-        raise HTTPException(403, "agents have no access to application storage")
+    admin token is an admin; agents hold no storage grants: 403)."""
     return Caller(principal.name, principal.role)

@@ -140,5 +140,7 @@ def test_agents_hold_no_storage_access(api, bucket):
     agent = api.post("/api/v1/agents/register", json={"name": "agent-storage"})
     assert agent.status_code in (200, 201), agent.text
     headers = {"Authorization": f"Bearer {agent.json()['token']}"}
-    assert api.get(f"/api/v1/storage/{bucket}/objects/secret.txt", headers=headers).status_code == 403
-    assert api.get("/api/v1/storage/buckets", headers=headers).status_code == 403
+    for path in (f"/api/v1/storage/{bucket}/objects/secret.txt", "/api/v1/storage/buckets"):
+        refused = api.get(path, headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert "agents have no access to application storage" in refused.text
