@@ -17,17 +17,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.clock import utcnow
 from controlplane.errors import Forbidden, NotFound, Rejected, TooLarge
 from controlplane.store.models import StorageBucket, StorageGrant
+from controlplane.users import ROLES
 
 LEVELS = ("read", "write", "admin")
 RANK = {level: rank for rank, level in enumerate(LEVELS, start=1)}
-ROLES = ("viewer", "operator", "admin")
 MAX_GRANTS = 200  # per bucket
 
 
@@ -105,14 +105,21 @@ def grant(session: Session, bucket: str, subject: str, level: str, *, actor: str
         select(StorageGrant).where(StorageGrant.bucket == bucket, StorageGrant.subject == subject)
     ).first()
     if found is None:
-        count = len(session.scalars(select(StorageGrant.id).where(StorageGrant.bucket == bucket)).all())
+        count = (
+            session.scalar(
+                select(func.count()).select_from(StorageGrant).where(StorageGrant.bucket == bucket)
+            )
+            or 0
+        )
         if count >= MAX_GRANTS:
             raise TooLarge(f"bucket {bucket!r} has {count} grants, the most it may hold")
+        before = None
         found = StorageGrant(
             bucket=bucket, subject=subject, level=level, created_at=utcnow(), created_by=actor
         )
         session.add(found)
-    before, found.level = found.level if found.id else None, level
+    else:
+        before, found.level = found.level, level
     audit.record(
         session,
         actor=actor,

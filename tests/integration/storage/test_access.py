@@ -8,8 +8,12 @@ from __future__ import annotations
 import io
 
 import pytest
+from sqlalchemy import select
 
-from tests.support.storage import bucket_name, token
+from controlplane.storage import access
+from controlplane.storage.access import Caller
+from controlplane.store.models import AuditEntry
+from tests.support.storage import bucket_name, session_of, token
 
 
 @pytest.fixture
@@ -144,3 +148,29 @@ def test_agents_hold_no_storage_access(api, bucket):
         refused = api.get(path, headers=headers)
         assert refused.status_code == 403, refused.text
         assert "agents have no access to application storage" in refused.text
+
+
+def test_a_grant_audits_what_it_replaced_and_visible_filters_by_level(api, bucket):
+    other = bucket_name("acc")
+    assert api.post("/api/v1/storage/buckets", json={"name": other}).status_code == 201
+    grants = f"/api/v1/storage/buckets/{bucket}/grants"
+    assert api.put(grants, json={"subject": "user:bo", "level": "read"}).status_code == 200
+    assert api.put(grants, json={"subject": "user:bo", "level": "write"}).status_code == 200
+    granted = api.put(
+        f"/api/v1/storage/buckets/{other}/grants", json={"subject": "role:viewer", "level": "admin"}
+    )
+    assert granted.status_code == 200
+    with session_of(api) as session:
+        audited = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "storage.grant", AuditEntry.target == bucket)
+        ).all()
+        bo_grants = [
+            (a.details["level"], a.details["was"]) for a in audited if a.details["subject"] == "user:bo"
+        ]
+        assert sorted(bo_grants, key=str) == [("read", None), ("write", "read")]
+        bo = Caller("bo", "viewer")
+        assert access.visible(session, bo) == {bucket, other}  # other through role:viewer
+        assert access.visible(session, bo, at_least="write") == {bucket, other}
+        assert access.visible(session, bo, at_least="admin") == {other}
+        assert access.visible(session, Caller("cy", "operator"), at_least="read") == set()
+        assert access.visible(session, Caller("root", "admin"), at_least="admin") is None
