@@ -133,15 +133,14 @@ def storage_page(request: Request, role: str = Depends(require_role("viewer")),
 
 
 def _quota(text: str) -> int | None:
+    """The form's GiB in bytes, within buckets' own bounds (None: no quota)."""
     if not text.strip():
         return None
     try:
-        gb = float(text)
-    except ValueError:
+        quota = int(float(text) * GIB)
+    except (ValueError, OverflowError):  # not a number, or nan or inf
         raise Rejected.field("quota_gb must be a number of GiB", "quota_gb", "not a number", "form") from None
-    if not 0 < gb <= 1_000_000:
-        raise Rejected.field("quota_gb must be over 0 and at most 1,000,000", "quota_gb", "range", "form")
-    return int(gb * GIB)
+    return buckets.check_quota(quota, "quota_gb", "form")
 
 
 @router.post("/storage")
@@ -310,7 +309,7 @@ def object_page(
         "versioning": versions.status(storage, bucket), "can_write": _can_write(level),
         "deleted": latest is not None and latest["is_delete_marker"],
         "shares": _shares(session, caller, bucket, key),
-        "max_days": storage.settings.share_max_days,
+        "max_days": storage.settings.share_max_days, "max_downloads": shares.MAX_DOWNLOADS,
     }  # fmt: skip
     return render(request, "storage/object.html", context)
 
@@ -388,7 +387,7 @@ async def create_share(
     key, version_id = _key(form), _version(form.get("version_id"))
     storage, caller = _storage(request), _caller(request, role)
     hours = _positive(form, "expires_hours", storage.settings.share_max_days * 24, required=True)
-    most = _positive(form, "max_downloads", 1_000_000, required=False)
+    most = _positive(form, "max_downloads", shares.MAX_DOWNLOADS, required=False)
 
     def create() -> tuple[str, list[dict[str, Any]]]:
         # In the thread: the store's queries and the S3 stat stay off the event loop.

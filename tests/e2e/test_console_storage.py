@@ -172,6 +172,12 @@ def test_bad_input_is_a_4xx_naming_what_to_fix_and_stores_nothing(console):
         f"/storage/{bucket}/settings", data={"csrf": _csrf(olga), "op": "quota", "quota_gb": "lots"}
     )
     assert quota.status_code == 422 and "quota_gb" in quota.text
+    for gb, status in (("0", 422), ("104857601", 422), ("2000000", 303)):  # buckets' bounds: up to 100 PiB
+        answer = olga.post(
+            f"/storage/{bucket}/settings", data={"csrf": _csrf(olga), "op": "quota", "quota_gb": gb}
+        )
+        assert answer.status_code == status, (gb, answer.text[:400])
+        assert status == 303 or "quota_gb" in answer.text
     assert list(raw.list_objects(bucket, recursive=True)) == []
 
 
@@ -264,6 +270,10 @@ def test_a_share_link_made_in_the_console_downloads_and_dies_when_revoked(consol
                            data={"csrf": _csrf(olga), "key": "shared.bin", "expires_hours": "2",
                                  "max_downloads": "5"})  # fmt: skip
     assert made_share.status_code == 201, made_share.text[:500]
+    too_many = olga.post(f"/storage/{bucket}/shares",
+                         data={"csrf": _csrf(olga), "key": "shared.bin", "expires_hours": "2",
+                               "max_downloads": "1000001"})  # fmt: skip
+    assert too_many.status_code == 422 and "max_downloads" in too_many.text, "shares' own cap"
     link = re.search(r'id="storage-share-url"[^>]*value="([^"]+)"', made_share.text).group(1)
     assert link.startswith(f"{url}/s/")
     page = _object_page(olga, bucket, "shared.bin")
