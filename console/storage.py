@@ -202,7 +202,7 @@ def bucket_page(
                             limit=PAGE_SIZE, with_encryption=True)  # fmt: skip
     level = access.level_of(session, caller, bucket)
     context = {
-        "bucket": bucket, "summary": buckets.summary(session, storage, row), "prefix": prefix,
+        "bucket": bucket, "summary": buckets.summary(storage, row), "prefix": prefix,
         "crumbs": crumbs(prefix), "listing": found, "paged": bool(start_after),
         "next_url": _back(bucket, prefix=prefix, start_after=found["next"]) if found["next"] else None,
         "first_url": _back(bucket, prefix=prefix), "can_write": _can_write(level),

@@ -95,7 +95,7 @@ def create_bucket(
         session, storage, body.name, actor=who.name, quota_bytes=body.quota_bytes, tags=body.tags,
         versioning=body.versioning, role=who.role,
     )  # fmt: skip
-    return buckets.summary(session, storage, row)
+    return buckets.summary(storage, row)
 
 
 @router.get("/storage/buckets/{bucket}")
@@ -103,7 +103,7 @@ def bucket_detail(
     bucket: str, caller: Caller = CALLER, storage: Storage = STORAGE, session: Session = READ_SESSION
 ) -> dict[str, Any]:
     row = access.require(session, caller, _bucket(bucket), "read")
-    return {**buckets.summary(session, storage, row), "level": access.level_of(session, caller, bucket)}
+    return {**buckets.summary(storage, row), "level": access.level_of(session, caller, bucket)}
 
 
 @router.delete("/storage/buckets/{bucket}")

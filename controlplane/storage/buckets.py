@@ -222,7 +222,7 @@ def set_quota(session: Session, name: str, quota_bytes: int | None, *, actor: st
     return row
 
 
-def summary(session: Session, storage: Storage, row: StorageBucket) -> dict[str, Any]:
+def summary(storage: Storage, row: StorageBucket) -> dict[str, Any]:
     """The bucket as the API and the console show it: the row, and what the server says of
     its versioning, default encryption and tags."""
     name, client = row.name, storage.client
