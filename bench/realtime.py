@@ -54,6 +54,7 @@ import psutil
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from bench.common import quantile
 from controlplane.settings import Settings
 from tests.support.processes import coreplane_env, free_port, spawn, stop
 from tests.support.realtime import mint, redis_url, rt_serve
@@ -684,14 +685,9 @@ def history_store(settings: Settings) -> dict[str, list[float]]:
 # results
 
 
-def _q(values: list[float], q: int) -> float:
-    # inclusive: a quantile of these few samples stays within them (p99 never above the max)
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
-
-
 def broadcast_results(found: dict[str, Broadcast]) -> list[Result]:
     ours, bare = found["coreplane"], found["bare"]
-    p99, bare_p99 = _q(ours.latencies_ms, 99), _q(bare.latencies_ms, 99)
+    p99, bare_p99 = quantile(ours.latencies_ms, 99), quantile(bare.latencies_ms, 99)
     drops_ok = ours.drops == 0 or ours.drops < bare.drops
     full = ours.members == MEMBERS and bare.members == MEMBERS
     return [
@@ -699,8 +695,8 @@ def broadcast_results(found: dict[str, Broadcast]) -> list[Result]:
             name="ws_broadcast_p99_ms", ours=round(p99, 2), baseline=round(bare_p99, 2),
             unit=f"ms p99 publish -> the last of {MEMBERS:,} members got it (both publishers members too), "
                  f"{len(ours.sent)} messages per side in {BLOCKS} alternating blocks, the next sent once the last "
-                 f"was everywhere; p50 coreplane {_q(ours.latencies_ms, 50):.1f} vs bare Channels group_send "
-                 f"{_q(bare.latencies_ms, 50):.1f}; not everywhere within {DONE_TIMEOUT_S:g} s: {ours.late} vs "
+                 f"was everywhere; p50 coreplane {quantile(ours.latencies_ms, 50):.1f} vs bare Channels group_send "
+                 f"{quantile(bare.latencies_ms, 50):.1f}; not everywhere within {DONE_TIMEOUT_S:g} s: {ours.late} vs "
                  f"{bare.late}; {CLIENT_PROCS} client processes, one Redis layer",
             goal=f"p99 < {P99_GOAL_MS:g} ms and ratio <= {RATIO_GOAL:g}, 0 drops where the bare layer drops",
             met=p99 < P99_GOAL_MS and p99 / bare_p99 <= RATIO_GOAL and drops_ok and full,
@@ -743,10 +739,10 @@ def history_results(found: dict[str, list[float]]) -> list[Result]:
     stream, table = found["stream"], found["table"]
     rate = {k: len(v) / (sum(v) / 1000) for k, v in found.items()}
     detail = (f"{len(stream):,} appends per side one at a time in {BLOCKS} alternating blocks; p50 stream "
-              f"{_q(stream, 50):.3f} vs table {_q(table, 50):.3f} ms")  # fmt: skip
+              f"{quantile(stream, 50):.3f} vs table {quantile(table, 50):.3f} ms")  # fmt: skip
     return [
         Result(
-            name="rt_history_append_p99_ms", ours=round(_q(stream, 99), 3), baseline=round(_q(table, 99), 3),
+            name="rt_history_append_p99_ms", ours=round(quantile(stream, 99), 3), baseline=round(quantile(table, 99), 3),
             unit=f"ms p99 per room-history append: Redis stream (INCR + XADD MAXLEN, Lua) vs a PostgreSQL table "
                  f"(upsert sequence + INSERT, one commit per message); {detail}",
             goal="report (the choice: docs/decisions/0009)", met=None,
@@ -763,15 +759,15 @@ def run(settings: Settings) -> list[Result]:
     _raise_nofile()
     results: list[Result] = []
     history = history_store(settings)
-    print(f"bench: rt history stream p50 {_q(history['stream'], 50):.3f} p99 {_q(history['stream'], 99):.3f} ms, "
-          f"table p50 {_q(history['table'], 50):.3f} p99 {_q(history['table'], 99):.3f} ms", flush=True)  # fmt: skip
+    print(f"bench: rt history stream p50 {quantile(history['stream'], 50):.3f} p99 {quantile(history['stream'], 99):.3f} ms, "
+          f"table p50 {quantile(history['table'], 50):.3f} p99 {quantile(history['table'], 99):.3f} ms", flush=True)  # fmt: skip
     results += history_results(history)
     gap = resume(settings)
     print(f"bench: rt resume {gap}", flush=True)
     results.append(resume_result(gap))
     sent = broadcast(settings)
     for side, b in sent.items():
-        print(f"bench: rt broadcast {side} p50 {_q(b.latencies_ms, 50):.1f} p99 {_q(b.latencies_ms, 99):.1f} "
+        print(f"bench: rt broadcast {side} p50 {quantile(b.latencies_ms, 50):.1f} p99 {quantile(b.latencies_ms, 99):.1f} "
               f"slowest {sorted(round(x) for x in b.latencies_ms)[-5:]} ms, late {b.late}, drops {b.drops}, closed {b.closed}", flush=True)  # fmt: skip
     results += broadcast_results(sent)
     results.append(capacity_result(capacity(settings)))

@@ -26,7 +26,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import statistics
 import tempfile
 import threading
 import time
@@ -40,6 +39,7 @@ import urllib3
 from minio import Minio
 from sqlalchemy.orm import Session
 
+from bench.common import quantile
 from controlplane.settings import Settings
 from controlplane.storage import buckets, objects
 from controlplane.storage.client import Storage
@@ -212,10 +212,6 @@ def transfer_results(found: dict[str, dict[str, Transfer]], *, size_mb: int, par
 # --- small objects: the library vs raw ---------------------------------------------------
 
 
-def p99(values: list[float]) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[98] if len(values) > 1 else values[0]
-
-
 def small_puts(
     settings: Settings, scratch: Path, *, count: int = SMALL_COUNT, store_dialect: str = STORE
 ) -> dict[str, list[float]]:
@@ -254,7 +250,7 @@ def small_puts(
 
 
 def small_put_result(timings: dict[str, list[float]]) -> Result:
-    ours, raw = p99(timings["coreplane"]), p99(timings["raw"])
+    ours, raw = quantile(timings["coreplane"], 99), quantile(timings["raw"], 99)
     ratio = round(ours / raw, 3)
     goal = f"ratio <= {SMALL_GOAL} ({len(timings['raw'])} x 4 KB each, interleaved)"
     return Result("storage_small_put_p99_ms", round(ours, 2), round(raw, 2), "ms", goal, ratio <= SMALL_GOAL,
