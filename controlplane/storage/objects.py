@@ -121,11 +121,8 @@ def _read_call(
     without a code on HEAD, 403 on a wrong key) become a 4xx naming the key's header."""
     try:
         return storage.call(op, bucket, fn, *args, **kwargs)
-    except (Rejected, Unavailable) as exc:
-        cause = exc.__cause__
-        if not isinstance(cause, S3Error):
-            raise
-        if customer_key is None and cause.code in ("BadRequest", "InvalidArgument", "InvalidRequest"):
+    except Rejected as exc:  # the reason is the S3 code (client.domain_error)
+        if customer_key is None and exc.reason in ("BadRequest", "InvalidArgument", "InvalidRequest"):
             raise Rejected.field(
                 f"{bucket}/{args[1] if len(args) > 1 else ''} is encrypted with a customer key (SSE-C), "
                 f"or the request is malformed: send the key in {SSE_C_HEADER}",
@@ -133,7 +130,10 @@ def _read_call(
                 "key needed",
                 "header",
             ) from exc
-        if customer_key is not None and cause.code == "AccessDenied":
+        raise
+    except Unavailable as exc:  # AccessDenied is coreplane's credentials, unless a key was sent
+        cause = exc.__cause__
+        if customer_key is not None and isinstance(cause, S3Error) and cause.code == "AccessDenied":
             raise Rejected.field(
                 f"the key in {SSE_C_HEADER} is not the one this object was stored with",
                 SSE_C_HEADER,
