@@ -192,9 +192,14 @@ def _from_server(rule: Rule) -> dict[str, Any]:
 # -- what goes -----------------------------------------------------------------------------
 
 
+def in_force(rules: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The enabled ones among a bucket's stored (``parse``-normalised) rules."""
+    return [rule for rule in rules or [] if rule["enabled"]]
+
+
 def evaluate(rows: list[ObjectInfo], rules: list[dict[str, Any]], now: datetime) -> list[Doomed]:
-    """What the enabled ``rules`` send away from ``rows`` (versions and delete markers of a
-    bucket) at ``now``: each version once, by the first rule that dooms it.
+    """What ``rules`` (the ones ``in_force``) send away from ``rows`` (versions and delete
+    markers of a bucket) at ``now``: each version once, by the first rule that dooms it.
 
     A current object goes when it is ``expire_days`` old (a delete marker already current
     has nothing to expire). A noncurrent version goes ``noncurrent_days`` after its
@@ -205,7 +210,7 @@ def evaluate(rows: list[ObjectInfo], rules: list[dict[str, Any]], now: datetime)
     for key, group in groupby(versions.newest_first(rows), key=lambda r: r.key):
         history = list(group)
         for rule in rules:
-            if rule.get("enabled", True) and key.startswith(rule.get("prefix", "")):
+            if key.startswith(rule["prefix"]):
                 for found in _doomed_by(rule, history, now):
                     doomed.setdefault((found.key, found.version_id, found.action), found)
     return sorted(doomed.values(), key=lambda d: (d.key, d.action, d.since))
@@ -229,11 +234,12 @@ def _doomed_by(rule: dict[str, Any], history: list[ObjectInfo], now: datetime) -
 
 
 def run(session: Session, storage: Storage, row: StorageBucket, *, dry_run: bool, now: datetime | None = None,
-        actor: str, limit: int = MAX_DELETIONS) -> dict[str, Any]:  # fmt: skip
+        actor: str, limit: int = MAX_DELETIONS, audit_empty: bool = True) -> dict[str, Any]:  # fmt: skip
     """The bucket's rules applied at ``now`` (default: now): what goes, listed, and unless
     ``dry_run`` deleted, ``limit`` at most (the rest goes next round); audited when it
-    deleted anything or a person asked."""
-    rules = [rule for rule in row.lifecycle or [] if rule.get("enabled", True)]
+    deleted or failed anything, or always with ``audit_empty`` (a person asked: the default;
+    the leader's round passes False so a round with nothing to do leaves no row)."""
+    rules = in_force(row.lifecycle)
     rows, more = _scan(storage, row.name, rules)
     doomed = evaluate(rows, rules, now or datetime.now(UTC))
     chosen = doomed[:limit]
@@ -249,7 +255,7 @@ def run(session: Session, storage: Storage, row: StorageBucket, *, dry_run: bool
         "capped": len(doomed) > len(chosen),
         "items": [d.as_dict() for d in chosen[:MAX_REPORTED]],
     }
-    if deleted or failed or actor != ACTOR:
+    if deleted or failed or audit_empty:
         action = "storage.lifecycle.dry_run" if dry_run else "storage.lifecycle.run"
         audit.record(session, actor=actor, action=action, target=row.name, details=answer)
     return answer
@@ -257,7 +263,7 @@ def run(session: Session, storage: Storage, row: StorageBucket, *, dry_run: bool
 
 def _scan(storage: Storage, bucket: str, rules: list[dict[str, Any]]) -> tuple[list[ObjectInfo], bool]:
     """The versions under the rules' prefixes (each once), MAX_SCAN at most."""
-    prefixes = sorted({rule.get("prefix", "") for rule in rules})
+    prefixes = sorted({rule["prefix"] for rule in rules})
     # A prefix inside another is read with it: "" covers everything.
     outer = [p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes)]
     rows: list[ObjectInfo] = []
@@ -291,10 +297,18 @@ def tick(session: Session, storage: Storage) -> None:
     """The storage loop's lifecycle round: every bucket with enabled rules, MAX_DELETIONS
     per bucket; a bucket that fails is logged and the others still run."""
     for row in session.scalars(select(StorageBucket).order_by(StorageBucket.name)):
-        if not any(rule.get("enabled", True) for rule in row.lifecycle or []):
+        if not row.lifecycle:  # no rules (all disabled: run lists nothing and records nothing)
             continue
         try:
             with session.begin_nested():
-                run(session, storage, row, dry_run=False, now=datetime.now(UTC), actor=ACTOR)
+                run(
+                    session,
+                    storage,
+                    row,
+                    dry_run=False,
+                    now=datetime.now(UTC),
+                    actor=ACTOR,
+                    audit_empty=False,
+                )
         except (NotFound, Rejected, Unavailable) as exc:
             log.warning("lifecycle of bucket %s failed this round: %s", row.name, exc)

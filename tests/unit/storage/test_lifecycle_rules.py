@@ -91,7 +91,11 @@ def test_only_keys_under_the_prefix_and_enabled_rules_count() -> None:
     rows = [_v("logs/a", "1", 10, latest=True), _v("keep/a", "2", 10, latest=True)]
     found = lifecycle.evaluate(rows, [_rule(prefix="logs/", expire_days=1)], NOW)
     assert [d.key for d in found] == ["logs/a"]
-    assert lifecycle.evaluate(rows, [_rule(prefix="logs/", expire_days=1, enabled=False)], NOW) == []
+    off = _rule(prefix="logs/", expire_days=1, enabled=False)
+    assert lifecycle.evaluate(rows, lifecycle.in_force([off]), NOW) == []
+    on = _rule(id="on", prefix="keep/", expire_days=1)
+    assert lifecycle.in_force([off, on]) == [on]
+    assert lifecycle.in_force(None) == []
 
 
 def test_a_current_delete_marker_has_nothing_to_expire() -> None:
