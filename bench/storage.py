@@ -18,13 +18,13 @@ server (the harness's SeaweedFS), in the same run.
 - storage_restore_s_per_gb: a restore drill (controlplane.storage.drill.run) of a mirror
   holding RESTORE_MB in RESTORE_OBJECTS objects: the drill's RTO (the restore, before the
   comparison) per GB, against a raw loop that streams the same objects from the mirror into
-  a fresh bucket (get_object as put_object's reader). Reported, no goal.
+  a fresh bucket (get_object as put_object's reader, in the drill's part size). Reported,
+  no goal.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import os
 import tempfile
 import threading
@@ -268,15 +268,16 @@ class Restore:
     state: str
 
 
-def _raw_copy(client: Minio, source: str, target: str) -> int:
-    """Every object of ``source`` streamed into ``target`` (get_object as the reader)."""
+def _raw_copy(client: Minio, storage: Storage, source: str, target: str) -> int:
+    """Every object of ``source`` streamed into ``target`` (get_object as the reader), in
+    parts of the size the drill uses (objects.part_size: storage.part_size_mb)."""
     copied = 0
     for item in client.list_objects(source, recursive=True):
         key = item.object_name or ""
         answer = client.get_object(source, key)
         try:
             size = int(answer.headers.get("content-length", "0"))
-            client.put_object(target, key, answer, size, part_size=max(5 * MIB, math.ceil(size / 10_000)))  # type: ignore[arg-type]
+            client.put_object(target, key, answer, size, part_size=objects.part_size(storage, size))  # type: ignore[arg-type]
         finally:
             answer.close()
             answer.release_conn()
@@ -309,7 +310,7 @@ def restore(
         assert state == "passed" and moved == size * count, (state, moved, done.error)
         raw.make_bucket(copy)
         began = time.perf_counter()
-        copied = _raw_copy(raw, target, copy)
+        copied = _raw_copy(raw, storage, target, copy)
         raw_s = time.perf_counter() - began
         assert copied == moved, (copied, moved)
     return Restore(moved, float(drill_s or 0.0), raw_s, state)
