@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from bench.common import quantile
 from controlplane.settings import Settings
-from controlplane.storage import buckets, objects
+from controlplane.storage import buckets, drill, mirror, objects
 from controlplane.storage.client import Storage
 from controlplane.store.models import StorageBucket
 from tests.support.results import Result
@@ -289,8 +289,6 @@ def restore(
     settings: Settings, scratch: Path, *, mb: int = RESTORE_MB, count: int = RESTORE_OBJECTS
 ) -> Restore:
     """A drill of a mirror holding ``mb`` MiB in ``count`` objects, and the raw copy loop."""
-    from controlplane.storage import drill, mirror  # part D's; imported when this bench runs
-
     raw, storage = raw_client(settings), Storage.of(settings)
     source, target, copy = bucket_name("bench-src"), bucket_name("bench-mir"), bucket_name("bench-cpy")
     size = mb * MIB // count
