@@ -4,7 +4,8 @@ object's versions and share links; the bucket's shares and settings).
 
 The console user is a storage ``Caller`` by user name and role, so grants to ``user:<name>``
 apply here as in the API: every page and form asks ``access.require`` for the level it needs
-(403 otherwise, nothing touched). Credentials never reach the browser: downloads stream
+(403 otherwise, nothing touched); a page that shows more to a higher level asks
+``access.granted``, which answers the level too. Credentials never reach the browser: downloads stream
 through /storage/{bucket}/download, uploads come in as a form whose file Starlette spools to
 disk (bounded memory), and the only URL handed out is a share link's /s/ one, shown once.
 Object keys travel in the query string or a form field, never in the path: a key may hold
@@ -102,10 +103,6 @@ def _folder(key: str) -> str:
     return key.rsplit("/", 1)[0] + "/" if "/" in key else ""
 
 
-def _can_write(level: str | None) -> bool:
-    return access.RANK.get(level or "", 0) >= access.RANK["write"]
-
-
 def _back(bucket: str, **params: str | None) -> str:
     kept = {k: v for k, v in params.items() if v}
     return f"/storage/{bucket}" + (f"?{urlencode(kept)}" if kept else "")
@@ -194,18 +191,17 @@ def bucket_page(
     _bucket(bucket)
     storage = _storage(request)
     caller = _caller(request, role)
-    row = access.require(session, caller, bucket, "read")
+    row, level = access.granted(session, caller, bucket, "read")
     prefix = names.key_prefix(prefix, "prefix", "query")
     if start_after:
         names.object_key(start_after, "start_after", "query")
     found = objects.listing(storage, bucket, prefix=prefix, delimiter="/", start_after=start_after or None,
                             limit=PAGE_SIZE, with_encryption=True)  # fmt: skip
-    level = access.level_of(session, caller, bucket)
     context = {
         "bucket": bucket, "summary": buckets.summary(storage, row), "prefix": prefix,
         "crumbs": crumbs(prefix), "listing": found, "paged": bool(start_after),
         "next_url": _back(bucket, prefix=prefix, start_after=found["next"]) if found["next"] else None,
-        "first_url": _back(bucket, prefix=prefix), "can_write": _can_write(level),
+        "first_url": _back(bucket, prefix=prefix), "can_write": access.RANK[level] >= access.RANK["write"],
         "is_admin": level == "admin", "shares": _shares(session, caller, bucket),
         **_settings(session, storage, row),
         "public_prefixes": policy.read(storage, bucket)[policy.FIELD],
@@ -296,17 +292,17 @@ def object_page(
 ) -> Response:
     _bucket(bucket)
     storage, caller = _storage(request), _caller(request, role)
-    access.require(session, caller, bucket, "read")
+    _row, level = access.granted(session, caller, bucket, "read")
     key = names.object_key(key, "key", "query")
     info = _stat_or_none(storage, bucket, key)
     found = [v.as_dict() for v in versions.versions_of(storage, bucket, key)[:VERSIONS_LISTED]]
     if info is None and not found:
         raise NotFound(f"no object {key!r} in bucket {bucket!r}")
-    level = access.level_of(session, caller, bucket)
     latest = found[0] if found else None  # newest first
     context = {
         "bucket": bucket, "key": key, "info": info, "versions": found, "folder": _folder(key),
-        "versioning": versions.status(storage, bucket), "can_write": _can_write(level),
+        "versioning": versions.status(storage, bucket),
+        "can_write": access.RANK[level] >= access.RANK["write"],
         "deleted": latest is not None and latest["is_delete_marker"],
         "shares": _shares(session, caller, bucket, key),
         "max_days": storage.settings.share_max_days, "max_downloads": shares.MAX_DOWNLOADS,

@@ -58,6 +58,12 @@ def level_of(session: Session, caller: Caller, bucket: str) -> str | None:
 def require(session: Session, caller: Caller, bucket: str, level: str) -> StorageBucket:
     """The managed bucket, when ``caller`` holds ``level`` on it; Forbidden otherwise (the
     same answer whether or not the bucket exists, to a caller with no grant on it)."""
+    return granted(session, caller, bucket, level)[0]
+
+
+def granted(session: Session, caller: Caller, bucket: str, level: str) -> tuple[StorageBucket, str]:
+    """``require``'s bucket and the level ``caller`` holds on it (at least ``level``), for a
+    page that shows more to a higher level: one grant query, not a second ``level_of``."""
     held = level_of(session, caller, bucket)
     if held is None or RANK[held] < RANK[level]:
         have = f"you hold {held}" if held else "you hold no grant on it"
@@ -65,7 +71,7 @@ def require(session: Session, caller: Caller, bucket: str, level: str) -> Storag
     found = session.get(StorageBucket, bucket)
     if found is None:
         raise NotFound(f"no bucket {bucket!r} is managed by coreplane")
-    return found
+    return found, held
 
 
 def visible(session: Session, caller: Caller, at_least: str = "read") -> set[str] | None:
