@@ -1,6 +1,6 @@
 """Realtime protocol test support: tokens a test signs itself (expired, forged), API
 credentials by role, console-session sockets, close codes, a serve process a test can
-signal, and the problem+json fields a refusal names."""
+signal."""
 
 from __future__ import annotations
 
@@ -78,11 +78,6 @@ def role_token(cp: ControlPlane, role: str) -> str:
         made = admin.post("/api/v1/tokens", json={"name": f"rt-{role}-{secrets.token_hex(3)}", "role": role})
     assert made.status_code == 201, made.text
     return made.json()["token"]
-
-
-def problem_fields(answer: httpx.Response) -> list[str]:
-    """The fields a problem+json refusal names."""
-    return [e.get("field") for e in answer.json().get("errors") or []]
 
 
 def console_sessions(cp: ControlPlane, **roles: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from controlplane.app import create_app
 from controlplane.settings import Settings, StorageSettings
 from controlplane.store.models import StorageBucket, StorageMirror
+from tests.support.problems import fields as fields  # the storage tests take it from here
 from tests.support.services import require
 from tests.support.stores import ADMIN, make_settings, migrated_store
 
@@ -82,11 +83,6 @@ def token(client: TestClient, role: str, name: str | None = None) -> dict[str, s
     )
     assert answer.status_code in (200, 201), answer.text
     return {"Authorization": f"Bearer {answer.json()['token']}"}
-
-
-def fields(answer: Any) -> list[str]:
-    """The fields a problem+json answer's errors name."""
-    return [e.get("field") for e in answer.json().get("errors") or []]
 
 
 def session_of(api: TestClient) -> Session:

@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from controlplane.realtime.rooms import MAX_ROOMS_LISTED
+from tests.support.problems import fields
 from tests.support.realtime import mint, room, rt_serve
-from tests.support.realtime_protocol import api, open_in, problem_fields, role_token, run
+from tests.support.realtime_protocol import api, open_in, role_token, run
 
 FRAME_MAX = 2048
 CHAT_SCHEMA = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
@@ -88,7 +89,7 @@ def test_a_viewer_or_no_credential_gets_no_token(cp, viewer):
 def test_a_bad_token_request_is_422_naming_the_field(operator, request_body, field):
     answer = operator.post(TOKENS, json=request_body)
     assert answer.status_code == 422, answer.text
-    assert field in problem_fields(answer), answer.text
+    assert field in fields(answer), answer.text
 
 
 # server-side publish
@@ -140,7 +141,7 @@ def test_a_bad_publish_is_refused_naming_the_field(operator, path, send, status,
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json"), answer.headers
     if field is not None:
-        assert field in problem_fields(answer), answer.text
+        assert field in fields(answer), answer.text
 
 
 def test_a_message_the_schema_accepts_is_published(operator):
@@ -193,7 +194,7 @@ def test_rooms_members_history_and_stats(cp, operator, viewer):
 def test_history_bounds_are_422_naming_the_parameter(viewer, params, field):
     answer = viewer.get(messages_path("free:bounds"), params=params)
     assert answer.status_code == 422, answer.text
-    assert field in problem_fields(answer), answer.text
+    assert field in fields(answer), answer.text
 
 
 def test_reads_refuse_a_bad_room_name_and_list_limits(viewer):
@@ -201,7 +202,7 @@ def test_reads_refuse_a_bad_room_name_and_list_limits(viewer):
     assert viewer.get(messages_path("bad%20room")).status_code == 422
     for limit in (0, MAX_ROOMS_LISTED + 1):
         answer = viewer.get("/api/v1/realtime/rooms", params={"limit": limit})
-        assert answer.status_code == 422 and "query.limit" in problem_fields(answer), answer.text
+        assert answer.status_code == 422 and "query.limit" in fields(answer), answer.text
 
 
 # application code
