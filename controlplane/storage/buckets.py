@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from minio.commonconfig import ENABLED, Tags
-from minio.deleteobjects import DeleteObject
+from minio.deleteobjects import DeleteError, DeleteObject
 from minio.sseconfig import Rule, SSEConfig
 from minio.versioningconfig import VersioningConfig
 from sqlalchemy import delete as sql_delete
@@ -188,8 +188,14 @@ def empty(storage: Storage, name: str) -> int:
     return storage.call("remove_objects", name, run)
 
 
+def remove_batch(storage: Storage, name: str, doomed: list[DeleteObject]) -> list[DeleteError]:
+    """``doomed`` (1,000 at most: one DeleteObjects request) removed from ``name``; what the
+    server could not remove (a version already gone is not a failure)."""
+    return list(storage.client.remove_objects(name, doomed))
+
+
 def _remove_batch(storage: Storage, name: str, doomed: list[DeleteObject]) -> int:
-    for failed in storage.client.remove_objects(name, doomed):
+    for failed in remove_batch(storage, name, doomed):
         raise Conflict(f"could not empty bucket {name!r}: {failed.name} {failed.code} {failed.message}")
     return len(doomed)
 

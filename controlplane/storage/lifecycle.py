@@ -18,6 +18,7 @@ from itertools import groupby, pairwise
 from typing import Any
 
 from minio.commonconfig import DISABLED, ENABLED, Filter
+from minio.deleteobjects import DeleteObject
 from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersionExpiration, Rule
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 from controlplane import audit
 from controlplane.clock import utcnow
 from controlplane.errors import NotFound, Rejected, TooLarge, Unavailable
-from controlplane.storage import names, versions
+from controlplane.storage import buckets, names, versions
 from controlplane.storage.client import Storage
 from controlplane.storage.objects import ObjectInfo
 from controlplane.store.models import StorageBucket
@@ -38,6 +39,7 @@ ID_MAX = 255  # S3's own limit on a rule's id
 MAX_DELETIONS = 1000  # per bucket and per round: a wide rule empties a bucket over rounds
 MAX_SCAN = 100_000  # versions read per bucket and round
 MAX_REPORTED = 200  # doomed entries kept in an answer and in the audit
+DELETE_BATCH = 1000  # entries in one DeleteObjects request (S3's limit)
 ACTOR = "coreplane:lifecycle"
 _FIELDS = {"id", "prefix", "expire_days", "noncurrent_days", "enabled"}
 
@@ -278,19 +280,39 @@ def _scan(storage: Storage, bucket: str, rules: list[dict[str, Any]]) -> tuple[l
 
 
 def _delete(storage: Storage, bucket: str, doomed: list[Doomed]) -> tuple[int, list[dict[str, Any]]]:
-    deleted, failed = 0, []
-    for item in doomed:
+    """``doomed`` removed, one DeleteObjects request per DELETE_BATCH: (how many went, what
+    failed). A request with no answer after others went fails the rest (listed) instead of
+    raising, so what went is still answered and audited; with nothing gone it raises."""
+    deleted: int = 0
+    failed: list[dict[str, Any]] = []
+    for start in range(0, len(doomed), DELETE_BATCH):
+        batch = doomed[start : start + DELETE_BATCH]
         # Expiring the current object deletes it without a version: under versioning the
         # server leaves a delete marker, as S3's own expiration does.
-        version_id = item.version_id if item.action == "noncurrent" else None
+        sent = {(d.key, d.version_id if d.action == "noncurrent" else None): d for d in batch}
+        objects = [DeleteObject(key, version_id) for key, version_id in sent]
         try:
-            storage.call(
-                "remove_object", bucket, storage.client.remove_object, bucket, item.key, version_id=version_id
-            )
-            deleted += 1
+            errors = storage.call("remove_objects", bucket, buckets.remove_batch, storage, bucket, objects)
         except (NotFound, Rejected) as exc:
-            failed.append({"key": item.key, "version_id": item.version_id, "error": str(exc)})
+            failed += [_failure(d, str(exc)) for d in batch]
+            continue
+        except Unavailable as exc:
+            if not deleted:
+                raise
+            failed += [_failure(d, str(exc)) for d in doomed[start:]]
+            break
+        for error in errors:  # an expiry was sent without its version: report the doomed one
+            item = sent.get((error.name or "", error.version_id))
+            version_id = item.version_id if item else error.version_id
+            failed.append(
+                {"key": error.name, "version_id": version_id, "error": f"{error.code}: {error.message}"}
+            )
+        deleted += len(sent) - len(errors)
     return deleted, failed
+
+
+def _failure(item: Doomed, error: str) -> dict[str, Any]:
+    return {"key": item.key, "version_id": item.version_id, "error": error}
 
 
 def tick(session: Session, storage: Storage) -> None:

@@ -5,15 +5,18 @@ are refused naming the field with nothing stored; only the bucket's admins confi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from minio.deleteobjects import DeleteError, DeleteObject
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.storage import lifecycle
+from controlplane.storage import lifecycle, metrics
 from controlplane.store.models import AuditEntry, StorageBucket
 from tests.support.storage import bucket_name, fields, token
 
@@ -81,8 +84,11 @@ def test_dry_run_then_apply_expires_current_objects_and_noncurrent_versions(api:
     assert preview["deleted"] == 0
     assert api.get(f"{API}/{bucket}/objects/tmp/a").status_code == 200  # a dry run touches nothing
 
+    batches, singles = _calls("remove_objects", bucket), _calls("remove_object", bucket)
     done = run_at(api, bucket, later, dry_run=False)
     assert done["deleted"] == 2 and done["failed"] == []
+    assert _calls("remove_objects", bucket) == batches + 1  # both in one DeleteObjects request
+    assert _calls("remove_object", bucket) == singles
     assert api.get(f"{API}/{bucket}/objects/tmp/a").status_code == 404
     assert api.get(f"{API}/{bucket}/objects/keep/b").content == b"two"
     history = api.get(f"{API}/{bucket}/versions").json()["versions"]
@@ -94,6 +100,80 @@ def test_dry_run_then_apply_expires_current_objects_and_noncurrent_versions(api:
     with Session(api.app.state.engine) as session:  # type: ignore[attr-defined]
         actions = session.scalars(select(AuditEntry.action).where(AuditEntry.target == bucket)).all()
     assert "storage.lifecycle.run" in actions and "storage.lifecycle.dry_run" in actions
+
+
+def test_a_delete_the_server_refuses_is_listed_and_what_went_is_audited(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = make_bucket(api)
+    rules = [{"id": "tmp", "prefix": "tmp/", "expire_days": 1}]
+    assert api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": rules}).status_code == 200
+    put(api, bucket, "tmp/a", b"a")
+    put(api, bucket, "tmp/b", b"b")
+    client = api.app.state.storage.client  # type: ignore[attr-defined]
+    real, requests = client.remove_objects, []
+
+    def refusing_b(name: str, doomed: list[DeleteObject]) -> Iterator[DeleteError]:
+        requests.append(sorted(d.name for d in doomed))
+        yield from real(name, [d for d in doomed if d.name != "tmp/b"])
+        yield DeleteError("AccessDenied", "held back by the test", "tmp/b", None)
+
+    monkeypatch.setattr(client, "remove_objects", refusing_b)
+    done = run_at(api, bucket, datetime.now(UTC) + timedelta(days=2), dry_run=False)
+    assert requests == [["tmp/a", "tmp/b"]]  # one request for both
+    b_version = next(item["version_id"] for item in done["items"] if item["key"] == "tmp/b")
+    assert done["deleted"] == 1
+    assert done["failed"] == [
+        {"key": "tmp/b", "version_id": b_version, "error": "AccessDenied: held back by the test"}
+    ]
+    assert api.get(f"{API}/{bucket}/objects/tmp/a").status_code == 404
+    assert api.get(f"{API}/{bucket}/objects/tmp/b").status_code == 200
+    assert _audited_runs(api, bucket) == [(1, done["failed"])]
+
+
+def test_a_server_gone_after_a_batch_went_fails_the_rest_and_audits_what_went(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = make_bucket(api)
+    rules = [{"id": "tmp", "prefix": "tmp/", "expire_days": 1}]
+    assert api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": rules}).status_code == 200
+    for key in ("tmp/a", "tmp/b", "tmp/c"):
+        put(api, bucket, key, key.encode())
+    monkeypatch.setattr(lifecycle, "DELETE_BATCH", 1)  # a request per object, to fail the second
+    client = api.app.state.storage.client  # type: ignore[attr-defined]
+    real, requests = client.remove_objects, []
+
+    def gone_after_one(name: str, doomed: list[DeleteObject]) -> Iterator[DeleteError]:
+        requests.append([d.name for d in doomed])
+        if len(requests) > 1:
+            raise ConnectionResetError("the test dropped it")
+        yield from real(name, doomed)
+
+    monkeypatch.setattr(client, "remove_objects", gone_after_one)
+    done = run_at(api, bucket, datetime.now(UTC) + timedelta(days=2), dry_run=False)
+    assert requests == [["tmp/a"], ["tmp/b"]]  # no third request once the server is gone
+    assert done["deleted"] == 1
+    assert [f["key"] for f in done["failed"]] == ["tmp/b", "tmp/c"]
+    assert all("did not answer" in f["error"] for f in done["failed"])
+    assert api.get(f"{API}/{bucket}/objects/tmp/a").status_code == 404
+    assert _audited_runs(api, bucket) == [(1, done["failed"])]
+
+
+def _audited_runs(api: TestClient, bucket: str) -> list[tuple[int, list[dict[str, Any]]]]:
+    """(deleted, failed) of each storage.lifecycle.run audit row of ``bucket``."""
+    with Session(api.app.state.engine) as session:  # type: ignore[attr-defined]
+        rows = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.target == bucket, AuditEntry.action == "storage.lifecycle.run"
+            )
+        ).all()
+        return [(row.details["deleted"], row.details["failed"]) for row in rows]
+
+
+def _calls(op: str, bucket: str) -> float:
+    """S3 calls made as ``op`` on ``bucket`` so far (storage.call's request histogram)."""
+    labels = {"op": op, "bucket": metrics.bucket_label(bucket)}
+    return REGISTRY.get_sample_value("coreplane_storage_request_seconds_count", labels) or 0.0
 
 
 def test_without_versioning_an_expired_object_is_gone(api: TestClient) -> None:
