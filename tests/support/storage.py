@@ -4,6 +4,7 @@ bucket it managed (all versions) when the test ends."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.app import create_app
 from controlplane.settings import Settings, StorageSettings
+from controlplane.storage import buckets
 from controlplane.store.models import StorageBucket, StorageMirror
 from tests.support.problems import fields as fields  # the storage tests take it from here
 from tests.support.services import require
@@ -88,3 +90,49 @@ def token(client: TestClient, role: str, name: str | None = None) -> dict[str, s
 def session_of(api: TestClient) -> Session:
     """A store session on the in-process app's engine."""
     return Session(api.app.state.engine)  # type: ignore[attr-defined]
+
+
+def managed(api: TestClient, prefix: str = "t", *, versioning: bool = True) -> str:
+    """A managed bucket made through the library as the admin (versioned unless told)."""
+    name = bucket_name(prefix)
+    with session_of(api) as session, session.begin():
+        storage = api.app.state.storage  # type: ignore[attr-defined]
+        buckets.create(session, storage, name, actor="admin", role="admin", versioning=versioning)
+    return name
+
+
+def raw_put(raw: Minio, bucket: str, key: str, body: bytes, **kw: Any) -> None:
+    """``body`` stored under ``key`` straight through the SDK (``kw``: put_object's)."""
+    raw.put_object(bucket, key, io.BytesIO(body), len(body), **kw)
+
+
+def raw_read(raw: Minio, bucket: str, key: str, version_id: str | None = None) -> tuple[bytes, dict]:
+    """An object's body and its headers (lower-cased names) straight through the SDK."""
+    answer = raw.get_object(bucket, key, version_id=version_id)
+    try:
+        return answer.read(), {k.lower(): v for k, v in answer.headers.items()}
+    finally:
+        answer.close()
+        answer.release_conn()
+
+
+def mirror_of(api: TestClient, source: str, target: str, **extra: Any) -> dict:
+    """A mirror of ``source`` into ``target`` made through the API (not run)."""
+    made = api.post("/api/v1/storage/mirrors", json={"bucket": source, "target_bucket": target, **extra})
+    assert made.status_code == 201, made.text
+    return made.json()
+
+
+def run_mirror(api: TestClient, mirror_id: str) -> dict:
+    """The report of a mirror's run through the API, which must have copied without error."""
+    answer = api.post(f"/api/v1/storage/mirrors/{mirror_id}/run")
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert "error" not in report, report
+    return report
+
+
+def mirrored(api: TestClient, source: str, target_prefix: str = "tgt") -> dict:
+    """A mirror of ``source`` into a new bucket, run once (its report under "report")."""
+    made = mirror_of(api, source, bucket_name(target_prefix))
+    return {**made, "report": run_mirror(api, made["id"])}

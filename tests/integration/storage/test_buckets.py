@@ -18,7 +18,7 @@ from controlplane.store.models import (
     StorageMirrorVersion,
     StorageShare,
 )
-from tests.support.storage import bucket_name, fields, purge, storage_api, token
+from tests.support.storage import bucket_name, fields, mirror_of, purge, run_mirror, storage_api, token
 
 GIB = 1024**3
 
@@ -125,13 +125,10 @@ def test_a_bucket_that_holds_anything_is_kept_unless_forced_and_then_gone_everyw
     shared = api.post("/api/v1/storage/shares", json={"bucket": name, "key": "b.txt"})
     assert shared.status_code == 201, shared.text
     target = bucket_name("bkmt")
-    mirror = api.post(
-        "/api/v1/storage/mirrors", json={"bucket": name, "target_bucket": target, "interval_s": 3600}
-    )
-    assert mirror.status_code == 201, mirror.text
+    mirror = mirror_of(api, name, target, interval_s=3600)
     try:
-        assert api.post(f"/api/v1/storage/mirrors/{mirror.json()['id']}/run").status_code == 200
-        drilled = api.post("/api/v1/storage/drills", json={"mirror_id": mirror.json()["id"]})
+        run_mirror(api, mirror["id"])
+        drilled = api.post("/api/v1/storage/drills", json={"mirror_id": mirror["id"]})
         assert drilled.status_code == 201, drilled.text
         hanging = (StorageGrant, StorageShare, StorageMirror, StorageDrill)
         with Session(api.app.state.engine) as session:

@@ -10,34 +10,12 @@ import io
 import os
 
 from fastapi.testclient import TestClient
-from minio import Minio
 
-from controlplane.storage import access, buckets
+from controlplane.storage import access
 from controlplane.store.models import StorageBucket
-from tests.support.storage import bucket_name, fields, session_of, token
+from tests.support.storage import fields, managed, mirrored, raw_put, raw_read, session_of, token
 
 MB = 1024 * 1024
-
-
-def managed(api: TestClient, prefix: str = "drsrc") -> str:
-    name = bucket_name(prefix)
-    with session_of(api) as session, session.begin():
-        storage = api.app.state.storage  # type: ignore[attr-defined]
-        buckets.create(session, storage, name, actor="admin", role="admin", versioning=True)
-    return name
-
-
-def put(raw: Minio, bucket: str, key: str, body: bytes, **kw) -> None:
-    raw.put_object(bucket, key, io.BytesIO(body), len(body), **kw)
-
-
-def mirrored(api: TestClient, source: str) -> dict:
-    """A mirror of ``source``, run once."""
-    made = api.post("/api/v1/storage/mirrors", json={"bucket": source, "target_bucket": bucket_name("drtgt")})
-    assert made.status_code == 201, made.text
-    ran = api.post(f"/api/v1/storage/mirrors/{made.json()['id']}/run")
-    assert ran.status_code == 200 and "error" not in ran.json(), ran.text
-    return {**made.json(), "report": ran.json()}
 
 
 def drill(api: TestClient, mirror_id: str, **extra) -> dict:
@@ -47,12 +25,14 @@ def drill(api: TestClient, mirror_id: str, **extra) -> dict:
 
 
 def test_a_drill_restores_every_object_byte_equal_and_reports_rpo_and_rto(api, raw):
-    source = managed(api)
+    source = managed(api, "drsrc")
     bodies = {"a.txt": b"alpha" * 1000, "dir/b.bin": os.urandom(300_000), "c": b""}
     for key, body in bodies.items():
-        put(raw, source, key, b"old " + body)  # an older version the drill must not restore
-        put(raw, source, key, body, content_type="application/x-drill", metadata={"x-amz-meta-k": key[:1]})
-    mirror = mirrored(api, source)
+        raw_put(raw, source, key, b"old " + body)  # an older version the drill must not restore
+        raw_put(
+            raw, source, key, body, content_type="application/x-drill", metadata={"x-amz-meta-k": key[:1]}
+        )
+    mirror = mirrored(api, source, "drtgt")
     found = drill(api, mirror["id"])
     assert found["state"] == "passed", found
     assert found["mismatches"] == [] and found["error"] is None
@@ -69,31 +49,27 @@ def test_a_drill_restores_every_object_byte_equal_and_reports_rpo_and_rto(api, r
 
 
 def test_a_kept_drill_bucket_holds_the_restored_bytes(api, raw):
-    source = managed(api)
-    put(raw, source, "k", b"kept bytes", metadata={"x-amz-meta-why": "drill"})
-    mirror = mirrored(api, source)
+    source = managed(api, "drsrc")
+    raw_put(raw, source, "k", b"kept bytes", metadata={"x-amz-meta-why": "drill"})
+    mirror = mirrored(api, source, "drtgt")
     found = drill(api, mirror["id"], keep=True)
     assert found["state"] == "passed", found
     kept = found["restored_bucket"]
-    answer = raw.get_object(kept, "k")
-    try:
-        assert answer.read() == b"kept bytes" and answer.headers["x-amz-meta-why"] == "drill"
-        # The drill bucket holds the source's metadata, not the mirror's provenance.
-        assert not any(h.lower().startswith("x-amz-meta-coreplane") for h in answer.headers)
-    finally:
-        answer.close()
-        answer.release_conn()
+    body, headers = raw_read(raw, kept, "k")
+    assert body == b"kept bytes" and headers["x-amz-meta-why"] == "drill"
+    # The drill bucket holds the source's metadata, not the mirror's provenance.
+    assert not any(h.startswith("x-amz-meta-coreplane") for h in headers)
     with session_of(api) as session:
         assert session.get(StorageBucket, kept) is not None  # managed: the fixture purges it
 
 
 def test_a_source_changed_after_the_mirror_ran_fails_the_drill_naming_the_keys(api, raw):
-    source = managed(api)
-    put(raw, source, "same", b"unchanged")
-    put(raw, source, "changed", b"before the mirror")
-    mirror = mirrored(api, source)
-    put(raw, source, "changed", b"after the mirror!")  # same size as before: only the bytes tell
-    put(raw, source, "new", b"written since")
+    source = managed(api, "drsrc")
+    raw_put(raw, source, "same", b"unchanged")
+    raw_put(raw, source, "changed", b"before the mirror")
+    mirror = mirrored(api, source, "drtgt")
+    raw_put(raw, source, "changed", b"after the mirror!")  # same size as before: only the bytes tell
+    raw_put(raw, source, "new", b"written since")
     found = drill(api, mirror["id"])
     assert found["state"] == "failed", found
     why = {m["key"]: m["why"] for m in found["mismatches"]}
@@ -109,9 +85,9 @@ def test_a_source_changed_after_the_mirror_ran_fails_the_drill_naming_the_keys(a
 
 
 def test_only_bucket_admins_drill_and_bad_input_names_the_field(api, raw):
-    source = managed(api)
-    put(raw, source, "x", b"x")
-    mirror = mirrored(api, source)
+    source = managed(api, "drsrc")
+    raw_put(raw, source, "x", b"x")
+    mirror = mirrored(api, source, "drtgt")
     with session_of(api) as session, session.begin():
         access.grant(session, source, "user:drill-writer", "write", actor="admin")
     writer = token(api, "operator", "drill-writer")
@@ -134,7 +110,7 @@ def test_a_larger_mirror_and_drill_report_their_throughput(api, raw):
     chunk = os.urandom(MB)
     for i in range(4):
         raw.put_object(source, f"big/{i}.bin", io.BytesIO(chunk * 16), size, part_size=16 * MB)
-    mirror = mirrored(api, source)
+    mirror = mirrored(api, source, "drtgt")
     report = mirror["report"]
     assert (report["copied"], report["bytes"]) == (4, 4 * size)
     found = drill(api, mirror["id"])

@@ -6,58 +6,30 @@ refused naming the field with nothing stored."""
 
 from __future__ import annotations
 
-import io
 import uuid
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from minio import Minio
 from minio.error import S3Error
 from minio.sse import SseCustomerKey, SseS3
 from sqlalchemy import select
 
 from controlplane.clock import utcnow
-from controlplane.storage import access, buckets
+from controlplane.storage import access
 from controlplane.store.models import AuditEntry, StorageMirror
-from tests.support.storage import bucket_name, fields, session_of, storage_api, token
-
-
-def managed(api: TestClient, prefix: str = "mirsrc", *, versioning: bool = True) -> str:
-    """A managed bucket made through the library (as the admin)."""
-    name = bucket_name(prefix)
-    with session_of(api) as session, session.begin():
-        buckets.create(
-            session, api.app.state.storage, name, actor="admin", role="admin", versioning=versioning
-        )  # type: ignore[attr-defined]
-    return name
-
-
-def put(raw: Minio, bucket: str, key: str, body: bytes, **kw) -> None:
-    raw.put_object(bucket, key, io.BytesIO(body), len(body), **kw)
-
-
-def read(raw: Minio, bucket: str, key: str, version_id: str | None = None) -> tuple[bytes, dict]:
-    answer = raw.get_object(bucket, key, version_id=version_id)
-    try:
-        return answer.read(), {k.lower(): v for k, v in answer.headers.items()}
-    finally:
-        answer.close()
-        answer.release_conn()
-
-
-def mirror_of(api: TestClient, source: str, target: str, **extra) -> dict:
-    made = api.post("/api/v1/storage/mirrors", json={"bucket": source, "target_bucket": target, **extra})
-    assert made.status_code == 201, made.text
-    return made.json()
-
-
-def run(api: TestClient, mirror_id: str) -> dict:
-    answer = api.post(f"/api/v1/storage/mirrors/{mirror_id}/run")
-    assert answer.status_code == 200, answer.text
-    report = answer.json()
-    assert "error" not in report, report
-    return report
+from tests.support.storage import (
+    bucket_name,
+    fields,
+    managed,
+    mirror_of,
+    raw_put,
+    raw_read,
+    run_mirror,
+    session_of,
+    storage_api,
+    token,
+)
 
 
 def by_key(raw: Minio, bucket: str) -> dict[str, list]:
@@ -68,12 +40,12 @@ def by_key(raw: Minio, bucket: str) -> dict[str, list]:
 
 
 def test_a_versioned_bucket_is_mirrored_version_by_version_then_incrementally(api, raw):
-    source, target = managed(api), bucket_name("mirtgt")
+    source, target = managed(api, "mirsrc"), bucket_name("mirtgt")
     bodies = {}
     for key in ("k1", "dir/k2", "k3"):
         for rev in (1, 2):
             body = f"{key} revision {rev} ".encode() * (50 * rev)
-            put(
+            raw_put(
                 raw, source, key, body, content_type=f"text/x-rev{rev}", metadata={"x-amz-meta-rev": str(rev)}
             )
             bodies[(key, rev)] = body
@@ -81,7 +53,7 @@ def test_a_versioned_bucket_is_mirrored_version_by_version_then_incrementally(ap
     mirror = mirror_of(api, source, target)
     assert raw.get_bucket_versioning(target).status == "Enabled"  # made versioned, as its source
 
-    first = run(api, mirror["id"])
+    first = run_mirror(api, mirror["id"])
     assert (first["copied"], first["deletes"], first["skipped"]) == (6, 1, 0)
     assert first["bytes"] == sum(len(b) for b in bodies.values())
 
@@ -92,25 +64,25 @@ def test_a_versioned_bucket_is_mirrored_version_by_version_then_incrementally(ap
         assert len(ours) == len(versions), key
         assert sum(bool(v.is_delete_marker) for v in ours) == sum(bool(v.is_delete_marker) for v in versions)
         for copy in (v for v in ours if not v.is_delete_marker):
-            body, headers = read(raw, target, key, copy.version_id)
+            body, headers = raw_read(raw, target, key, copy.version_id)
             rev = int(headers["x-amz-meta-rev"])
             assert body == bodies[(key, rev)] and headers["content-type"] == f"text/x-rev{rev}"
             origin = headers["x-amz-meta-coreplane-source-version"]
             assert origin in {v.version_id for v in versions}  # each copy names its source version
     # Oldest first: the target's latest is the source's latest.
     for key in ("k1", "dir/k2"):
-        assert read(raw, target, key)[0] == bodies[(key, 2)] == read(raw, source, key)[0]
+        assert raw_read(raw, target, key)[0] == bodies[(key, 2)] == raw_read(raw, source, key)[0]
     with pytest.raises(S3Error) as gone:
         raw.stat_object(target, "k3")
     assert gone.value.code in ("NoSuchKey", "NotFound", "MethodNotAllowed")
 
-    assert run(api, mirror["id"])["copied"] == 0  # nothing changed: nothing copied
-    assert run(api, mirror["id"])["deletes"] == 0
+    assert run_mirror(api, mirror["id"])["copied"] == 0  # nothing changed: nothing copied
+    assert run_mirror(api, mirror["id"])["deletes"] == 0
 
-    put(raw, source, "k1", b"third", content_type="text/plain")
-    third = run(api, mirror["id"])
+    raw_put(raw, source, "k1", b"third", content_type="text/plain")
+    third = run_mirror(api, mirror["id"])
     assert (third["copied"], third["bytes"], third["deletes"]) == (1, 5, 0)
-    assert read(raw, target, "k1")[0] == b"third"
+    assert raw_read(raw, target, "k1")[0] == b"third"
     assert len(by_key(raw, target)["k1"]) == 3
 
     shown = api.get(f"/api/v1/storage/mirrors/{mirror['id']}").json()
@@ -133,32 +105,32 @@ def test_a_second_endpoint_goes_through_its_own_client(services, tmp_path, raw):
     ) as api:  # fmt: skip
         storage = api.app.state.storage  # type: ignore[attr-defined]
         assert storage.mirror is not storage.client
-        source, target = managed(api, versioning=False), bucket_name("mirend")
-        put(raw, source, "a.bin", bytes(range(256)) * 40, metadata={"x-amz-meta-owner": "ops"})
+        source, target = managed(api, "mirsrc", versioning=False), bucket_name("mirend")
+        raw_put(raw, source, "a.bin", bytes(range(256)) * 40, metadata={"x-amz-meta-owner": "ops"})
         onto_itself = {"bucket": source, "target_bucket": source, "target_endpoint": "mirror"}
         refused = api.post("/api/v1/storage/mirrors", json=onto_itself)  # the same server, by address
         assert refused.status_code == 422 and fields(refused) == ["target_bucket"], refused.text
         mirror = mirror_of(api, source, target, target_endpoint="mirror")
         assert mirror["target_endpoint"] == "mirror"
-        assert run(api, mirror["id"])["copied"] == 1
-        body, headers = read(raw, target, "a.bin")
+        assert run_mirror(api, mirror["id"])["copied"] == 1
+        body, headers = raw_read(raw, target, "a.bin")
         assert body == bytes(range(256)) * 40 and headers["x-amz-meta-owner"] == "ops"
         # An unversioned source: an overwrite keeps the version id "null", its ETag tells it.
-        put(raw, source, "a.bin", b"overwritten")
-        assert run(api, mirror["id"])["copied"] == 1
-        assert run(api, mirror["id"])["copied"] == 0
-        assert read(raw, target, "a.bin")[0] == b"overwritten"
+        raw_put(raw, source, "a.bin", b"overwritten")
+        assert run_mirror(api, mirror["id"])["copied"] == 1
+        assert run_mirror(api, mirror["id"])["copied"] == 0
+        assert raw_read(raw, target, "a.bin")[0] == b"overwritten"
 
 
 def test_sse_c_objects_are_skipped_and_named_on_every_run_and_sse_s3_stays_encrypted(api, raw):
-    source, target = managed(api), bucket_name("mirssec")
-    put(raw, source, "secret.bin", b"s" * 100, sse=SseCustomerKey(b"k" * 32))
-    put(raw, source, "plain.txt", b"plain")
-    put(raw, source, "sealed.txt", b"sse-s3", sse=SseS3())
+    source, target = managed(api, "mirsrc"), bucket_name("mirssec")
+    raw_put(raw, source, "secret.bin", b"s" * 100, sse=SseCustomerKey(b"k" * 32))
+    raw_put(raw, source, "plain.txt", b"plain")
+    raw_put(raw, source, "sealed.txt", b"sse-s3", sse=SseS3())
     mirror = mirror_of(api, source, target)
-    first = run(api, mirror["id"])
+    first = run_mirror(api, mirror["id"])
     assert (first["copied"], first["skipped"], first["skipped_keys"]) == (2, 1, ["secret.bin"])
-    again = run(api, mirror["id"])
+    again = run_mirror(api, mirror["id"])
     assert (again["copied"], again["skipped"], again["skipped_keys"]) == (0, 1, ["secret.bin"])
     assert sorted(o.object_name for o in raw.list_objects(target, recursive=True)) == [
         "plain.txt",
@@ -170,14 +142,14 @@ def test_sse_c_objects_are_skipped_and_named_on_every_run_and_sse_s3_stays_encry
 
 
 def test_a_scheduled_mirror_runs_from_the_storage_loop_when_due(api, raw):
-    source, target = managed(api), bucket_name("mirsched")
-    put(raw, source, "x", b"scheduled")
+    source, target = managed(api, "mirsrc"), bucket_name("mirsched")
+    raw_put(raw, source, "x", b"scheduled")
     mirror = mirror_of(api, source, target, interval_s=3600)
     assert mirror["next_run_at"] is not None
     loop = api.app.state.storage_loop  # type: ignore[attr-defined]
     assert loop.run_once()["mirrors"] == "ok"
     shown = api.get(f"/api/v1/storage/mirrors/{mirror['id']}").json()
-    assert shown["last_report"]["copied"] == 1 and read(raw, target, "x")[0] == b"scheduled"
+    assert shown["last_report"]["copied"] == 1 and raw_read(raw, target, "x")[0] == b"scheduled"
     ran_at = shown["last_run_at"]
     assert loop.run_once()["mirrors"] == "ok"  # due again only an hour later
     assert api.get(f"/api/v1/storage/mirrors/{mirror['id']}").json()["last_run_at"] == ran_at
@@ -185,14 +157,14 @@ def test_a_scheduled_mirror_runs_from_the_storage_loop_when_due(api, raw):
         row = session.get(StorageMirror, uuid.UUID(mirror["id"]))
         assert row is not None
         row.next_run_at = utcnow() - timedelta(seconds=1)
-    put(raw, source, "y", b"later")
+    raw_put(raw, source, "y", b"later")
     assert loop.run_once()["mirrors"] == "ok"
     assert api.get(f"/api/v1/storage/mirrors/{mirror['id']}").json()["last_report"]["copied"] == 1
 
 
 def test_only_bucket_admins_mirror_and_bad_input_names_the_field(api, raw):
-    source = managed(api)
-    put(raw, source, "x", b"x")
+    source = managed(api, "mirsrc")
+    raw_put(raw, source, "x", b"x")
     writer = token(api, "operator", "mirror-writer")
     with session_of(api) as session, session.begin():
         access.grant(session, source, "user:mirror-writer", "write", actor="admin")

@@ -5,45 +5,13 @@ it; a requester without admin on the bucket fails it; bad params refused naming 
 
 from __future__ import annotations
 
-import io
-
 from fastapi.testclient import TestClient
-from minio import Minio
 from sqlalchemy import select
 
-from controlplane.storage import access, buckets
+from controlplane.storage import access
 from controlplane.store.models import AuditEntry, StorageBucket
-from tests.support.storage import bucket_name, fields, session_of, token
+from tests.support.storage import bucket_name, fields, managed, mirrored, raw_put, raw_read, session_of, token
 from tests.support.timing import until
-
-
-def managed(api: TestClient) -> str:
-    name = bucket_name("rssrc")
-    with session_of(api) as session, session.begin():
-        storage = api.app.state.storage  # type: ignore[attr-defined]
-        buckets.create(session, storage, name, actor="admin", role="admin", versioning=True)
-    return name
-
-
-def put(raw: Minio, bucket: str, key: str, body: bytes, **kw) -> None:
-    raw.put_object(bucket, key, io.BytesIO(body), len(body), **kw)
-
-
-def read(raw: Minio, bucket: str, key: str) -> tuple[bytes, dict]:
-    answer = raw.get_object(bucket, key)
-    try:
-        return answer.read(), {k.lower(): v for k, v in answer.headers.items()}
-    finally:
-        answer.close()
-        answer.release_conn()
-
-
-def mirrored(api: TestClient, source: str) -> str:
-    made = api.post("/api/v1/storage/mirrors", json={"bucket": source, "target_bucket": bucket_name("rstgt")})
-    assert made.status_code == 201, made.text
-    ran = api.post(f"/api/v1/storage/mirrors/{made.json()['id']}/run")
-    assert ran.status_code == 200 and "error" not in ran.json(), ran.text
-    return made.json()["id"]
 
 
 def preview(api: TestClient, mirror_id: str, **body) -> dict:
@@ -66,13 +34,13 @@ def carried_out(api: TestClient, action: dict, headers: dict | None = None) -> d
 
 
 def test_a_restore_is_previewed_confirmed_and_carried_out_by_the_leader(api, raw):
-    source = managed(api)
+    source = managed(api, "rssrc")
     originals = {"gone": b"deleted after the mirror", "newer": b"mirrored version", "same": b"untouched"}
     for key, body in originals.items():
-        put(raw, source, key, body, content_type="text/x-orig", metadata={"x-amz-meta-origin": key})
-    mirror_id = mirrored(api, source)
+        raw_put(raw, source, key, body, content_type="text/x-orig", metadata={"x-amz-meta-origin": key})
+    mirror_id = mirrored(api, source, "rstgt")["id"]
     raw.remove_object(source, "gone")
-    put(raw, source, "newer", b"written after the mirror, newer")
+    raw_put(raw, source, "newer", b"written after the mirror, newer")
 
     careful = preview(api, mirror_id)
     plan = careful["plan"]
@@ -84,12 +52,12 @@ def test_a_restore_is_previewed_confirmed_and_carried_out_by_the_leader(api, raw
 
     forceful = preview(api, mirror_id, overwrite=True)
     assert (forceful["plan"]["objects"], forceful["plan"]["overwritten_keys"]) == (2, ["newer"])
-    assert read(raw, source, "newer")[0] == b"written after the mirror, newer"  # a preview writes nothing
+    assert raw_read(raw, source, "newer")[0] == b"written after the mirror, newer"  # a preview writes nothing
 
     done = carried_out(api, forceful["action"])
     assert done["state"] == "succeeded", done
     for key, body in originals.items():
-        restored, headers = read(raw, source, key)
+        restored, headers = raw_read(raw, source, key)
         assert restored == body, key
         assert headers["content-type"] == "text/x-orig" and headers["x-amz-meta-origin"] == key
         assert "x-amz-meta-coreplane-source-version" not in headers
@@ -100,17 +68,17 @@ def test_a_restore_is_previewed_confirmed_and_carried_out_by_the_leader(api, raw
 
 
 def test_a_restore_into_a_new_bucket_makes_it_and_a_prefix_narrows_it(api, raw):
-    source = managed(api)
+    source = managed(api, "rssrc")
     for key in ("logs/1", "logs/2", "data/1"):
-        put(raw, source, key, key.encode() * 10)
-    mirror_id = mirrored(api, source)
+        raw_put(raw, source, key, key.encode() * 10)
+    mirror_id = mirrored(api, source, "rstgt")["id"]
     fresh = bucket_name("rsnew")
     shown = preview(api, mirror_id, target_bucket=fresh, prefix="logs/")
     assert shown["plan"]["create_bucket"] and shown["plan"]["objects"] == 2
     done = carried_out(api, shown["action"])
     assert done["state"] == "succeeded", done
     assert sorted(o.object_name for o in raw.list_objects(fresh, recursive=True)) == ["logs/1", "logs/2"]
-    assert read(raw, fresh, "logs/2")[0] == b"logs/2" * 10
+    assert raw_read(raw, fresh, "logs/2")[0] == b"logs/2" * 10
     assert api.app.state.storage_loop.flush() == "ok"  # the leader's pending usage into the row
     with session_of(api) as session:
         row = session.get(StorageBucket, fresh)
@@ -118,9 +86,9 @@ def test_a_restore_into_a_new_bucket_makes_it_and_a_prefix_narrows_it(api, raw):
 
 
 def test_a_requester_without_admin_on_the_bucket_fails_and_bad_params_name_the_field(api, raw):
-    source = managed(api)
-    put(raw, source, "k", b"original")
-    mirror_id = mirrored(api, source)
+    source = managed(api, "rssrc")
+    raw_put(raw, source, "k", b"original")
+    mirror_id = mirrored(api, source, "rstgt")["id"]
     raw.remove_object(source, "k")
     with session_of(api) as session, session.begin():
         access.grant(session, source, "user:rs-writer", "write", actor="admin")
