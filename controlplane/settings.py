@@ -425,6 +425,10 @@ class StorageSettings(BaseModel):
         300.0, ge=1, le=86400,
         description="How often the leader counts each bucket in full (usage, versions, top prefixes).",
     )  # fmt: skip
+    lifecycle_interval_s: float = Field(
+        3600.0, ge=60, le=86400,
+        description="How often the leader applies each bucket's lifecycle rules (they are in days).",
+    )  # fmt: skip
     mirror_endpoint: str | None = Field(
         None, description="A second S3 endpoint (host:port) to mirror buckets to; the first one when unset."
     )

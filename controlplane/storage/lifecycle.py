@@ -5,15 +5,15 @@ The rules are pushed to the server as an S3 lifecycle configuration where it tak
 (``StorageBucket.lifecycle_on_server`` says whether it did). A server that accepts a
 configuration need not apply it (SeaweedFS keeps and returns it; whether it expires
 anything cannot be shown in a test, days being the smallest unit), so the leader's storage
-round applies the same rules itself (``tick``): what the server already expired is simply
-not found again. ``evaluate`` decides (pure); ``run`` lists and deletes, capped per round.
+round applies the same rules itself (``tick``, each bucket every
+``storage.lifecycle_interval_s``): what the server already expired is simply not found again. ``evaluate`` decides (pure); ``run`` lists and deletes, capped per round.
 Functions take the caller's session and never commit."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import groupby, pairwise
 from typing import Any
 
@@ -42,6 +42,9 @@ MAX_REPORTED = 200  # doomed entries kept in an answer and in the audit
 DELETE_BATCH = 1000  # entries in one DeleteObjects request (S3's limit)
 ACTOR = "coreplane:lifecycle"
 _FIELDS = {"id", "prefix", "expire_days", "noncurrent_days", "enabled"}
+# When the leader's round last applied each bucket's rules: this process's memory, so a new
+# leader runs each bucket once at its start (analytics keeps its partial counts the same way).
+_LAST_RUN: dict[str, datetime] = {}
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,7 @@ def run(session: Session, storage: Storage, row: StorageBucket, *, dry_run: bool
     the leader's round passes False so a round with nothing to do leaves no row)."""
     rules = in_force(row.lifecycle)
     rows, more = _scan(storage, row.name, rules)
-    doomed = evaluate(rows, rules, now or datetime.now(UTC))
+    doomed = evaluate(rows, rules, now or utcnow())
     chosen = doomed[:limit]
     deleted, failed = (0, []) if dry_run else _delete(storage, row.name, chosen)
     answer = {
@@ -315,22 +318,40 @@ def _failure(item: Doomed, error: str) -> dict[str, Any]:
     return {"key": item.key, "version_id": item.version_id, "error": error}
 
 
-def tick(session: Session, storage: Storage) -> None:
-    """The storage loop's lifecycle round: every bucket with enabled rules, MAX_DELETIONS
-    per bucket; a bucket that fails is logged and the others still run."""
-    for row in session.scalars(select(StorageBucket).order_by(StorageBucket.name)):
-        if not row.lifecycle:  # no rules (all disabled: run lists nothing and records nothing)
-            continue
+def due(last: datetime | None, now: datetime, every: timedelta) -> bool:
+    """Whether a bucket whose rules last ran at ``last`` (None: not since this process
+    leads) runs at ``now``. A ``last`` after ``now`` (the clock went back) does not hold
+    the bucket off for that long."""
+    return last is None or not now - every < last <= now
+
+
+def tick(session: Session, storage: Storage, *, now: datetime | None = None,
+         every: timedelta | None = None) -> dict[str, str]:  # fmt: skip
+    """The storage loop's lifecycle round at ``now`` (naive UTC, the store's form): each
+    bucket with rules that is ``due`` (every ``storage.lifecycle_interval_s``: the rules are
+    in days, so listing each bucket every loop round was waste), MAX_DELETIONS per bucket.
+    A bucket cut by that cap stays due (the rest goes next round), as does one that fails
+    (logged; the others still run). Each bucket's outcome: "ran", "capped" or the error."""
+    now = now or utcnow()
+    every = every or timedelta(seconds=storage.settings.lifecycle_interval_s)
+    rows = session.scalars(select(StorageBucket).order_by(StorageBucket.name)).all()
+    for gone in set(_LAST_RUN) - {row.name for row in rows}:
+        del _LAST_RUN[gone]
+    outcome: dict[str, str] = {}
+    for row in rows:
+        if not row.lifecycle or not due(_LAST_RUN.get(row.name), now, every):
+            continue  # no rules (all disabled: run lists nothing and records nothing)
         try:
             with session.begin_nested():
-                run(
-                    session,
-                    storage,
-                    row,
-                    dry_run=False,
-                    now=datetime.now(UTC),
-                    actor=ACTOR,
-                    audit_empty=False,
-                )
+                answer = run(session, storage, row, dry_run=False, now=now, actor=ACTOR, audit_empty=False)
         except (NotFound, Rejected, Unavailable) as exc:
             log.warning("lifecycle of bucket %s failed this round: %s", row.name, exc)
+            outcome[row.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if answer["capped"] and answer["deleted"]:
+            _LAST_RUN.pop(row.name, None)
+            outcome[row.name] = "capped"
+        else:
+            _LAST_RUN[row.name] = now
+            outcome[row.name] = "ran"
+    return outcome

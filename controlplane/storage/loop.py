@@ -3,8 +3,9 @@ for the whole deployment): every ``storage.loop_interval_s`` each job below runs
 transaction, and one job's failure is logged without stopping the others.
 
 The jobs:
-- lifecycle: every bucket's enabled lifecycle rules, applied by coreplane too (a server that
-  accepted the rules has not shown it applies them; controlplane/storage/lifecycle.py ``tick``);
+- lifecycle: each bucket's enabled lifecycle rules every ``storage.lifecycle_interval_s``, applied
+  by coreplane too (a server that accepted the rules has not shown it applies them;
+  controlplane/storage/lifecycle.py ``tick``);
 - mirrors: scheduled mirrors that are due (controlplane/storage/mirror.py ``tick``);
 - usage: each bucket's objects and bytes counted for quotas and analytics
   (controlplane/storage/analytics.py ``tick``).

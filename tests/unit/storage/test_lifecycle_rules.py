@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from controlplane.errors import Rejected, TooLarge
+from controlplane.settings import StorageSettings
 from controlplane.storage import lifecycle
 from controlplane.storage.objects import ObjectInfo
 
@@ -164,3 +166,22 @@ def test_the_server_configuration_carries_each_rule() -> None:
     assert first.noncurrent_version_expiration is None
     assert (second.status, second.noncurrent_version_expiration.noncurrent_days) == ("Disabled", 3)
     assert second.expiration is None
+
+
+# -- when the leader's round runs a bucket --------------------------------------------------
+
+
+def test_a_bucket_is_due_once_per_interval() -> None:
+    hour, now = timedelta(hours=1), NOW.replace(tzinfo=None)
+    assert lifecycle.due(None, now, hour)  # not run since this process leads
+    assert not lifecycle.due(now, now, hour)
+    assert not lifecycle.due(now - hour + timedelta(seconds=1), now, hour)
+    assert lifecycle.due(now - hour, now, hour)
+    assert lifecycle.due(now + timedelta(days=2), now, hour)  # the clock went back: not held off
+
+
+def test_the_interval_is_bounded() -> None:
+    assert StorageSettings().lifecycle_interval_s == 3600
+    for bad in (59, 86401):
+        with pytest.raises(ValidationError):
+            StorageSettings(lifecycle_interval_s=bad)
