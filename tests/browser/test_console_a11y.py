@@ -1,6 +1,7 @@
 """Every console page passes axe-core's WCAG 2.0, 2.1 and 2.2 A and AA rules and its best
 practices in Debian's Chromium, logged in, with data on it: a real agent watching the real
-services, an instance with a health history and metrics, an event, an action. axe-core
+services, an instance with a health history and metrics, an event, an action, a storage
+bucket made and filled through its forms (on the real S3 server). axe-core
 comes from the npm registry (scripts/services/chromium.sh installs the pinned version under
 var/node); a failure lists each violation's rule, impact and the selectors of the nodes
 that break it."""
@@ -24,6 +25,7 @@ from tests.support.agents import running_agent
 from tests.support.console import accepted, chart_points
 from tests.support.serve import private_serve
 from tests.support.services import SERVICES_ENV
+from tests.support.storage import bucket_name, purge, raw_client
 
 AXE_JS = Path(
     os.environ.get(
@@ -37,6 +39,7 @@ WEB = {"service": "web", "kind": "http", "address": "10.0.0.1:80", "status": "pa
 METRIC = "coreplane_web_requests_per_second"
 LIVE_S = 15_000  # ms the agent's first reports and an action may take on a loaded CI machine
 INSTANCE = f"/services/web/instances/{quote(WEB['address'], safe='')}"
+STORED = "notes.txt"  # the object in the seeded bucket
 RUN_AXE = """async (tags) => {
   const result = await axe.run(document, {runOnly: {type: "tag", values: tags}});
   return result.violations.map((v) => ({
@@ -57,6 +60,7 @@ class Console:
         self.page.click("button[type=submit]")
         self.page.wait_for_url(re.compile(r"/$"))
         self.action = ""
+        self.bucket = ""
 
     def new_page(self) -> Page:
         # The console's CSP refuses inline scripts, and axe is injected as one: the policy
@@ -92,6 +96,18 @@ def _preview_invalidation(page: Page) -> None:
     expect(page.locator("ol.plan")).to_be_visible()
 
 
+def _seed_bucket(page: Page, name: str, upload: Path) -> None:
+    """A versioned bucket made through the create form, and ``upload`` sent through its upload form."""
+    page.goto("/storage")
+    page.fill('#storage-create input[name="name"]', name)
+    page.check('#storage-create input[name="versioning"]')
+    page.click("#storage-create-button")
+    page.wait_for_url(f"**/storage/{name}")
+    page.set_input_files("#storage-file", str(upload))
+    page.click("#storage-upload-button")
+    expect(page.locator(f'#storage-objects tr[data-key="{upload.name}"]')).to_be_visible()
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory, services):  # type: ignore[no-untyped-def]
     if not AXE_JS.exists():
@@ -109,7 +125,14 @@ def console(tmp_path_factory, services):  # type: ignore[no-untyped-def]
             console.page.click("#confirm")
             expect(console.page.locator('[data-state="succeeded"]').first).to_be_visible(timeout=LIVE_S)
             console.action = console.page.url
-            yield console
+            raw, console.bucket = raw_client(services), bucket_name("a11y")
+            upload = tmp / STORED
+            upload.write_text("accessible\n")
+            try:
+                _seed_bucket(console.page, console.bucket, upload)
+                yield console
+            finally:
+                purge(raw, console.bucket)
             browser.close()
 
 
@@ -144,6 +167,24 @@ def _confirm_page(console: Console) -> Page:
     return console.page
 
 
+def _bucket_page(console: Console) -> Page:
+    page = _goto(f"/storage/{console.bucket}")(console)
+    expect(page.locator(f'#storage-objects tr[data-key="{STORED}"]')).to_be_visible()
+    return page
+
+
+def _object_page(console: Console) -> Page:
+    return _goto(f"/storage/{console.bucket}/object?key={STORED}")(console)
+
+
+def _shared_page(console: Console) -> Page:
+    """The answer to the share form: the link, shown once."""
+    page = _object_page(console)
+    page.click("#storage-share-button")
+    expect(page.locator("#storage-share-url")).to_be_visible()
+    return page
+
+
 PAGES: dict[str, Callable[[Console], Page]] = {
     "login": _login_page,
     "overview": _goto("/"),
@@ -166,6 +207,10 @@ PAGES: dict[str, Callable[[Console], Page]] = {
     "task-analytics": _goto("/tasks/analytics"),
     "task-workflows": _goto("/tasks/workflows"),
     "task-schedules": _goto("/tasks/schedules"),
+    "storage": _goto("/storage"),
+    "storage-bucket": _bucket_page,
+    "storage-object": _object_page,
+    "storage-shared": _shared_page,
     "error": _error_page,
 }
 
