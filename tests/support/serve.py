@@ -22,6 +22,7 @@ class ControlPlane:
     token: str
     env: dict[str, str]
     log: Path
+    pid: int | None = None  # the serve process (set by ``serving``; with workers > 1, the parent)
 
     def coreplane(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
         """`coreplane ARGS` with this server's environment."""
@@ -65,6 +66,7 @@ def serving(database_url: str, log: Path, *, port: int | None = None, with_servi
     if not migrated:
         migrate(env)
     process = start_serve(env, log)
+    control_plane.pid = process.pid
     try:
         yield control_plane
     finally:

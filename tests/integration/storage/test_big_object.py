@@ -13,14 +13,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.support.serve import private_serve
-from tests.support.storage import bucket_name, purge, raw_client
+from tests.support.serve import serving
+from tests.support.storage import bucket_name, purge
 from tests.support.timing import until
 
 MIB = 1024 * 1024
@@ -28,8 +27,9 @@ GIB = 1024 * MIB
 CHUNK = MIB
 # Uploads go in 16 MiB parts (storage.part_size_mb), three in flight at once plus the one
 # being read, so the server holds about 64-100 MiB of parts at its worst; uvicorn's own
-# buffers and the download's 1 MiB chunks add little. 200 MiB over the idle server leaves
-# room for the allocator's slack, and is a fifth of the 1 GiB that buffering would cost.
+# buffers and the download's 4 MiB chunks (objects.CHUNK) add little. 200 MiB over the idle
+# server leaves room for the allocator's slack, and is a fifth of the 1 GiB that buffering
+# would cost.
 RSS_BOUND_MIB = 200
 TIME_BOUND_S = 240  # the whole round trip, on a loaded 2-core machine
 
@@ -54,23 +54,6 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def serve_pid(port: int) -> int:
-    """The `coreplane serve` this test started: the process whose environment holds its port
-    (one server process: storage tests run with server.workers=1)."""
-    wanted = f"COREPLANE_SERVER__PORT={port}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if wanted in environ and b"serve" in cmdline:
-            return int(entry)
-    raise AssertionError(f"no coreplane serve process on port {port}")
-
-
 class Sampler(threading.Thread):
     """The process's RSS every 0.2 s until stopped; the peak in MiB."""
 
@@ -91,21 +74,23 @@ class Sampler(threading.Thread):
 
 @pytest.fixture(scope="module")
 def server(services, tmp_path_factory):
-    with private_serve(tmp_path_factory.mktemp("big"), log_level="warning", server__workers="1") as found:
-        url, token, _log = found
-        port = urlsplit(url).port
-        assert port is not None
-        yield url, {"Authorization": f"Bearer {token}"}, serve_pid(port)
+    """A private `coreplane serve` (one process, server.workers=1, so its pid is the one
+    whose RSS is measured) on its own SQLite store."""
+    scratch = tmp_path_factory.mktemp("big")
+    with serving(f"sqlite:///{scratch}/store.db", scratch / "serve.log", with_services=True, migrated=False,
+                 log_level="warning", server__workers="1") as found:  # fmt: skip
+        assert found.pid is not None
+        yield found.url, {"Authorization": f"Bearer {found.token}"}, found.pid
 
 
 @pytest.fixture
-def bucket(server, services):
+def bucket(server, raw):
     url, headers, _pid = server
     name = bucket_name("big")
     made = httpx.post(f"{url}/api/v1/storage/buckets", json={"name": name}, headers=headers)
     assert made.status_code == 201, made.text
     yield name
-    purge(raw_client(services), name)
+    purge(raw, name)
 
 
 def _download(url: str, headers: dict, extra: dict | None = None) -> tuple[int, str, int]:
@@ -174,7 +159,7 @@ def test_a_1_gib_object_streams_up_and_down_with_bounded_rss(server, bucket):
     assert total_s < TIME_BOUND_S
 
 
-def test_a_connection_cut_before_its_declared_length_stores_nothing(server, bucket, services):
+def test_a_connection_cut_before_its_declared_length_stores_nothing(server, bucket, raw):
     url, headers, _pid = server
     split = urlsplit(url)
     declared, sent = 40 * MIB, 20 * MIB  # more than one 16 MiB part goes up before the cut
@@ -188,8 +173,6 @@ def test_a_connection_cut_before_its_declared_length_stores_nothing(server, buck
             conn.sendall(chunk(3, index))
         conn.shutdown(socket.SHUT_WR)  # the client is gone mid-body
         conn.recv(65536)  # whatever the server says, if anything, before it closes
-
-    raw = raw_client(services)
 
     def settled() -> bool:
         # The abort happens as the server notices the cut: poll until no part is left.
