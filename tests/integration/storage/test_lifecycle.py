@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane.clock import utcnow
 from controlplane.storage import lifecycle, metrics
 from controlplane.store.models import AuditEntry, StorageBucket
 from tests.support.storage import bucket_name, fields, token
@@ -46,6 +47,13 @@ def run_at(api: TestClient, bucket: str, now: datetime, *, dry_run: bool) -> dic
         row = session.get(StorageBucket, bucket)
         assert row is not None
         return lifecycle.run(session, app.state.storage, row, dry_run=dry_run, now=now, actor="test")
+
+
+def tick_at(api: TestClient, now: datetime) -> dict[str, str]:
+    """The leader's lifecycle round in process at ``now``, as its storage loop runs it."""
+    app = api.app  # type: ignore[attr-defined]
+    with Session(app.state.engine) as session, session.begin():
+        return lifecycle.tick(session, app.state.storage, now=now)
 
 
 def test_rules_are_set_on_the_server_and_stored(api: TestClient) -> None:
@@ -190,9 +198,37 @@ def test_the_leaders_round_runs_the_rules_and_keeps_what_is_young(api: TestClien
     bucket = make_bucket(api)
     assert api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": RULES}).status_code == 200
     put(api, bucket, "tmp/a", b"scratch")
+    put(api, bucket, "keep/b", b"kept")  # no rule expires keep/, and it has no older version
     outcome = api.app.state.storage_loop.run_once()  # type: ignore[attr-defined]
     assert outcome["lifecycle"] == "ok", outcome
     assert api.get(f"{API}/{bucket}/objects/tmp/a").status_code == 200
+    assert _audited_runs(api, bucket) == []  # a round with nothing to do leaves no row
+    # That round ran the bucket (the loop's usage job lists it too, so no count there): the
+    # next round now is not due and lists nothing.
+    listings = _calls("list_object_versions", bucket)
+    assert bucket not in tick_at(api, utcnow())
+    assert _calls("list_object_versions", bucket) == listings
+
+    # Two days on tmp/a is past its rule: the round (due: it last ran two days ago) expires it.
+    later = utcnow() + timedelta(days=2)
+    assert tick_at(api, later)[bucket] == "ran"
+    assert _calls("list_object_versions", bucket) == listings + 1
+    assert api.get(f"{API}/{bucket}/objects/tmp/a").status_code == 404
+    assert api.get(f"{API}/{bucket}/objects/keep/b").content == b"kept"
+    with Session(api.app.state.engine) as session:  # type: ignore[attr-defined]
+        ran = select(AuditEntry).where(
+            AuditEntry.target == bucket, AuditEntry.action == "storage.lifecycle.run"
+        )
+        row = session.scalars(ran).one()
+        assert row.actor == lifecycle.ACTOR and row.details is not None
+        assert row.details["deleted"] == 1 and row.details["items"][0]["key"] == "tmp/a"
+
+    # Right after, the bucket is not due: no listing; once the interval has passed, it is.
+    every = api.app.state.storage.settings.lifecycle_interval_s  # type: ignore[attr-defined]
+    assert bucket not in tick_at(api, later + timedelta(seconds=every - 1))
+    assert _calls("list_object_versions", bucket) == listings + 1
+    assert tick_at(api, later + timedelta(seconds=every))[bucket] == "ran"
+    assert _calls("list_object_versions", bucket) == listings + 2
 
 
 @pytest.mark.parametrize(
