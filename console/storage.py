@@ -137,12 +137,12 @@ def _quota(text: str) -> int | None:
         quota = int(float(text) * GIB)
     except (ValueError, OverflowError):  # not a number, or nan or inf
         raise Rejected.field("quota_gb must be a number of GiB", "quota_gb", "not a number", "form") from None
-    try:
-        return buckets.check_quota(quota, "quota_gb", "form")
-    except Rejected as refused:  # its detail speaks bytes: the form's field is GiB, by name
+    if not 0 < quota <= buckets.MAX_QUOTA_BYTES:  # buckets' own bound, in the form's unit
         most = buckets.MAX_QUOTA_BYTES // GIB
-        raise Rejected.field(f"quota_gb must be over 0 and at most {most} GiB", "quota_gb", "out of range",
-                             "form") from refused  # fmt: skip
+        raise Rejected.field(
+            f"quota_gb must be over 0 and at most {most} GiB", "quota_gb", "out of range", "form"
+        )
+    return quota
 
 
 @router.post("/storage")

@@ -291,10 +291,10 @@ def check_tags(tags: dict[str, str], field: str = "tags") -> dict[str, str]:
     return dict(tags)
 
 
-def check_quota(quota_bytes: int | None, field: str = "quota_bytes", where: str = "body") -> int | None:
+def check_quota(quota_bytes: int | None, field: str = "quota_bytes") -> int | None:
     if quota_bytes is not None and not 0 < quota_bytes <= MAX_QUOTA_BYTES:
         raise Rejected.field(
-            f"a quota is 1 to {MAX_QUOTA_BYTES} bytes, or null for none", field, "out of range", where
+            f"a quota is 1 to {MAX_QUOTA_BYTES} bytes, or null for none", field, "out of range", "body"
         )
     return quota_bytes
 
