@@ -102,8 +102,8 @@ def create_bucket(
 def bucket_detail(
     bucket: str, caller: Caller = CALLER, storage: Storage = STORAGE, session: Session = READ_SESSION
 ) -> dict[str, Any]:
-    row = access.require(session, caller, _bucket(bucket), "read")
-    return {**buckets.summary(storage, row), "level": access.level_of(session, caller, bucket)}
+    row, level = access.granted(session, caller, _bucket(bucket), "read")
+    return {**buckets.summary(storage, row), "level": level}
 
 
 @router.delete("/storage/buckets/{bucket}")
