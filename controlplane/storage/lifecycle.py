@@ -6,7 +6,8 @@ The rules are pushed to the server as an S3 lifecycle configuration where it tak
 configuration need not apply it (SeaweedFS keeps and returns it; whether it expires
 anything cannot be shown in a test, days being the smallest unit), so the leader's storage
 round applies the same rules itself (``tick``, each bucket every
-``storage.lifecycle_interval_s``): what the server already expired is simply not found again. ``evaluate`` decides (pure); ``run`` lists and deletes, capped per round.
+``storage.lifecycle_interval_s``): what the server already expired is simply not found
+again. ``evaluate`` decides (pure); ``run`` lists and deletes, capped per round.
 Functions take the caller's session and never commit."""
 
 from __future__ import annotations
