@@ -114,11 +114,6 @@ class Count:
         return sorted(self.prefixes.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
-# Counts the leader's round has not finished (bucket -> Count), resumed at its next round.
-# In memory: a new leader starts them over, which costs a few rounds, nothing more.
-_PARTIAL: dict[str, Count] = {}
-
-
 def _page(client: Minio, bucket: str, after: str | None) -> list[tuple[str, int]]:
     listing = client.list_objects(bucket, recursive=True, start_after=after)
     return [(o.object_name or "", o.size or 0) for o in islice(listing, PAGE)]
@@ -161,11 +156,12 @@ def count_versions(storage: Storage, bucket: str, count: Count, budget: int) -> 
     return storage.call("list_object_versions", bucket, _versions, storage.client, bucket, budget)
 
 
-def _due(session: Session, now: datetime, every: timedelta) -> list[StorageBucket]:
-    rows = list(session.scalars(select(StorageBucket).order_by(StorageBucket.name)))
-    due = [r for r in rows if r.name in _PARTIAL or r.usage_at is None or r.usage_at <= now - every]
+def _due(
+    rows: list[StorageBucket], partial: dict[str, Count], now: datetime, every: timedelta
+) -> list[StorageBucket]:
+    due = [r for r in rows if r.name in partial or r.usage_at is None or r.usage_at <= now - every]
     # Unfinished counts first, then the never counted, then the oldest count.
-    return sorted(due, key=lambda r: (r.name not in _PARTIAL, r.usage_at or datetime.min))
+    return sorted(due, key=lambda r: (r.name not in partial, r.usage_at or datetime.min))
 
 
 def tick(
@@ -180,19 +176,21 @@ def tick(
     ``budget`` listed entries; each bucket's outcome ("counted", "partial", or the error)."""
     now = now or utcnow()
     every = every or timedelta(seconds=storage.settings.count_interval_s)
-    known = set(session.scalars(select(StorageBucket.name)))
-    for gone in set(_PARTIAL) - known:
-        del _PARTIAL[gone]
+    # Unfinished counts are resumed from this app's memory (storage.rounds).
+    partial = storage.rounds.partial
+    rows = list(session.scalars(select(StorageBucket).order_by(StorageBucket.name)))
+    for gone in set(partial) - {row.name for row in rows}:
+        del partial[gone]
     outcome: dict[str, str] = {}
-    for row in _due(session, now, every):
+    for row in _due(rows, partial, now, every):
         if budget <= 0:
             break
-        count = _PARTIAL.pop(row.name, None) or Count()
+        count = partial.pop(row.name, None) or Count()
         try:
             finished, spent = count_latest(storage, row.name, count, budget)
             budget -= spent
             if not finished:
-                _PARTIAL[row.name] = count
+                partial[row.name] = count
                 outcome[row.name] = "partial"
                 break
             versions = count_versions(storage, row.name, count, budget)

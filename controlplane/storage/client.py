@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar, get_args
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, TypeVar, get_args
 
 import urllib3
 from minio import Minio
@@ -17,6 +18,9 @@ from controlplane.errors import Conflict, NotFound, Rejected, Unavailable
 from controlplane.settings import Settings, StorageSettings
 from controlplane.storage import metrics
 from controlplane.storage.usage import Usage
+
+if TYPE_CHECKING:
+    from controlplane.storage.analytics import Count
 
 T = TypeVar("T")
 
@@ -58,16 +62,28 @@ def _http() -> urllib3.PoolManager:
 
 
 @dataclass
+class Rounds:
+    """What the leader's storage rounds remember from one round to the next, in this app's
+    memory (a new leader starts over: each bucket's rules run once, an unfinished count
+    restarts). Per app, like the usage: two apps in one process must not purge each
+    other's as buckets they do not know."""
+
+    lifecycle_ran: dict[str, datetime] = field(default_factory=dict)  # bucket -> last run
+    partial: dict[str, Count] = field(default_factory=dict)  # bucket -> unfinished count
+
+
+@dataclass
 class Storage:
     """The primary S3 endpoint (``s3``), the mirror endpoint (``storage.mirror_*``; the
-    primary when unset), storage's settings and the usage its writes moved. Built once per
-    app (``Storage.of``)."""
+    primary when unset), storage's settings, the usage its writes moved and what its
+    rounds remember. Built once per app (``Storage.of``)."""
 
     client: Minio
     mirror: Minio
     settings: StorageSettings
     endpoint: str
     usage: Usage = field(default_factory=Usage)
+    rounds: Rounds = field(default_factory=Rounds)
 
     @classmethod
     def of(cls, settings: Settings) -> Storage | None:

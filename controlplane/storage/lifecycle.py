@@ -43,9 +43,6 @@ MAX_REPORTED = 200  # doomed entries kept in an answer and in the audit
 DELETE_BATCH = 1000  # entries in one DeleteObjects request (S3's limit)
 ACTOR = "coreplane:lifecycle"
 _FIELDS = {"id", "prefix", "expire_days", "noncurrent_days", "enabled"}
-# When the leader's round last applied each bucket's rules: this process's memory, so a new
-# leader runs each bucket once at its start (analytics keeps its partial counts the same way).
-_LAST_RUN: dict[str, datetime] = {}
 
 
 @dataclass(frozen=True)
@@ -335,12 +332,13 @@ def tick(session: Session, storage: Storage, *, now: datetime | None = None,
     (logged; the others still run). Each bucket's outcome: "ran", "capped" or the error."""
     now = now or utcnow()
     every = every or timedelta(seconds=storage.settings.lifecycle_interval_s)
+    ran = storage.rounds.lifecycle_ran  # this app's memory: a new leader runs each bucket once
     rows = session.scalars(select(StorageBucket).order_by(StorageBucket.name)).all()
-    for gone in set(_LAST_RUN) - {row.name for row in rows}:
-        del _LAST_RUN[gone]
+    for gone in set(ran) - {row.name for row in rows}:
+        del ran[gone]
     outcome: dict[str, str] = {}
     for row in rows:
-        if not row.lifecycle or not due(_LAST_RUN.get(row.name), now, every):
+        if not row.lifecycle or not due(ran.get(row.name), now, every):
             continue  # no rules (all disabled: run lists nothing and records nothing)
         try:
             with session.begin_nested():
@@ -350,9 +348,9 @@ def tick(session: Session, storage: Storage, *, now: datetime | None = None,
             outcome[row.name] = f"{type(exc).__name__}: {exc}"
             continue
         if answer["capped"] and answer["deleted"]:
-            _LAST_RUN.pop(row.name, None)
+            ran.pop(row.name, None)
             outcome[row.name] = "capped"
         else:
-            _LAST_RUN[row.name] = now
+            ran[row.name] = now
             outcome[row.name] = "ran"
     return outcome
