@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from controlplane.app import create_app
 from controlplane.settings import MessagingSettings
 from tests.support.messaging_topology import publish
+from tests.support.problems import fields
 from tests.support.rabbitmq import queue_info, rabbit_vhost
 from tests.support.stores import ADMIN, make_settings, migrated_store
 from tests.support.timing import until
@@ -47,10 +48,6 @@ def ended(client: TestClient, action_id: str) -> dict:
         return action if action["state"] in ("succeeded", "failed", "cancelled") else None
 
     return until(f"action {action_id} to end", done, 30, 0.1)
-
-
-def fields(answer) -> list[str]:
-    return [e.get("field") for e in answer.json().get("errors") or []]
 
 
 def actions_count(client: TestClient) -> int:
