@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from email.utils import format_datetime
-from typing import Any, Literal
+from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
@@ -58,7 +58,7 @@ class GrantIn(BaseModel):
     subject: str = Field(
         min_length=1, max_length=120, description="user:<name> or role:<viewer|operator|admin>"
     )
-    level: Literal["read", "write", "admin"]
+    level: access.Level
 
 
 class CopyIn(BaseModel):

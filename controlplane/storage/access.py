@@ -16,6 +16,7 @@ a bucket needs the operator role; its creator gets admin on it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -26,7 +27,8 @@ from controlplane.errors import Forbidden, NotFound, Rejected, TooLarge
 from controlplane.store.models import StorageBucket, StorageGrant
 from controlplane.users import ROLES
 
-LEVELS = ("read", "write", "admin")
+Level = Literal["read", "write", "admin"]  # lowest first; the API's type too
+LEVELS: tuple[str, ...] = get_args(Level)
 RANK = {level: rank for rank, level in enumerate(LEVELS, start=1)}
 MAX_GRANTS = 200  # per bucket
 
