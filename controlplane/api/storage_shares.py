@@ -142,11 +142,11 @@ Token = Annotated[str, Path(description="The share link's token.")]
 
 
 def _answer(request: Request, opened: shares.Opened) -> Response:
-    """A link's state as HTTP, in one place: 302 to the URL, 200 live (HEAD), 404 unknown,
+    """A link's state as HTTP, in one place: 302 to the URL, 200 active (HEAD), 404 unknown,
     410 for any other dead state."""
     if opened.url is not None:
         return RedirectResponse(opened.url, 302, headers=PRIVATE)
-    if opened.state == "live":
+    if opened.state == "active":
         return Response(status_code=200, headers=PRIVATE)
     status = 404 if opened.state == "unknown" else 410
     phrase = HTTPStatus(status).phrase

@@ -340,10 +340,10 @@ def revoke(
 
 @dataclass(frozen=True)
 class Opened:
-    """What opening a link came to: its ``state`` ("live", or why it is dead: unknown,
-    expired, revoked, exhausted, missing), a sentence for the person who opened it, and
-    the presigned ``url`` when a download was counted. The HTTP edge gives each state its
-    status."""
+    """What opening a link came to: its ``state`` ("active", as in ``STATES``, or why it is
+    dead: unknown, expired, revoked, exhausted, missing), a sentence for the person who
+    opened it, and the presigned ``url`` when a download was counted. The HTTP edge gives
+    each state its status."""
 
     state: str
     detail: str
@@ -374,7 +374,7 @@ def look_up(session: Session, token: str, now: datetime) -> tuple[StorageShare |
     state = state_of(share, now)
     if state != "active":
         return share, _dead(state)
-    return share, Opened("live", "this share link is live")
+    return share, Opened(state, "this share link is live")
 
 
 def open_link(
@@ -385,7 +385,7 @@ def open_link(
     concurrent openers never take more downloads than are left. An object deleted since
     the link was made is "missing", and costs no download."""
     share, opened = look_up(session, token, now)
-    if share is None or opened.state != "live":
+    if share is None or opened.state != "active":
         return opened
     try:
         objects.stat(storage, share.bucket, share.key, version_id=share.version_id)
@@ -412,7 +412,7 @@ def open_link(
         session, actor=f"share:{share.id}", action="storage.share.download", target=share.bucket,
         client=client, details={"key": share.key, "version_id": share.version_id, "download": taken},
     )  # fmt: skip
-    return Opened("live", "redirecting to the object", url)
+    return Opened("active", "redirecting to the object", url)
 
 
 def _presign_download(storage: Storage, share: StorageShare) -> str:
