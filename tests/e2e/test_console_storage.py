@@ -139,7 +139,9 @@ def test_the_bucket_list_asks_the_server_nothing_and_the_bucket_page_does(consol
     url, clients, _raw, made = console
     olga = clients["olga"]
     bucket = _create(olga, made)
-    asked = ("get_bucket_versioning", "get_bucket_encryption", "get_bucket_tags")
+    # What buckets.summary asks and the serve's own rounds never do (its usage round asks a
+    # new bucket's versioning at any moment, so counting that op would race with it).
+    asked = ("get_bucket_encryption", "get_bucket_tags")
     before = [_calls(url, bucket, op) for op in asked]
     page = olga.get("/storage").text
     assert f'<tr data-bucket="{bucket}">' in page
