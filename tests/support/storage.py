@@ -21,7 +21,6 @@ from controlplane.app import create_app
 from controlplane.settings import Settings, StorageSettings
 from controlplane.storage import buckets
 from controlplane.store.models import StorageBucket, StorageMirror
-from tests.support.problems import fields as fields  # the storage tests take it from here
 from tests.support.services import require
 from tests.support.stores import ADMIN, make_settings, migrated_store
 

@@ -17,7 +17,8 @@ from controlplane.schemas.ingest import MetricPointIn
 from controlplane.storage import analytics, metrics
 from controlplane.store.models import InfrastructureMetric, StorageBucket
 from controlplane.store.writes import upsert_rollups, write_points
-from tests.support.storage import bucket_name, fields, raw_client, storage_api, token
+from tests.support.problems import fields
+from tests.support.storage import bucket_name, raw_client, storage_api, token
 
 # key -> size; the prefixes by bytes: img/ 4,500 (one of them put straight to the server),
 # logs/ 5,000, the root 100.

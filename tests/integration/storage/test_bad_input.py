@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.storage import bucket_name, fields, storage_api
+from tests.support.problems import fields
+from tests.support.storage import bucket_name, storage_api
 
 MIB = 1024 * 1024
 

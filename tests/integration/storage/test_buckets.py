@@ -18,7 +18,8 @@ from controlplane.store.models import (
     StorageMirrorVersion,
     StorageShare,
 )
-from tests.support.storage import bucket_name, fields, mirror_of, purge, run_mirror, storage_api, token
+from tests.support.problems import fields
+from tests.support.storage import bucket_name, mirror_of, purge, run_mirror, storage_api, token
 
 GIB = 1024**3
 

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from controlplane.storage import access
 from controlplane.store.models import StorageBucket
-from tests.support.storage import fields, managed, mirrored, raw_put, raw_read, session_of, token
+from tests.support.problems import fields
+from tests.support.storage import managed, mirrored, raw_put, raw_read, session_of, token
 
 MB = 1024 * 1024
 

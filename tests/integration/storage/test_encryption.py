@@ -10,7 +10,8 @@ import os
 
 from fastapi.testclient import TestClient
 
-from tests.support.storage import bucket_name, fields, raw_client, token
+from tests.support.problems import fields
+from tests.support.storage import bucket_name, raw_client, token
 
 API = "/api/v1/storage"
 SSE_C = "X-Coreplane-SSE-C-Key"

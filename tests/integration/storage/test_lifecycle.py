@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from controlplane.clock import utcnow
 from controlplane.storage import lifecycle, metrics
 from controlplane.store.models import AuditEntry, StorageBucket
-from tests.support.storage import bucket_name, fields, token
+from tests.support.problems import fields
+from tests.support.storage import bucket_name, token
 
 API = "/api/v1/storage"
 RULES = [

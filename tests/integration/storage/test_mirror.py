@@ -18,9 +18,9 @@ from sqlalchemy import select
 from controlplane.clock import utcnow
 from controlplane.storage import access
 from controlplane.store.models import AuditEntry, StorageMirror
+from tests.support.problems import fields
 from tests.support.storage import (
     bucket_name,
-    fields,
     managed,
     mirror_of,
     raw_put,

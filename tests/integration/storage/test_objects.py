@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from controlplane.storage import metrics
 from controlplane.store.models import StorageBucket
-from tests.support.storage import bucket_name, fields
+from tests.support.problems import fields
+from tests.support.storage import bucket_name
 
 MIB = 1024 * 1024
 

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from controlplane.storage import access
 from controlplane.store.models import AuditEntry, StorageBucket
-from tests.support.storage import bucket_name, fields, managed, mirrored, raw_put, raw_read, session_of, token
+from tests.support.problems import fields
+from tests.support.storage import bucket_name, managed, mirrored, raw_put, raw_read, session_of, token
 from tests.support.timing import until
 
 

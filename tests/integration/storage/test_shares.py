@@ -24,7 +24,8 @@ from controlplane.errors import Conflict, NotFound
 from controlplane.storage import shares
 from controlplane.storage.access import Caller
 from controlplane.store.models import AuditEntry, StorageShare
-from tests.support.storage import bucket_name, fields, storage_api, token
+from tests.support.problems import fields
+from tests.support.storage import bucket_name, storage_api, token
 from tests.support.timing import until
 
 BODY = b"shared bytes \x00\x01" * 100

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from controlplane.storage import versions as versions_module
 from controlplane.store.models import AuditEntry
-from tests.support.storage import bucket_name, fields, token
+from tests.support.problems import fields
+from tests.support.storage import bucket_name, token
 
 API = "/api/v1/storage"
 
