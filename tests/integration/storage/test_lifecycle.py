@@ -114,11 +114,7 @@ def test_dry_run_then_apply_expires_current_objects_and_noncurrent_versions(api:
 def test_a_delete_the_server_refuses_is_listed_and_what_went_is_audited(
     api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bucket = make_bucket(api)
-    rules = [{"id": "tmp", "prefix": "tmp/", "expire_days": 1}]
-    assert api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": rules}).status_code == 200
-    put(api, bucket, "tmp/a", b"a")
-    put(api, bucket, "tmp/b", b"b")
+    bucket = _expiring_tmp(api, "tmp/a", "tmp/b")
     client = api.app.state.storage.client  # type: ignore[attr-defined]
     real, requests = client.remove_objects, []
 
@@ -143,11 +139,7 @@ def test_a_delete_the_server_refuses_is_listed_and_what_went_is_audited(
 def test_a_server_gone_after_a_batch_went_fails_the_rest_and_audits_what_went(
     api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bucket = make_bucket(api)
-    rules = [{"id": "tmp", "prefix": "tmp/", "expire_days": 1}]
-    assert api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": rules}).status_code == 200
-    for key in ("tmp/a", "tmp/b", "tmp/c"):
-        put(api, bucket, key, key.encode())
+    bucket = _expiring_tmp(api, "tmp/a", "tmp/b", "tmp/c")
     monkeypatch.setattr(lifecycle, "DELETE_BATCH", 1)  # a request per object, to fail the second
     client = api.app.state.storage.client  # type: ignore[attr-defined]
     real, requests = client.remove_objects, []
@@ -166,6 +158,16 @@ def test_a_server_gone_after_a_batch_went_fails_the_rest_and_audits_what_went(
     assert all("did not answer" in f["error"] for f in done["failed"])
     assert api.get(f"{API}/{bucket}/objects/tmp/a").status_code == 404
     assert _audited_runs(api, bucket) == [(1, done["failed"])]
+
+
+def _expiring_tmp(api: TestClient, *keys: str) -> str:
+    """A bucket whose tmp/ expires after a day, holding ``keys`` (each key its own body)."""
+    bucket = make_bucket(api)
+    rules = [{"id": "tmp", "prefix": "tmp/", "expire_days": 1}]
+    assert api.put(f"{API}/buckets/{bucket}/lifecycle", json={"rules": rules}).status_code == 200
+    for key in keys:
+        put(api, bucket, key, key.encode())
+    return bucket
 
 
 def _audited_runs(api: TestClient, bucket: str) -> list[tuple[int, list[dict[str, Any]]]]:
